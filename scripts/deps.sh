@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the host tools acpidiag uses, from Debian packages, when missing.
+set -euo pipefail
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v iasl >/dev/null || need+=(acpica-tools)
+command -v acpiexec >/dev/null || need+=(acpica-tools)
+[ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "deps: qemu-system-x86, acpica-tools and ovmf are present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "deps: installing ${need[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
