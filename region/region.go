@@ -136,6 +136,14 @@ const (
 	CmdSetPeriod uint32 = 2
 )
 
+// Period range, in deciseconds, that the generator accepts for the tick and
+// that the AML accepts for CmdSetPeriod (anything else is ResultBadArg):
+// 100 ms to 1 hour.
+const (
+	MinPeriod uint32 = 1
+	MaxPeriod uint32 = 36000
+)
+
 // Mailbox results written by the AML into MbxResult.
 const (
 	ResultOK       uint32 = 1
