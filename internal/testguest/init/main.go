@@ -1,0 +1,518 @@
+// Command init is the /init (PID 1) of acpidiag's bundled test guest: a tiny
+// Linux userspace that loads the pvpanic modules, writes an application
+// heartbeat into the diagnostic region through the ivshmem BAR, and then
+// behaves as the kernel command line asks (stay alive, panic, livelock every
+// CPU, reboot, hang only userspace, ...).
+//
+// It is built static (CGO_ENABLED=0) by testguest.Build and packed into an
+// initramfs with the pvpanic modules under /modules. Options are read from
+// /proc/cmdline (options with a dot are never passed to init by the kernel);
+// docs/testguest.md lists them. Every console line starts with
+// "acpidiag-guest: ". PID 1 must never exit (the kernel panics when it does),
+// so after its behaviour it sleeps forever.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/acpidiag/acpidiag/region"
+)
+
+const prefix = "acpidiag-guest: "
+
+// spinArg is argv[1] of the child processes that busy-loop on one CPU
+// (livelock and uhang modes): /init spinArg CPU rt|normal.
+const spinArg = "--acpidiag-spin"
+
+func logf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintf(os.Stdout, "%s%s\n", prefix, msg)
+	// Also into the kernel log (notice level: not echoed to a quiet console),
+	// so a panic record in ERST shows what the guest was doing.
+	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		fmt.Fprintf(f, "<5>%s%s\n", prefix, msg)
+		f.Close()
+	}
+}
+
+func main() {
+	if len(os.Args) == 4 && os.Args[1] == spinArg {
+		spinChild(os.Args[2], os.Args[3])
+		return
+	}
+	if os.Getpid() != 1 {
+		fmt.Fprintf(os.Stderr, "%sthis program is the test guest's /init and must run as PID 1 (pid %d)\n", prefix, os.Getpid())
+		os.Exit(2)
+	}
+	run()
+	// PID 1 must never return.
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// options are the acpidiag.* kernel command-line options.
+type options struct {
+	mode        string
+	after       time.Duration
+	app         bool
+	appPeriod   time.Duration
+	appSlot     int
+	appTag      string
+	debug       bool
+	debugPeriod time.Duration
+}
+
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang"}
+
+func defaultOptions() options {
+	return options{
+		mode:        "alive",
+		after:       5 * time.Second,
+		app:         true,
+		appPeriod:   500 * time.Millisecond,
+		appSlot:     0,
+		appTag:      "testapp",
+		debugPeriod: 3 * time.Second,
+	}
+}
+
+// parseOptions reads the acpidiag.* words of a kernel command line. A bad
+// value is reported in the returned problems and the default kept: PID 1
+// cannot give up.
+func parseOptions(cmdline string) (options, []string) {
+	o := defaultOptions()
+	var problems []string
+	bad := func(k, v string, err error) {
+		problems = append(problems, fmt.Sprintf("bad option %s=%q: %v (keeping default)", k, v, err))
+	}
+	for _, w := range strings.Fields(cmdline) {
+		k, v, _ := strings.Cut(w, "=")
+		if !strings.HasPrefix(k, "acpidiag.") {
+			continue
+		}
+		switch k {
+		case "acpidiag.mode":
+			ok := false
+			for _, m := range modes {
+				ok = ok || m == v
+			}
+			if !ok {
+				bad(k, v, fmt.Errorf("want one of %s", strings.Join(modes, "|")))
+				continue
+			}
+			o.mode = v
+		case "acpidiag.after", "acpidiag.app_period", "acpidiag.debug_period":
+			d, err := time.ParseDuration(v)
+			if err == nil && d < 0 {
+				err = errors.New("negative duration")
+			}
+			if err == nil && k != "acpidiag.after" && d < time.Millisecond {
+				err = errors.New("period below 1ms")
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			switch k {
+			case "acpidiag.after":
+				o.after = d
+			case "acpidiag.app_period":
+				o.appPeriod = d
+			default:
+				o.debugPeriod = d
+			}
+		case "acpidiag.app", "acpidiag.debug":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			if k == "acpidiag.app" {
+				o.app = b
+			} else {
+				o.debug = b
+			}
+		case "acpidiag.app_slot":
+			n, err := strconv.Atoi(v)
+			if err == nil {
+				_, err = region.SlotOffset(n)
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.appSlot = n
+		case "acpidiag.app_tag":
+			if len(v) > region.SlotTagLen {
+				bad(k, v, fmt.Errorf("longer than %d bytes", region.SlotTagLen))
+				continue
+			}
+			o.appTag = v
+		default:
+			problems = append(problems, fmt.Sprintf("unknown option %s (ignored)", k))
+		}
+	}
+	return o, problems
+}
+
+func run() {
+	mounts()
+	logf("ready (pid 1, %d CPU(s), kernel %s)", runtime.NumCPU(), kernelRelease())
+	if err := os.WriteFile("/proc/sys/kernel/sysrq", []byte("1\n"), 0); err != nil {
+		logf("cannot set kernel.sysrq=1: %v", err)
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		logf("cannot read /proc/cmdline: %v (using defaults)", err)
+	}
+	o, problems := parseOptions(string(cmdline))
+	for _, p := range problems {
+		logf("%s", p)
+	}
+	loadModules("/modules")
+	reportPvpanic()
+
+	var bar []byte
+	if dev, b, err := mapRegion(); err != nil {
+		logf("ivshmem region: %v; carrying on without it", err)
+	} else {
+		logf("ivshmem region: %s resource2 mapped (%d bytes)", dev, len(b))
+		bar = b
+	}
+	var hb *heartbeat
+	if bar != nil && o.app {
+		hb = startHeartbeat(bar, o)
+	}
+	if bar != nil && o.debug {
+		go debugLoop(bar, o)
+	}
+
+	logf("mode %s after %s", o.mode, o.after)
+	if o.mode == "alive" {
+		return
+	}
+	time.Sleep(o.after)
+	switch o.mode {
+	case "panic":
+		logf("panicking now (echo c > /proc/sysrq-trigger)")
+		if err := os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0); err != nil {
+			logf("panic failed: %v", err)
+		}
+	case "oops":
+		oops()
+	case "livelock":
+		livelock()
+	case "reboot":
+		logf("rebooting now")
+		unix.Sync()
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+			logf("reboot failed: %v", err)
+		}
+	case "poweroff":
+		logf("powering off now")
+		unix.Sync()
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+			logf("poweroff failed: %v", err)
+		}
+	case "uhang":
+		if hb != nil {
+			hb.stop()
+		}
+		logf("userspace hung now: application heartbeat stopped, busy loops at normal priority on every CPU; the kernel keeps running")
+		spawnSpinners("normal")
+	}
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func mounts() {
+	for _, m := range []struct{ src, dir, fs string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			logf("mkdir %s: %v", m.dir, err)
+		}
+		if err := unix.Mount(m.src, m.dir, m.fs, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			logf("mount %s on %s: %v", m.fs, m.dir, err)
+		}
+	}
+}
+
+// loadModules loads every *.ko* under dir with finit_module, retrying until
+// no more load: pvpanic-mmio.ko and pvpanic-pci.ko need symbols from
+// pvpanic.ko, and the directory order does not say so.
+func loadModules(dir string) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.ko*"))
+	if err != nil || len(names) == 0 {
+		logf("no kernel modules in %s", dir)
+		return
+	}
+	sort.Strings(names)
+	pending := names
+	var lastErr = map[string]error{}
+	for len(pending) > 0 {
+		var next []string
+		for _, p := range pending {
+			if err := finitModule(p); err != nil {
+				lastErr[p] = err
+				next = append(next, p)
+				continue
+			}
+			logf("module %s loaded", filepath.Base(p))
+		}
+		if len(next) == len(pending) {
+			for _, p := range next {
+				logf("module %s not loaded: %v", filepath.Base(p), lastErr[p])
+			}
+			break
+		}
+		pending = next
+	}
+}
+
+func finitModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	flags := 0
+	if strings.HasSuffix(path, ".xz") || strings.HasSuffix(path, ".zst") || strings.HasSuffix(path, ".gz") {
+		flags |= unix.MODULE_INIT_COMPRESSED_FILE
+	}
+	err = unix.FinitModule(int(f.Fd()), "", flags)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
+}
+
+// reportPvpanic says which pvpanic devices a driver is bound to.
+func reportPvpanic() {
+	var bound []string
+	for _, d := range []string{"/sys/bus/platform/drivers/pvpanic-mmio", "/sys/bus/pci/drivers/pvpanic-pci"} {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if e.Type()&os.ModeSymlink == 0 || e.Name() == "module" {
+				continue
+			}
+			bound = append(bound, fmt.Sprintf("%s (%s)", e.Name(), filepath.Base(d)))
+		}
+	}
+	if len(bound) == 0 {
+		acpi := ""
+		if _, err := os.Stat("/sys/bus/acpi/devices/QEMU0001:00"); err == nil {
+			acpi = " (ACPI device QEMU0001:00 present but unbound)"
+		}
+		logf("pvpanic: no device bound%s", acpi)
+		return
+	}
+	logf("pvpanic bound: %s", strings.Join(bound, ", "))
+}
+
+// mapRegion finds the ivshmem-plain device (1af4:1110) and maps its BAR2.
+func mapRegion() (string, []byte, error) {
+	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
+	for _, d := range devs {
+		if readTrim(filepath.Join(d, "vendor")) != "0x1af4" || readTrim(filepath.Join(d, "device")) != "0x1110" {
+			continue
+		}
+		res := filepath.Join(d, "resource2")
+		f, err := os.OpenFile(res, os.O_RDWR|os.O_SYNC, 0)
+		if err != nil {
+			return "", nil, fmt.Errorf("ivshmem %s: %w", filepath.Base(d), err)
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return "", nil, fmt.Errorf("ivshmem %s: %w", filepath.Base(d), err)
+		}
+		size := st.Size()
+		if size < region.HeaderSize {
+			return "", nil, fmt.Errorf("ivshmem %s: resource2 is %d bytes, below the region header size %d", filepath.Base(d), size, region.HeaderSize)
+		}
+		if size > 1<<30 {
+			size = 1 << 30
+		}
+		b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return "", nil, fmt.Errorf("ivshmem %s: mmap resource2: %w", filepath.Base(d), err)
+		}
+		return filepath.Base(d), b, nil
+	}
+	return "", nil, errors.New("no ivshmem device (1af4:1110) under /sys/bus/pci/devices")
+}
+
+func readTrim(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// word returns a pointer to the 32-bit word at off in the mapped BAR.
+func word(bar []byte, off uint32) *uint32 {
+	return (*uint32)(unsafe.Pointer(&bar[off]))
+}
+
+type heartbeat struct{ stopped atomic.Bool }
+
+func (h *heartbeat) stop() { h.stopped.Store(true) }
+
+// startHeartbeat writes the application slot: tag and promised period first,
+// then the beat counter, incremented every period.
+func startHeartbeat(bar []byte, o options) *heartbeat {
+	off, _ := region.SlotOffset(o.appSlot) // validated by parseOptions
+	var tag [region.SlotTagLen]byte
+	copy(tag[:], o.appTag)
+	for i := 0; i < region.SlotTagLen; i += 4 {
+		v := uint32(tag[i]) | uint32(tag[i+1])<<8 | uint32(tag[i+2])<<16 | uint32(tag[i+3])<<24
+		atomic.StoreUint32(word(bar, off+region.SlotTag+uint32(i)), v)
+	}
+	ms := o.appPeriod.Milliseconds()
+	if ms > 1<<31 {
+		ms = 1 << 31
+	}
+	atomic.StoreUint32(word(bar, off+region.SlotPeriodMs), uint32(ms))
+	beat := word(bar, off+region.SlotBeat)
+	atomic.StoreUint32(beat, 0)
+	h := &heartbeat{}
+	logf("heartbeat started: slot %d tag %q every %s", o.appSlot, o.appTag, o.appPeriod)
+	go func() {
+		t := time.NewTicker(o.appPeriod)
+		defer t.Stop()
+		for range t.C {
+			if h.stopped.Load() {
+				logf("heartbeat stopped at beat %d", atomic.LoadUint32(beat))
+				return
+			}
+			atomic.AddUint32(beat, 1)
+		}
+	}()
+	return h
+}
+
+// debugLoop prints the region header words the guest sees through the BAR.
+func debugLoop(bar []byte, o options) {
+	off, _ := region.SlotOffset(o.appSlot)
+	for {
+		rd := func(o uint32) uint32 { return atomic.LoadUint32(word(bar, o)) }
+		logf("region: magic=%#08x version=%d seq=%d ticks=%d boots=%d period=%d timer_lo=%d osi=%#x mbx_ack=%d app_beat=%d",
+			rd(region.OffMagic), rd(region.OffVersion), rd(region.OffSeq), rd(region.OffTicks), rd(region.OffBoots),
+			rd(region.OffPeriod), rd(region.OffTimerLo), rd(region.OffOSI), rd(region.OffMbxAck), rd(off+region.SlotBeat))
+		time.Sleep(o.debugPeriod)
+	}
+}
+
+// oops makes the kernel oops. A stock Debian kernel offers no userspace
+// trigger for a real oops (no lkdtm); when a module named oops*.ko* is in
+// /modules/extra (its init dereferences NULL) it is loaded, otherwise the
+// guest says so and stays alive.
+func oops() {
+	names, _ := filepath.Glob("/modules/extra/oops*.ko*")
+	if len(names) == 0 {
+		logf("oops mode: no oops module in /modules/extra; staying alive")
+		return
+	}
+	logf("oopsing now (loading %s)", filepath.Base(names[0]))
+	if err := finitModule(names[0]); err != nil {
+		logf("oops module: %v", err)
+	}
+}
+
+// livelock takes every CPU with an unthrottled SCHED_FIFO 99 busy loop.
+func livelock() {
+	if err := os.WriteFile("/proc/sys/kernel/sched_rt_runtime_us", []byte("-1\n"), 0); err != nil {
+		logf("cannot set sched_rt_runtime_us=-1: %v", err)
+	}
+	logf("livelocking every CPU now (SCHED_FIFO 99, sched_rt_runtime_us=-1)")
+	spawnSpinners("rt")
+}
+
+// spawnSpinners starts one child process per CPU, each pinned to its CPU and
+// busy looping. Separate processes keep PID 1's Go runtime out of the loops;
+// asyncpreemptoff keeps the Go scheduler from parking a spinning thread.
+func spawnSpinners(kind string) {
+	var cpus []int
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err == nil {
+		for cpu := 0; cpu < len(set)*64; cpu++ {
+			if set.IsSet(cpu) {
+				cpus = append(cpus, cpu)
+			}
+		}
+	}
+	if len(cpus) == 0 {
+		for cpu := 0; cpu < runtime.NumCPU(); cpu++ {
+			cpus = append(cpus, cpu)
+		}
+	}
+	for _, cpu := range cpus {
+		cmd := exec.Command("/init", spinArg, strconv.Itoa(cpu), kind)
+		cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			logf("spinner for CPU %d: %v", cpu, err)
+			continue
+		}
+		go cmd.Wait() //nolint:errcheck // reaped only; spinners never exit
+	}
+}
+
+var sink uint64
+
+// spinChild is the busy loop of one spinner process.
+func spinChild(cpuArg, kind string) {
+	runtime.LockOSThread()
+	cpu, err := strconv.Atoi(cpuArg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%sspinner: bad CPU %q\n", prefix, cpuArg)
+		os.Exit(2)
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		fmt.Fprintf(os.Stdout, "%sspinner CPU %d: sched_setaffinity: %v\n", prefix, cpu, err)
+	}
+	if kind == "rt" {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 99}
+		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+			fmt.Fprintf(os.Stdout, "%sspinner CPU %d: SCHED_FIFO 99: %v\n", prefix, cpu, err)
+		}
+	}
+	fmt.Fprintf(os.Stdout, "%sspinning on CPU %d (%s)\n", prefix, cpu, kind)
+	x := uint64(cpu)
+	for {
+		x = x*6364136223846793005 + 1442695040888963407
+		if x == 0 {
+			sink = x
+		}
+	}
+}

@@ -1,0 +1,188 @@
+// Package testguest is acpidiag's bundled test guest: a Debian Linux kernel
+// (fetched and cached by scripts/fetch-kernel.sh, found by Kernel) and an
+// initramfs (built by Build) whose /init is the small Go program in
+// internal/testguest/init. The guest loads the pvpanic modules, writes an
+// application heartbeat into the diagnostic region through the ivshmem BAR,
+// and then stays alive, panics, livelocks every CPU, reboots, powers off or
+// hangs only its userspace, as its kernel command line (BootArgs) says.
+//
+// End-to-end tests and `diagvm demo` boot it under QEMU. It lives under
+// internal/ rather than fixtures/ because the demo, a non-test program, needs
+// it. docs/testguest.md describes the guest's options and console lines.
+package testguest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Guest modes, the values of the acpidiag.mode kernel option.
+const (
+	// ModeAlive keeps the guest alive with its application heartbeat.
+	ModeAlive = "alive"
+	// ModePanic panics the kernel (echo c > /proc/sysrq-trigger) after the delay.
+	ModePanic = "panic"
+	// ModeOops loads an oops module from /modules/extra if the initramfs has
+	// one; a stock Debian kernel has no userspace oops trigger, so without
+	// one the guest says so and stays alive.
+	ModeOops = "oops"
+	// ModeLivelock takes every CPU with an unthrottled SCHED_FIFO 99 busy
+	// loop (sched_rt_runtime_us=-1): kernel work, and so the AML tick, stops.
+	ModeLivelock = "livelock"
+	// ModeReboot restarts the guest (reboot(2), LINUX_REBOOT_CMD_RESTART).
+	// With QEMU's -no-reboot, QEMU exits instead.
+	ModeReboot = "reboot"
+	// ModePoweroff powers the guest off cleanly (LINUX_REBOOT_CMD_POWER_OFF).
+	ModePoweroff = "poweroff"
+	// ModeUhang hangs only userspace: the application heartbeat stops and
+	// normal-priority busy loops run on every CPU; the kernel, and so the AML
+	// tick, keeps running.
+	ModeUhang = "uhang"
+)
+
+// Modes lists every guest mode.
+var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang}
+
+// AppTag is the tag the guest writes into its application slot by default.
+const AppTag = "testapp"
+
+// DefaultAppPeriod is the guest's default application heartbeat period.
+const DefaultAppPeriod = 500 * time.Millisecond
+
+// ErrNoKernel is wrapped by the errors Kernel returns when the guest kernel
+// is not cached; tests skip on it (and fail under CI).
+var ErrNoKernel = errors.New("guest kernel not cached (run `make guest` or scripts/fetch-kernel.sh)")
+
+// KernelFiles are the cached guest kernel and its pvpanic modules.
+type KernelFiles struct {
+	// Vmlinuz is the path of the kernel image (QEMU -kernel).
+	Vmlinuz string
+	// Modules are the paths of the pvpanic modules, pvpanic.ko first.
+	Modules []string
+	// Version is the kernel release, e.g. "6.1.0-56-amd64".
+	Version string
+}
+
+// ManifestError reports a malformed kernel cache manifest.
+type ManifestError struct {
+	Path string
+	Line int // 1-based; 0 when the error is about the whole file
+	Msg  string
+}
+
+func (e *ManifestError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("testguest: kernel manifest %s line %d: %s", e.Path, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("testguest: kernel manifest %s: %s", e.Path, e.Msg)
+}
+
+// CacheDir returns the cache directory shared with scripts/fetch-kernel.sh:
+// $ACPIDIAG_CACHE, else $HOME/.cache/acpidiag.
+func CacheDir() (string, error) {
+	if d := os.Getenv("ACPIDIAG_CACHE"); d != "" {
+		return d, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("testguest: no cache directory: set ACPIDIAG_CACHE or HOME: %w", err)
+	}
+	return filepath.Join(home, ".cache", "acpidiag"), nil
+}
+
+// Kernel finds the guest kernel cached by scripts/fetch-kernel.sh in
+// CacheDir()/kernel. A missing cache gives an error wrapping ErrNoKernel.
+func Kernel() (KernelFiles, error) {
+	dir, err := CacheDir()
+	if err != nil {
+		return KernelFiles{}, fmt.Errorf("%w: %w", ErrNoKernel, err)
+	}
+	return KernelIn(filepath.Join(dir, "kernel"))
+}
+
+// KernelIn reads the kernel cache in dir (the directory holding the
+// manifest written by scripts/fetch-kernel.sh) and checks that every file it
+// names exists.
+func KernelIn(dir string) (KernelFiles, error) {
+	path := filepath.Join(dir, "manifest")
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return KernelFiles{}, fmt.Errorf("testguest: %w: %s is missing", ErrNoKernel, path)
+		}
+		return KernelFiles{}, fmt.Errorf("testguest: reading kernel manifest: %w", err)
+	}
+	defer f.Close()
+	var k KernelFiles
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		key, val, ok := strings.Cut(text, "=")
+		if !ok || val == "" {
+			return KernelFiles{}, &ManifestError{path, line, fmt.Sprintf("want key=value, got %q", text)}
+		}
+		if key == "vmlinuz" || key == "module" {
+			if filepath.IsAbs(val) || strings.Contains(val, "..") {
+				return KernelFiles{}, &ManifestError{path, line, fmt.Sprintf("%s path %q must be relative to the cache and stay inside it", key, val)}
+			}
+			val = filepath.Join(dir, val)
+			if _, err := os.Stat(val); err != nil {
+				return KernelFiles{}, fmt.Errorf("testguest: %w: manifest %s line %d names a missing file: %w", ErrNoKernel, path, line, err)
+			}
+		}
+		switch key {
+		case "version":
+			k.Version = val
+		case "vmlinuz":
+			k.Vmlinuz = val
+		case "module":
+			k.Modules = append(k.Modules, val)
+		case "package":
+		default:
+			return KernelFiles{}, &ManifestError{path, line, fmt.Sprintf("unknown key %q", key)}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return KernelFiles{}, fmt.Errorf("testguest: reading kernel manifest %s: %w", path, err)
+	}
+	switch {
+	case k.Vmlinuz == "":
+		return KernelFiles{}, &ManifestError{path, 0, "no vmlinuz= line"}
+	case len(k.Modules) == 0:
+		return KernelFiles{}, &ManifestError{path, 0, "no module= line (the pvpanic modules)"}
+	case k.Version == "":
+		return KernelFiles{}, &ManifestError{path, 0, "no version= line"}
+	}
+	return k, nil
+}
+
+// BootArgs returns the guest kernel command line for a mode (one of Modes;
+// "" leaves the guest's default, alive) acted on after the given delay, with
+// extra words appended (e.g. "acpidiag.debug=1", "thermal.tzp=1",
+// "pstore.compress=none", "oops=panic").
+//
+// The base is: console on ttyS0, panic=-1 (reboot at once on panic, so QEMU
+// with -no-reboot exits), loglevel=4 (warnings and worse reach the console:
+// panics and oopses do, the boot chatter does not). thermal.tzp is not set:
+// the SSDT's _TZP decides the tick period.
+func BootArgs(mode string, after time.Duration, extra ...string) string {
+	words := []string{"console=ttyS0", "panic=-1", "loglevel=4"}
+	if mode != "" {
+		words = append(words, "acpidiag.mode="+mode)
+	}
+	if after >= 0 {
+		words = append(words, "acpidiag.after="+after.String())
+	}
+	words = append(words, extra...)
+	return strings.Join(words, " ")
+}
