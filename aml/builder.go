@@ -1,0 +1,415 @@
+package aml
+
+import "fmt"
+
+// ObjectType is the object type of an External declaration (the
+// ObjectTypeKeyword of ASL, encoded as one byte).
+type ObjectType byte
+
+// Object types (ACPI 6.5 section 19.6.96, table "Object types").
+const (
+	UnknownObj     ObjectType = 0
+	IntObj         ObjectType = 1
+	StrObj         ObjectType = 2
+	BuffObj        ObjectType = 3
+	PkgObj         ObjectType = 4
+	FieldUnitObj   ObjectType = 5
+	DeviceObj      ObjectType = 6
+	EventObj       ObjectType = 7
+	MethodObj      ObjectType = 8
+	MutexObj       ObjectType = 9
+	OpRegionObj    ObjectType = 10
+	PowerResObj    ObjectType = 11
+	ProcessorObj   ObjectType = 12
+	ThermalZoneObj ObjectType = 13
+	BuffFieldObj   ObjectType = 14
+	DDBHandleObj   ObjectType = 15
+)
+
+// RegionSpace is the address space of an OperationRegion.
+type RegionSpace byte
+
+// Region spaces (ACPI 6.5 section 19.6.100).
+const (
+	SystemMemory        RegionSpace = 0x00
+	SystemIO            RegionSpace = 0x01
+	PCIConfig           RegionSpace = 0x02
+	EmbeddedControl     RegionSpace = 0x03
+	SMBus               RegionSpace = 0x04
+	SystemCMOS          RegionSpace = 0x05
+	PCIBARTarget        RegionSpace = 0x06
+	IPMI                RegionSpace = 0x07
+	GeneralPurposeIO    RegionSpace = 0x08
+	GenericSerialBus    RegionSpace = 0x09
+	PCC                 RegionSpace = 0x0A
+	PlatformRtMechanism RegionSpace = 0x0B
+	FFixedHW            RegionSpace = 0x7F
+)
+
+// AccessType is the access width of a Field (bits 0-3 of FieldFlags).
+type AccessType byte
+
+// Access types.
+const (
+	AnyAcc    AccessType = 0
+	ByteAcc   AccessType = 1
+	WordAcc   AccessType = 2
+	DWordAcc  AccessType = 3
+	QWordAcc  AccessType = 4
+	BufferAcc AccessType = 5
+)
+
+// UpdateRule says what a Field write does with the bits of the access
+// width outside the field unit (bits 5-6 of FieldFlags).
+type UpdateRule byte
+
+// Update rules.
+const (
+	Preserve     UpdateRule = 0
+	WriteAsOnes  UpdateRule = 1
+	WriteAsZeros UpdateRule = 2
+)
+
+// ---------------------------------------------------------------------------
+// Named containers: Scope, Device, ThermalZone, Method, PowerResource
+
+type containerTerm struct {
+	construct string
+	code      [2]byte
+	ncode     uint8
+	path      string
+	head      [3]byte // bytes after the name (method flags, power resource level/order)
+	nhead     uint8
+	check     error // argument error found by the constructor, reported at encode time
+	terms     []Term
+}
+
+// AppendAML appends Op PkgLength NameString [head] TermList.
+func (c *containerTerm) AppendAML(b []byte) ([]byte, error) {
+	if c.check != nil {
+		return b, newErr(c.construct, c.path, c.check)
+	}
+	b = append(b, c.code[:c.ncode]...)
+	b, at := openPkg(b)
+	b, err := appendName(b, c.path, c.construct)
+	if err != nil {
+		return b, err
+	}
+	b = append(b, c.head[:c.nhead]...)
+	if b, err = appendTerms(b, c.terms); err != nil {
+		return b, within(err, c.path)
+	}
+	if b, err = closePkg(b, at); err != nil {
+		return b, newErr(c.construct, c.path, err)
+	}
+	return b, nil
+}
+
+// Scope returns Scope(path) {terms}.
+func Scope(path string, terms ...Term) Term {
+	return &containerTerm{construct: "Scope", code: [2]byte{ScopeOp}, ncode: 1, path: path, terms: terms}
+}
+
+// Device returns Device(path) {terms}.
+func Device(path string, terms ...Term) Term {
+	return &containerTerm{construct: "Device", code: [2]byte{ExtOpPrefix, DeviceOp}, ncode: 2, path: path, terms: terms}
+}
+
+// ThermalZone returns ThermalZone(path) {terms}.
+func ThermalZone(path string, terms ...Term) Term {
+	return &containerTerm{construct: "ThermalZone", code: [2]byte{ExtOpPrefix, ThermalZoneOp}, ncode: 2, path: path, terms: terms}
+}
+
+// PowerResource returns PowerResource(path, systemLevel, resourceOrder) {terms}.
+func PowerResource(path string, systemLevel byte, resourceOrder uint16, terms ...Term) Term {
+	return &containerTerm{construct: "PowerResource", code: [2]byte{ExtOpPrefix, PowerResOp}, ncode: 2, path: path,
+		head: [3]byte{systemLevel, byte(resourceOrder), byte(resourceOrder >> 8)}, nhead: 3, terms: terms}
+}
+
+// MaxSyncLevel is the largest method or mutex synchronization level.
+const MaxSyncLevel = 15
+
+// Method returns Method(path, nargs, Serialized|NotSerialized, syncLevel)
+// {terms}. nargs is 0-7 and syncLevel 0-15; other values are encode errors.
+func Method(path string, nargs int, serialized bool, syncLevel int, terms ...Term) Term {
+	c := &containerTerm{construct: "Method", code: [2]byte{MethodOp}, ncode: 1, path: path, nhead: 1, terms: terms}
+	switch {
+	case nargs < 0 || nargs > MaxArgs:
+		c.check = fmt.Errorf("argument count %d, want 0-%d: %w", nargs, MaxArgs, ErrOutOfRange)
+	case syncLevel < 0 || syncLevel > MaxSyncLevel:
+		c.check = fmt.Errorf("sync level %d, want 0-%d: %w", syncLevel, MaxSyncLevel, ErrOutOfRange)
+	}
+	flags := byte(nargs&7) | byte(syncLevel&15)<<4
+	if serialized {
+		flags |= 1 << 3
+	}
+	c.head[0] = flags
+	return c
+}
+
+// ---------------------------------------------------------------------------
+// Other named objects
+
+type nameTerm struct {
+	path  string
+	value Term
+}
+
+// Name returns Name(path, value): value is a data object (Int, Str, Buffer,
+// Package, ...).
+func Name(path string, value Term) Term { return &nameTerm{path: path, value: value} }
+
+// AppendAML appends NameOp NameString DataRefObject.
+func (n *nameTerm) AppendAML(b []byte) ([]byte, error) {
+	b = append(b, NameOp)
+	b, err := appendName(b, n.path, "Name")
+	if err != nil {
+		return b, err
+	}
+	if n.value == nil {
+		return b, newErr("Name", n.path, fmt.Errorf("value: %w", ErrNilTerm))
+	}
+	if b, err = n.value.AppendAML(b); err != nil {
+		return b, within(err, n.path)
+	}
+	return b, nil
+}
+
+type externalTerm struct {
+	path  string
+	typ   ObjectType
+	nargs int
+}
+
+// External returns External(path, type): a declaration of an object defined
+// in another table. nargs is the argument count of a MethodObj (0-7) and
+// must be 0 for other types.
+func External(path string, t ObjectType, nargs int) Term {
+	return &externalTerm{path: path, typ: t, nargs: nargs}
+}
+
+// AppendAML appends ExternalOp NameString ObjectType ArgumentCount.
+func (e *externalTerm) AppendAML(b []byte) ([]byte, error) {
+	if e.typ > DDBHandleObj {
+		return b, newErr("External", e.path, fmt.Errorf("object type %d, want 0-%d: %w", e.typ, DDBHandleObj, ErrOutOfRange))
+	}
+	if e.nargs < 0 || e.nargs > MaxArgs || (e.typ != MethodObj && e.nargs != 0) {
+		return b, newErr("External", e.path, fmt.Errorf("argument count %d for object type %d: %w", e.nargs, e.typ, ErrOutOfRange))
+	}
+	b = append(b, ExternalOp)
+	b, err := appendName(b, e.path, "External")
+	if err != nil {
+		return b, err
+	}
+	return append(b, byte(e.typ), byte(e.nargs)), nil
+}
+
+type opRegionTerm struct {
+	path           string
+	space          RegionSpace
+	offset, length Term
+}
+
+// OperationRegion returns OperationRegion(path, space, offset, length).
+// offset and length are any integer terms: constants (Int) or run-time
+// values (Local, Arg, a name).
+func OperationRegion(path string, space RegionSpace, offset, length Term) Term {
+	return &opRegionTerm{path: path, space: space, offset: offset, length: length}
+}
+
+// AppendAML appends ExtOp OpRegionOp NameString RegionSpace Offset Length.
+func (o *opRegionTerm) AppendAML(b []byte) ([]byte, error) {
+	if o.space > PlatformRtMechanism && o.space < 0x80 && o.space != FFixedHW {
+		return b, newErr("OperationRegion", o.path, fmt.Errorf("region space 0x%02X is reserved: %w", byte(o.space), ErrOutOfRange))
+	}
+	b = append(b, ExtOpPrefix, OpRegionOp)
+	b, err := appendName(b, o.path, "OperationRegion")
+	if err != nil {
+		return b, err
+	}
+	b = append(b, byte(o.space))
+	if b, err = appendArg(b, o.offset, "OperationRegion", o.path, "offset"); err != nil {
+		return b, err
+	}
+	return appendArg(b, o.length, "OperationRegion", o.path, "length")
+}
+
+type mutexTerm struct {
+	path  string
+	level int
+}
+
+// Mutex returns Mutex(path, syncLevel) (syncLevel 0-15).
+func Mutex(path string, syncLevel int) Term { return &mutexTerm{path: path, level: syncLevel} }
+
+// AppendAML appends ExtOp MutexOp NameString SyncFlags.
+func (m *mutexTerm) AppendAML(b []byte) ([]byte, error) {
+	if m.level < 0 || m.level > MaxSyncLevel {
+		return b, newErr("Mutex", m.path, fmt.Errorf("sync level %d, want 0-%d: %w", m.level, MaxSyncLevel, ErrOutOfRange))
+	}
+	b = append(b, ExtOpPrefix, MutexOp)
+	b, err := appendName(b, m.path, "Mutex")
+	if err != nil {
+		return b, err
+	}
+	return append(b, byte(m.level)), nil
+}
+
+type eventTerm string
+
+// Event returns Event(path).
+func Event(path string) Term { return eventTerm(path) }
+
+// AppendAML appends ExtOp EventOp NameString.
+func (e eventTerm) AppendAML(b []byte) ([]byte, error) {
+	return appendName(append(b, ExtOpPrefix, EventOp), string(e), "Event")
+}
+
+type aliasTerm struct{ src, alias string }
+
+// Alias returns Alias(src, alias).
+func Alias(src, alias string) Term { return &aliasTerm{src: src, alias: alias} }
+
+// AppendAML appends AliasOp NameString NameString.
+func (a *aliasTerm) AppendAML(b []byte) ([]byte, error) {
+	b, err := appendName(append(b, AliasOp), a.src, "Alias")
+	if err != nil {
+		return b, err
+	}
+	return appendName(b, a.alias, "Alias")
+}
+
+// ---------------------------------------------------------------------------
+// Fields
+
+type fieldKind uint8
+
+const (
+	fieldUnit fieldKind = iota + 1
+	fieldReserved
+	fieldOffset
+	fieldAccess
+)
+
+// FieldElement is one element of a Field's list: a named unit, reserved
+// bits, an Offset or an AccessAs. Build it with FieldUnit, Reserved, Offset
+// or AccessAs; the zero value is invalid.
+type FieldElement struct {
+	kind   fieldKind
+	name   string
+	n      int // bits (unit, reserved) or byte offset
+	access AccessType
+	attrib byte
+}
+
+// FieldUnit is a named field unit of bits bits (1..2^28-1); name is a
+// single NameSeg ("TICK", "AB" = "AB__").
+func FieldUnit(name string, bits int) FieldElement {
+	return FieldElement{kind: fieldUnit, name: name, n: bits}
+}
+
+// Reserved skips bits bits (ASL ", 8" with no name).
+func Reserved(bits int) FieldElement { return FieldElement{kind: fieldReserved, n: bits} }
+
+// Offset moves to byteOffset bytes from the start of the region. Like iasl,
+// it is encoded as reserved bits up to there (nothing when already there);
+// an offset before the current position is an encode error.
+func Offset(byteOffset int) FieldElement { return FieldElement{kind: fieldOffset, n: byteOffset} }
+
+// AccessAs changes the access type (and attribute byte) for the units that
+// follow (ASL "AccessAs (ByteAcc, attrib)").
+func AccessAs(access AccessType, attrib byte) FieldElement {
+	return FieldElement{kind: fieldAccess, access: access, attrib: attrib}
+}
+
+type fieldTerm struct {
+	region string
+	flags  byte
+	check  error
+	elems  []FieldElement
+}
+
+// maxFieldBits is the largest bit offset a field list may reach (ACPICA keeps
+// field bit offsets in 32 bits).
+const maxFieldBits = 1<<32 - 1
+
+// Field returns Field(region, access, lock, update) {elems}: named units over
+// an OperationRegion.
+func Field(region string, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
+	f := &fieldTerm{region: region, elems: elems}
+	switch {
+	case access > BufferAcc:
+		f.check = fmt.Errorf("access type %d, want 0-%d: %w", access, BufferAcc, ErrOutOfRange)
+	case update > WriteAsZeros:
+		f.check = fmt.Errorf("update rule %d, want 0-2: %w", update, ErrOutOfRange)
+	}
+	f.flags = byte(access) | byte(update)<<5
+	if lock {
+		f.flags |= 1 << 4
+	}
+	return f
+}
+
+// AppendAML appends ExtOp FieldOp PkgLength NameString FieldFlags FieldList.
+func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
+	if f.check != nil {
+		return b, newErr("Field", f.region, f.check)
+	}
+	b = append(b, ExtOpPrefix, FieldOp)
+	b, at := openPkg(b)
+	b, err := appendName(b, f.region, "Field")
+	if err != nil {
+		return b, err
+	}
+	b = append(b, f.flags)
+	pos := 0 // current bit offset
+	for i, e := range f.elems {
+		bad := func(format string, args ...any) error {
+			return newErr("Field", f.region, fmt.Errorf("element %d: "+format, append([]any{i}, args...)...))
+		}
+		switch e.kind {
+		case fieldUnit, fieldReserved:
+			if e.n <= 0 || e.n > MaxPkgLength {
+				return b, bad("width %d bits, want 1-%d: %w", e.n, MaxPkgLength, ErrOutOfRange)
+			}
+			if pos+e.n > maxFieldBits {
+				return b, bad("unit ends at bit %d, beyond the 32-bit bit offset space: %w", pos+e.n, ErrFieldOffset)
+			}
+			if e.kind == fieldUnit {
+				if b, err = appendNameSeg(b, e.name, "Field"); err != nil {
+					return b, within(err, f.region)
+				}
+			} else {
+				b = append(b, 0x00)
+			}
+			b, _ = AppendPkgLengthValue(b, e.n)
+			pos += e.n
+		case fieldOffset:
+			if e.n < 0 || e.n > maxFieldBits/8 {
+				return b, bad("Offset(0x%X) out of range: %w", e.n, ErrFieldOffset)
+			}
+			target := e.n * 8
+			if target < pos {
+				return b, bad("Offset(0x%X) is before the current position (bit %d, byte 0x%X): %w", e.n, pos, pos/8, ErrFieldOffset)
+			}
+			for gap := target - pos; gap > 0; {
+				n := min(gap, MaxPkgLength)
+				b = append(b, 0x00)
+				b, _ = AppendPkgLengthValue(b, n)
+				gap -= n
+			}
+			pos = target
+		case fieldAccess:
+			if e.access > BufferAcc {
+				return b, bad("access type %d, want 0-%d: %w", e.access, BufferAcc, ErrOutOfRange)
+			}
+			b = append(b, 0x01, byte(e.access), e.attrib)
+		default:
+			return b, bad("zero FieldElement (use FieldUnit, Reserved, Offset or AccessAs): %w", ErrBadOperand)
+		}
+	}
+	if b, err = closePkg(b, at); err != nil {
+		return b, newErr("Field", f.region, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,30 @@
+// Package aml encodes and decodes ACPI Machine Language (AML), the bytecode
+// of DSDT and SSDT tables (ACPI 6.5 chapter 20).
+//
+// The encoder is a typed builder: every AML construct is a Go constructor
+// returning a Term, and terms nest the way ASL does. Encode walks the tree
+// once, appending to a single growing []byte; the PkgLength of a package
+// (Scope, Device, Method, If, Buffer, Field, ...) is written after its body,
+// moving the body when the length needs more than one byte, as QEMU's
+// aml-build does. Bad input never panics: Encode returns an *EncodeError
+// naming the construct, the name it defines or references, the enclosing
+// named objects and the problem (which wraps one of the Err* sentinels).
+//
+// Names are Go strings in ASL syntax ("\\_SB.PCI0", "^^FOO", "AB" for
+// "AB__"), validated at encode time. Integers are encoded like iasl does
+// with its default integer optimization (Zero, One, Ones, then the smallest
+// Byte/Word/DWord/QWord prefix). The encodings are checked byte for byte
+// against iasl in the golden tests (fixtures/aml/*.asl, compiled with
+// "iasl -on" so that iasl keeps name paths as written).
+//
+// Differences from iasl to keep in mind:
+//   - iasl gathers every External into one "If (Zero) {...}" block at the
+//     start of the table; External here encodes the bare ExternalOp where
+//     it is placed. Wrap them in If(Zero, ...) to get iasl's layout.
+//   - ASL "Return ()" is Return(Zero) here (what iasl emits).
+//   - LNotEqual, LLessEqual and LGreaterEqual are LNot of LEqual, LGreater
+//     and LLess, as in iasl.
+//
+// This package knows nothing about diagnostics, regions or QEMU; it only
+// deals with AML. The table header (DefinitionBlock) belongs to package acpi.
+package aml

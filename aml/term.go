@@ -1,0 +1,749 @@
+package aml
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrBadOperand: an operand of the wrong kind, e.g. a literal where the AML
+// grammar requires a SuperName (a storable location) as the target.
+var ErrBadOperand = errors.New("bad operand")
+
+// ---------------------------------------------------------------------------
+// Constants and integers
+
+// ConstObj is one of the AML constant objects Zero, One and Ones.
+type ConstObj byte
+
+// The AML constant objects. Ones is all bits set at the interpreter's
+// integer width (0xFFFFFFFF under a revision-1 DSDT, 2^64-1 otherwise).
+const (
+	Zero ConstObj = ZeroOp
+	One  ConstObj = OneOp
+	Ones ConstObj = OnesOp
+)
+
+// AppendAML appends the constant's opcode.
+func (c ConstObj) AppendAML(b []byte) ([]byte, error) {
+	switch c {
+	case Zero, One, Ones:
+		return append(b, byte(c)), nil
+	}
+	return b, newErr("ConstObj", "", fmt.Errorf("0x%02X is not Zero, One or Ones: %w", byte(c), ErrOutOfRange))
+}
+
+type intTerm uint64
+
+// Int returns an integer constant encoded the way iasl encodes it (with
+// integer optimization on): 0 as Zero, 1 as One, 2^64-1 as Ones, otherwise
+// with the smallest of BytePrefix, WordPrefix, DWordPrefix and QWordPrefix
+// that holds v. Note that 0xFFFFFFFF is a DWordPrefix constant (iasl only
+// turns it into Ones in a revision-1 table).
+func Int(v uint64) Term { return intTerm(v) }
+
+// AppendAML appends the integer constant.
+func (v intTerm) AppendAML(b []byte) ([]byte, error) { return appendInt(b, uint64(v)), nil }
+
+func appendInt(b []byte, v uint64) []byte {
+	switch {
+	case v == 0:
+		return append(b, ZeroOp)
+	case v == 1:
+		return append(b, OneOp)
+	case v == math.MaxUint64:
+		return append(b, OnesOp)
+	case v <= 0xFF:
+		return append(b, BytePrefix, byte(v))
+	case v <= 0xFFFF:
+		return append(b, WordPrefix, byte(v), byte(v>>8))
+	case v <= 0xFFFFFFFF:
+		return append(b, DWordPrefix, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+	}
+	return append(b, QWordPrefix, byte(v), byte(v>>8), byte(v>>16), byte(v>>24),
+		byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56))
+}
+
+// ---------------------------------------------------------------------------
+// Strings, buffers, packages
+
+type strTerm string
+
+// Str returns a string constant. Every byte must be in 0x01-0x7F (AML
+// strings are NUL-terminated ASCII).
+func Str(s string) Term { return strTerm(s) }
+
+// AppendAML appends StringPrefix, the characters and the NUL terminator.
+func (s strTerm) AppendAML(b []byte) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 || s[i] > 0x7F {
+			return b, newErr("String", "", fmt.Errorf("byte 0x%02X at offset %d: %w", s[i], i, ErrBadString))
+		}
+	}
+	b = append(b, StringPrefix)
+	b = append(b, s...)
+	return append(b, 0), nil
+}
+
+type bufTerm struct {
+	size Term // nil: len(data)
+	data []byte
+}
+
+// Buffer returns a buffer object initialised with data; its size is
+// len(data) (ASL "Buffer () {...}").
+func Buffer(data []byte) Term { return &bufTerm{data: data} }
+
+// BufferN returns a buffer of size bytes (any integer term: a constant, a
+// Local, an Arg or a name) whose first bytes are init (ASL
+// "Buffer (size) {init}"). A constant size smaller than len(init) is an
+// encode error.
+func BufferN(size Term, init []byte) Term {
+	if size == nil {
+		return &bufTerm{size: nilTerm{}, data: init}
+	}
+	return &bufTerm{size: size, data: init}
+}
+
+// nilTerm stands for a nil operand given to a constructor that otherwise
+// treats nil specially; it always fails to encode.
+type nilTerm struct{}
+
+func (nilTerm) AppendAML(b []byte) ([]byte, error) { return b, newErr("Term", "", ErrNilTerm) }
+
+// AppendAML appends BufferOp, PkgLength, the size and the initial bytes.
+func (t *bufTerm) AppendAML(b []byte) ([]byte, error) {
+	b = append(b, BufferOp)
+	b, at := openPkg(b)
+	var err error
+	if t.size == nil {
+		b = appendInt(b, uint64(len(t.data)))
+	} else {
+		if n, ok := t.size.(intTerm); ok && uint64(n) < uint64(len(t.data)) {
+			return b, newErr("Buffer", "", fmt.Errorf("size %d is smaller than the %d initial bytes: %w", uint64(n), len(t.data), ErrTooLong))
+		}
+		if b, err = t.size.AppendAML(b); err != nil {
+			return b, err
+		}
+	}
+	b = append(b, t.data...)
+	b, err = closePkg(b, at)
+	if err != nil {
+		return b, newErr("Buffer", "", err)
+	}
+	return b, nil
+}
+
+type pkgTerm struct {
+	count int  // NumElements for Package (-1: len(elems))
+	n     Term // VarNumElements for VarPackage
+	elems []Term
+}
+
+// MaxPackageElements is the largest NumElements of a Package (one byte);
+// larger packages need VarPackage.
+const MaxPackageElements = 255
+
+// Package returns a package of elems (ASL "Package () {...}"); at most 255.
+// Elements are data objects (Int, Str, Buffer, Package) or names.
+func Package(elems ...Term) Term { return &pkgTerm{count: -1, elems: elems} }
+
+// PackageN returns a package of n elements, the first of which are elems
+// (ASL "Package (n) {...}"); n must be in len(elems)..255.
+func PackageN(n int, elems ...Term) Term { return &pkgTerm{count: n, elems: elems} }
+
+// VarPackage returns a package whose element count is the term n (ASL
+// "Package (n) {...}" with n > 255 or not a constant), initialised with elems.
+func VarPackage(n Term, elems ...Term) Term {
+	if n == nil {
+		n = nilTerm{}
+	}
+	return &pkgTerm{n: n, elems: elems}
+}
+
+// AppendAML appends PackageOp/VarPackageOp, PkgLength, the count and the
+// elements.
+func (t *pkgTerm) AppendAML(b []byte) ([]byte, error) {
+	construct := "Package"
+	if t.n != nil {
+		construct = "VarPackage"
+		b = append(b, VarPackageOp)
+	} else {
+		b = append(b, PackageOp)
+	}
+	b, at := openPkg(b)
+	var err error
+	if t.n != nil {
+		if b, err = t.n.AppendAML(b); err != nil {
+			return b, err
+		}
+	} else {
+		cnt := t.count
+		if cnt < 0 {
+			cnt = len(t.elems)
+		}
+		if len(t.elems) > MaxPackageElements || cnt > MaxPackageElements {
+			return b, newErr(construct, "", fmt.Errorf("%d elements, at most %d (use VarPackage): %w", max(cnt, len(t.elems)), MaxPackageElements, ErrTooLong))
+		}
+		if cnt < len(t.elems) {
+			return b, newErr(construct, "", fmt.Errorf("count %d is smaller than the %d initial elements: %w", cnt, len(t.elems), ErrOutOfRange))
+		}
+		b = append(b, byte(cnt))
+	}
+	for i, e := range t.elems {
+		if e == nil {
+			return b, newErr(construct, "", fmt.Errorf("element %d: %w", i, ErrNilTerm))
+		}
+		if b, err = e.AppendAML(b); err != nil {
+			return b, err
+		}
+	}
+	if b, err = closePkg(b, at); err != nil {
+		return b, newErr(construct, "", err)
+	}
+	return b, nil
+}
+
+// Raw returns a term that appends data unchanged. It is an escape hatch for
+// constructs this package does not model (and for re-encoding bytes a
+// decoder kept opaque); nothing in data is checked.
+func Raw(data []byte) Term { return rawTerm(data) }
+
+type rawTerm []byte
+
+func (r rawTerm) AppendAML(b []byte) ([]byte, error) { return append(b, r...), nil }
+
+// ---------------------------------------------------------------------------
+// Locals, arguments and other argument-less objects
+
+type localTerm int
+
+// Local returns LocalN (n in 0..7; anything else is an encode error).
+func Local(n int) Term { return localTerm(n) }
+
+// AppendAML appends Local0Op+n.
+func (l localTerm) AppendAML(b []byte) ([]byte, error) {
+	if l < 0 || l > 7 {
+		return b, newErr("Local", "", fmt.Errorf("index %d, want 0-7: %w", int(l), ErrOutOfRange))
+	}
+	return append(b, Local0Op+byte(l)), nil
+}
+
+type argTerm int
+
+// Arg returns ArgN (n in 0..6; anything else is an encode error).
+func Arg(n int) Term { return argTerm(n) }
+
+// AppendAML appends Arg0Op+n.
+func (a argTerm) AppendAML(b []byte) ([]byte, error) {
+	if a < 0 || a > 6 {
+		return b, newErr("Arg", "", fmt.Errorf("index %d, want 0-6: %w", int(a), ErrOutOfRange))
+	}
+	return append(b, Arg0Op+byte(a)), nil
+}
+
+// simpleOp is an operator encoded as a single opcode byte.
+type simpleOp byte
+
+func (o simpleOp) AppendAML(b []byte) ([]byte, error) { return append(b, byte(o)), nil }
+
+// extOp is an operator encoded as ExtOpPrefix + one byte, without operands.
+type extOp byte
+
+func (o extOp) AppendAML(b []byte) ([]byte, error) { return append(b, ExtOpPrefix, byte(o)), nil }
+
+// Break returns the Break statement (leave the innermost While).
+func Break() Term { return simpleOp(BreakOp) }
+
+// Continue returns the Continue statement.
+func Continue() Term { return simpleOp(ContinueOp) }
+
+// Noop returns the Noop statement.
+func Noop() Term { return simpleOp(NoopOp) }
+
+// BreakPoint returns the BreakPoint statement.
+func BreakPoint() Term { return simpleOp(BreakPointOp) }
+
+// Timer returns the Timer() expression: a monotonic count in 100 ns units
+// (truncated to 32 bits under a revision-1 DSDT).
+func Timer() Term { return extOp(TimerOp) }
+
+// Revision returns the Revision expression (the interpreter's revision).
+func Revision() Term { return extOp(RevisionOp) }
+
+// Debug returns the Debug object (a store target that logs the value).
+func Debug() Term { return extOp(DebugOp) }
+
+// ---------------------------------------------------------------------------
+// Operators with operands
+
+// opTerm is an operator: 1-2 opcode bytes, up to 5 operands, optionally a
+// trailing name (CreateXField) or word (Acquire).
+type opTerm struct {
+	construct string
+	code      [2]byte
+	ncode     uint8
+	nargs     uint8
+	nullable  uint8 // bit i: operand i may be nil (Target => NullName)
+	super     uint8 // bit i: operand i must be a SuperName (not a literal)
+	args      [5]Term
+	name      string // trailing NameString (CreateXField), "" if none
+	word      int32  // trailing word (Acquire timeout), -1 if none
+}
+
+func newOp(construct string, op byte, args ...Term) *opTerm {
+	t := &opTerm{construct: construct, code: [2]byte{op}, ncode: 1, word: -1}
+	t.nargs = uint8(copy(t.args[:], args))
+	return t
+}
+
+func newExtOp(construct string, op byte, args ...Term) *opTerm {
+	t := &opTerm{construct: construct, code: [2]byte{ExtOpPrefix, op}, ncode: 2, word: -1}
+	t.nargs = uint8(copy(t.args[:], args))
+	return t
+}
+
+// isLiteral reports whether t is a data literal (not a storable location).
+func isLiteral(t Term) bool {
+	switch t.(type) {
+	case ConstObj, intTerm, strTerm, *bufTerm, *pkgTerm:
+		return true
+	}
+	return false
+}
+
+// AppendAML appends the opcode(s) and the operands in order.
+func (t *opTerm) AppendAML(b []byte) ([]byte, error) {
+	b = append(b, t.code[:t.ncode]...)
+	var err error
+	for i := 0; i < int(t.nargs); i++ {
+		a := t.args[i]
+		if a == nil {
+			if t.nullable&(1<<i) != 0 {
+				b = append(b, NullName)
+				continue
+			}
+			return b, newErr(t.construct, t.name, fmt.Errorf("operand %d: %w", i+1, ErrNilTerm))
+		}
+		if t.super&(1<<i) != 0 && isLiteral(a) {
+			return b, newErr(t.construct, t.name, fmt.Errorf("operand %d must be a name, Local, Arg, Debug or reference, not a constant: %w", i+1, ErrBadOperand))
+		}
+		if b, err = a.AppendAML(b); err != nil {
+			return b, err
+		}
+	}
+	if t.word >= 0 {
+		b = append(b, byte(t.word), byte(t.word>>8))
+	}
+	if t.name != "" {
+		if b, err = appendName(b, t.name, t.construct); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// binary builds "Op(a, b, target)" where target may be nil (NullName).
+func binary(construct string, op byte, a, b, target Term) Term {
+	t := newOp(construct, op, a, b, target)
+	t.nullable = 1 << 2
+	t.super = 1 << 2
+	return t
+}
+
+// Store returns Store(src, dst): dst is a name, Local, Arg, Debug or a
+// reference expression (Index, DerefOf, RefOf).
+func Store(src, dst Term) Term {
+	t := newOp("Store", StoreOp, src, dst)
+	t.super = 1 << 1
+	return t
+}
+
+// CopyObject returns CopyObject(src, dst).
+func CopyObject(src, dst Term) Term {
+	t := newOp("CopyObject", CopyObjectOp, src, dst)
+	t.super = 1 << 1
+	return t
+}
+
+// Add returns Add(a, b, target); a nil target discards the result (NullName).
+func Add(a, b, target Term) Term { return binary("Add", AddOp, a, b, target) }
+
+// Subtract returns Subtract(a, b, target).
+func Subtract(a, b, target Term) Term { return binary("Subtract", SubtractOp, a, b, target) }
+
+// Multiply returns Multiply(a, b, target).
+func Multiply(a, b, target Term) Term { return binary("Multiply", MultiplyOp, a, b, target) }
+
+// Mod returns Mod(a, b, target).
+func Mod(a, b, target Term) Term { return binary("Mod", ModOp, a, b, target) }
+
+// And returns And(a, b, target).
+func And(a, b, target Term) Term { return binary("And", AndOp, a, b, target) }
+
+// Or returns Or(a, b, target).
+func Or(a, b, target Term) Term { return binary("Or", OrOp, a, b, target) }
+
+// Xor returns Xor(a, b, target).
+func Xor(a, b, target Term) Term { return binary("Xor", XorOp, a, b, target) }
+
+// Nand returns NAnd(a, b, target).
+func Nand(a, b, target Term) Term { return binary("NAnd", NandOp, a, b, target) }
+
+// Nor returns NOr(a, b, target).
+func Nor(a, b, target Term) Term { return binary("NOr", NorOp, a, b, target) }
+
+// ShiftLeft returns ShiftLeft(a, count, target).
+func ShiftLeft(a, count, target Term) Term { return binary("ShiftLeft", ShiftLeftOp, a, count, target) }
+
+// ShiftRight returns ShiftRight(a, count, target).
+func ShiftRight(a, count, target Term) Term {
+	return binary("ShiftRight", ShiftRightOp, a, count, target)
+}
+
+// Concatenate returns Concatenate(a, b, target).
+func Concatenate(a, b, target Term) Term { return binary("Concatenate", ConcatOp, a, b, target) }
+
+// Index returns Index(src, idx, target): a reference to element idx of a
+// package, buffer or string; target may be nil.
+func Index(src, idx, target Term) Term { return binary("Index", IndexOp, src, idx, target) }
+
+// Divide returns Divide(dividend, divisor, remainder, quotient); remainder
+// and quotient may be nil.
+func Divide(dividend, divisor, remainder, quotient Term) Term {
+	t := newOp("Divide", DivideOp, dividend, divisor, remainder, quotient)
+	t.nullable = 1<<2 | 1<<3
+	t.super = 1<<2 | 1<<3
+	return t
+}
+
+// unaryTarget builds "Op(a, target)" with an optional target.
+func unaryTarget(construct string, op byte, a, target Term) Term {
+	t := newOp(construct, op, a, target)
+	t.nullable = 1 << 1
+	t.super = 1 << 1
+	return t
+}
+
+// Not returns Not(a, target) (bitwise complement).
+func Not(a, target Term) Term { return unaryTarget("Not", NotOp, a, target) }
+
+// FindSetLeftBit returns FindSetLeftBit(a, target).
+func FindSetLeftBit(a, target Term) Term {
+	return unaryTarget("FindSetLeftBit", FindSetLeftBitOp, a, target)
+}
+
+// FindSetRightBit returns FindSetRightBit(a, target).
+func FindSetRightBit(a, target Term) Term {
+	return unaryTarget("FindSetRightBit", FindSetRightBitOp, a, target)
+}
+
+// ToInteger returns ToInteger(a, target).
+func ToInteger(a, target Term) Term { return unaryTarget("ToInteger", ToIntegerOp, a, target) }
+
+// ToBuffer returns ToBuffer(a, target).
+func ToBuffer(a, target Term) Term { return unaryTarget("ToBuffer", ToBufferOp, a, target) }
+
+// ToHexString returns ToHexString(a, target).
+func ToHexString(a, target Term) Term { return unaryTarget("ToHexString", ToHexStringOp, a, target) }
+
+// ToDecimalString returns ToDecimalString(a, target).
+func ToDecimalString(a, target Term) Term {
+	return unaryTarget("ToDecimalString", ToDecimalStringOp, a, target)
+}
+
+// Increment returns Increment(t) (t is a name, Local or Arg).
+func Increment(t Term) Term {
+	o := newOp("Increment", IncrementOp, t)
+	o.super = 1
+	return o
+}
+
+// Decrement returns Decrement(t).
+func Decrement(t Term) Term {
+	o := newOp("Decrement", DecrementOp, t)
+	o.super = 1
+	return o
+}
+
+// DerefOf returns DerefOf(x).
+func DerefOf(x Term) Term { return newOp("DerefOf", DerefOfOp, x) }
+
+// RefOf returns RefOf(x).
+func RefOf(x Term) Term {
+	o := newOp("RefOf", RefOfOp, x)
+	o.super = 1
+	return o
+}
+
+// CondRefOf returns CondRefOf(x, target): true when x exists.
+func CondRefOf(x, target Term) Term {
+	t := newExtOp("CondRefOf", CondRefOfOp, x, target)
+	t.super = 1 | 1<<1
+	t.nullable = 1 << 1
+	return t
+}
+
+// SizeOf returns SizeOf(x).
+func SizeOf(x Term) Term {
+	o := newOp("SizeOf", SizeOfOp, x)
+	o.super = 1
+	return o
+}
+
+// ObjectTypeOf returns ObjectType(x) (the function is named ObjectTypeOf
+// because ObjectType is the type of External declarations).
+func ObjectTypeOf(x Term) Term {
+	o := newOp("ObjectType", ObjectTypeOp, x)
+	o.super = 1
+	return o
+}
+
+// LAnd returns LAnd(a, b).
+func LAnd(a, b Term) Term { return newOp("LAnd", LAndOp, a, b) }
+
+// LOr returns LOr(a, b).
+func LOr(a, b Term) Term { return newOp("LOr", LOrOp, a, b) }
+
+// LNot returns LNot(a).
+func LNot(a Term) Term { return newOp("LNot", LNotOp, a) }
+
+// LEqual returns LEqual(a, b).
+func LEqual(a, b Term) Term { return newOp("LEqual", LEqualOp, a, b) }
+
+// LGreater returns LGreater(a, b).
+func LGreater(a, b Term) Term { return newOp("LGreater", LGreaterOp, a, b) }
+
+// LLess returns LLess(a, b).
+func LLess(a, b Term) Term { return newOp("LLess", LLessOp, a, b) }
+
+// lnot2 encodes the composite comparisons the way iasl does: LNot + op.
+func lnot2(construct string, op byte, a, b Term) Term {
+	t := newOp(construct, LNotOp, a, b)
+	t.code[1] = op
+	t.ncode = 2
+	return t
+}
+
+// LNotEqual returns LNotEqual(a, b), encoded as LNot(LEqual(a, b)).
+func LNotEqual(a, b Term) Term { return lnot2("LNotEqual", LEqualOp, a, b) }
+
+// LLessEqual returns LLessEqual(a, b), encoded as LNot(LGreater(a, b)).
+func LLessEqual(a, b Term) Term { return lnot2("LLessEqual", LGreaterOp, a, b) }
+
+// LGreaterEqual returns LGreaterEqual(a, b), encoded as LNot(LLess(a, b)).
+func LGreaterEqual(a, b Term) Term { return lnot2("LGreaterEqual", LLessOp, a, b) }
+
+// Notify returns Notify(obj, value).
+func Notify(obj, value Term) Term {
+	t := newOp("Notify", NotifyOp, obj, value)
+	t.super = 1
+	return t
+}
+
+// Return returns Return(v).
+func Return(v Term) Term { return newOp("Return", ReturnOp, v) }
+
+// Sleep returns Sleep(ms).
+func Sleep(ms Term) Term { return newExtOp("Sleep", SleepOp, ms) }
+
+// Stall returns Stall(us).
+func Stall(us Term) Term { return newExtOp("Stall", StallOp, us) }
+
+// Acquire returns Acquire(mutex, timeout) (timeout in ms, 0xFFFF = forever).
+func Acquire(mutex Term, timeout uint16) Term {
+	t := newExtOp("Acquire", AcquireOp, mutex)
+	t.super = 1
+	t.word = int32(timeout)
+	return t
+}
+
+// Release returns Release(mutex).
+func Release(mutex Term) Term {
+	t := newExtOp("Release", ReleaseOp, mutex)
+	t.super = 1
+	return t
+}
+
+// Signal returns Signal(event).
+func Signal(event Term) Term {
+	t := newExtOp("Signal", SignalOp, event)
+	t.super = 1
+	return t
+}
+
+// Reset returns Reset(event).
+func Reset(event Term) Term {
+	t := newExtOp("Reset", ResetOp, event)
+	t.super = 1
+	return t
+}
+
+// Wait returns Wait(event, timeout).
+func Wait(event, timeout Term) Term {
+	t := newExtOp("Wait", WaitOp, event, timeout)
+	t.super = 1
+	return t
+}
+
+// createField builds CreateXField(src, index, name).
+func createField(construct string, op byte, src, index Term, name string) Term {
+	t := newOp(construct, op, src, index)
+	t.name = name
+	if name == "" {
+		t.name = "\x00" // rejected by appendName with a clear error
+	}
+	return t
+}
+
+// CreateDWordField returns CreateDWordField(src, byteIndex, name).
+func CreateDWordField(src, byteIndex Term, name string) Term {
+	return createField("CreateDWordField", CreateDWordFieldOp, src, byteIndex, name)
+}
+
+// CreateWordField returns CreateWordField(src, byteIndex, name).
+func CreateWordField(src, byteIndex Term, name string) Term {
+	return createField("CreateWordField", CreateWordFieldOp, src, byteIndex, name)
+}
+
+// CreateByteField returns CreateByteField(src, byteIndex, name).
+func CreateByteField(src, byteIndex Term, name string) Term {
+	return createField("CreateByteField", CreateByteFieldOp, src, byteIndex, name)
+}
+
+// CreateQWordField returns CreateQWordField(src, byteIndex, name).
+func CreateQWordField(src, byteIndex Term, name string) Term {
+	return createField("CreateQWordField", CreateQWordFieldOp, src, byteIndex, name)
+}
+
+// CreateBitField returns CreateBitField(src, bitIndex, name).
+func CreateBitField(src, bitIndex Term, name string) Term {
+	return createField("CreateBitField", CreateBitFieldOp, src, bitIndex, name)
+}
+
+// CreateField returns CreateField(src, bitIndex, numBits, name).
+func CreateField(src, bitIndex, numBits Term, name string) Term {
+	t := newExtOp("CreateField", CreateFieldOp, src, bitIndex, numBits)
+	t.name = name
+	if name == "" {
+		t.name = "\x00"
+	}
+	return t
+}
+
+// MaxArgs is the largest number of arguments of a method.
+const MaxArgs = 7
+
+type callTerm struct {
+	path string
+	args []Term
+}
+
+// Call returns the invocation of the method path with args (at most 7), e.g.
+// Call("\\_OSI", Str("Linux")). The callee's argument count is not known to
+// the encoder; the AML loader checks it.
+func Call(path string, args ...Term) Term { return &callTerm{path: path, args: args} }
+
+// AppendAML appends the method's name and its arguments.
+func (c *callTerm) AppendAML(b []byte) ([]byte, error) {
+	if len(c.args) > MaxArgs {
+		return b, newErr("MethodCall", c.path, fmt.Errorf("%d arguments, at most %d: %w", len(c.args), MaxArgs, ErrOutOfRange))
+	}
+	b, err := appendName(b, c.path, "MethodCall")
+	if err != nil {
+		return b, err
+	}
+	for i, a := range c.args {
+		if a == nil {
+			return b, newErr("MethodCall", c.path, fmt.Errorf("argument %d: %w", i, ErrNilTerm))
+		}
+		if b, err = a.AppendAML(b); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// ---------------------------------------------------------------------------
+// Control flow
+
+// IfTerm is an If statement, optionally followed by an Else.
+type IfTerm struct {
+	pred    Term
+	body    []Term
+	els     []Term
+	hasElse bool
+}
+
+// If returns If(pred) {terms}. Call Else on the result to add an Else
+// branch; an Else whose only term is another If is an ElseIf.
+func If(pred Term, terms ...Term) *IfTerm { return &IfTerm{pred: pred, body: terms} }
+
+// Else adds the Else branch to the If and returns it.
+func (t *IfTerm) Else(terms ...Term) Term {
+	t.els = terms
+	t.hasElse = true
+	return t
+}
+
+// ElseIf adds "Else { If (pred) {terms} }" and returns the inner If, on which
+// Else/ElseIf may be called again.
+func (t *IfTerm) ElseIf(pred Term, terms ...Term) *IfTerm {
+	inner := If(pred, terms...)
+	t.els = []Term{inner}
+	t.hasElse = true
+	return inner
+}
+
+// AppendAML appends IfOp PkgLength Predicate TermList, then the Else.
+func (t *IfTerm) AppendAML(b []byte) ([]byte, error) {
+	b = append(b, IfOp)
+	b, at := openPkg(b)
+	b, err := appendArg(b, t.pred, "If", "", "predicate")
+	if err != nil {
+		return b, err
+	}
+	if b, err = appendTerms(b, t.body); err != nil {
+		return b, err
+	}
+	if b, err = closePkg(b, at); err != nil {
+		return b, newErr("If", "", err)
+	}
+	if !t.hasElse {
+		return b, nil
+	}
+	b = append(b, ElseOp)
+	b, at = openPkg(b)
+	if b, err = appendTerms(b, t.els); err != nil {
+		return b, err
+	}
+	if b, err = closePkg(b, at); err != nil {
+		return b, newErr("Else", "", err)
+	}
+	return b, nil
+}
+
+type whileTerm struct {
+	pred Term
+	body []Term
+}
+
+// While returns While(pred) {terms}.
+func While(pred Term, terms ...Term) Term { return &whileTerm{pred: pred, body: terms} }
+
+// AppendAML appends WhileOp PkgLength Predicate TermList.
+func (t *whileTerm) AppendAML(b []byte) ([]byte, error) {
+	b = append(b, WhileOp)
+	b, at := openPkg(b)
+	b, err := appendArg(b, t.pred, "While", "", "predicate")
+	if err != nil {
+		return b, err
+	}
+	if b, err = appendTerms(b, t.body); err != nil {
+		return b, err
+	}
+	if b, err = closePkg(b, at); err != nil {
+		return b, newErr("While", "", err)
+	}
+	return b, nil
+}
