@@ -1,0 +1,281 @@
+package acpi
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acpidiag/acpidiag/region"
+)
+
+// Placement says where the diagnostic region lives in the guest.
+type Placement int
+
+const (
+	// PlaceIvshmem puts the region in BAR2 of an ivshmem-plain PCI device on
+	// the root bus; the AML finds the BAR at run time. It needs nothing in the
+	// guest and is the default.
+	PlaceIvshmem Placement = iota
+	// PlaceFixed puts the region at a fixed guest-physical address below
+	// 4 GiB (file-backed guest RAM the guest kernel leaves alone, e.g. with
+	// memmap=SIZE$ADDR).
+	PlaceFixed
+)
+
+func (p Placement) String() string {
+	switch p {
+	case PlaceIvshmem:
+		return "ivshmem"
+	case PlaceFixed:
+		return "fixed"
+	}
+	return fmt.Sprintf("Placement(%d)", int(p))
+}
+
+// Defaults used by DefaultConfig.
+const (
+	DefaultSlot       = 0x10
+	DefaultSize       = 64 << 10
+	DefaultTick       = time.Second
+	DefaultOEMID      = "ACPIDG"
+	DefaultTableID    = "DIAGSSDT"
+	DefaultZoneName   = "DIAG"
+	DefaultDeviceName = "DGIV"
+)
+
+// Tick range the generator accepts (the same range, in deciseconds, as
+// region.MinPeriod..region.MaxPeriod).
+const (
+	MinTick = time.Duration(region.MinPeriod) * 100 * time.Millisecond
+	MaxTick = time.Duration(region.MaxPeriod) * 100 * time.Millisecond
+)
+
+// Config describes the diagnostic SSDT to generate. The zero value is not
+// valid; start from DefaultConfig.
+type Config struct {
+	// Placement selects ivshmem (default) or a fixed address.
+	Placement Placement
+	// Slot is the PCI slot (device number, 0..31) of the ivshmem-plain
+	// device on the root bus (ivshmem placement only).
+	Slot uint8
+	// Address is the guest-physical address of the region (fixed placement
+	// only): page aligned, and Address+Size at most 4 GiB.
+	Address uint64
+	// Size is the region size in bytes: at least region.MinSize, a multiple
+	// of 4096, a power of two for ivshmem (it must equal the memory
+	// backend's size).
+	Size uint64
+	// Tick is the polling period reported by _TZP; deciseconds granularity,
+	// MinTick..MaxTick.
+	Tick time.Duration
+	// OEMID (1..6 printable ASCII) and TableID (1..8) go in the table header.
+	OEMID, TableID string
+	// ZoneName is the ThermalZone's name under \_TZ, DeviceName the ivshmem
+	// Device's name under \_SB.PCI0: 4 characters [A-Z0-9_], first not a
+	// digit nor '_', not a name QEMU's tables define.
+	ZoneName, DeviceName string
+}
+
+// DefaultConfig returns the default configuration: ivshmem at slot 0x10,
+// 64 KiB, a 1 s tick.
+func DefaultConfig() Config {
+	return Config{
+		Placement:  PlaceIvshmem,
+		Slot:       DefaultSlot,
+		Size:       DefaultSize,
+		Tick:       DefaultTick,
+		OEMID:      DefaultOEMID,
+		TableID:    DefaultTableID,
+		ZoneName:   DefaultZoneName,
+		DeviceName: DefaultDeviceName,
+	}
+}
+
+// ConfigError reports an invalid Config field: which field, its value, and
+// what to change.
+type ConfigError struct {
+	Field string // Config field name, e.g. "Size"
+	Value string // the offending value, formatted
+	Msg   string // what is wrong and what to do
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("acpi: config %s=%s: %s", e.Field, e.Value, e.Msg)
+}
+
+// ErrConfig is matched by errors.Is for every *ConfigError.
+var ErrConfig = errors.New("invalid SSDT configuration")
+
+// Is makes errors.Is(err, ErrConfig) true for a *ConfigError.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+func cfgErr(field string, v any, format string, args ...any) error {
+	var val string
+	switch x := v.(type) {
+	case string:
+		val = strconv.Quote(x)
+	case uint64:
+		val = fmt.Sprintf("%#x", x)
+	default:
+		val = fmt.Sprint(x)
+	}
+	return &ConfigError{Field: field, Value: val, Msg: fmt.Sprintf(format, args...)}
+}
+
+// internalNames are the ACPI names the generated SSDT declares besides the
+// zone, the device and the region fields (see ssdt.go).
+var internalNames = []string{nameFirst, namePeriod, nameBase, namePCIRegion, nameMemRegion,
+	namePCIIDs, namePCICmd, namePCIBAR2, namePCIBAR3}
+
+// qemuPCI0Names are the names QEMU 7.2's pc and q35 tables define directly
+// under \_SB.PCI0 (collected from every DSDT/SSDT in the shared fixtures,
+// see TestQEMUNamesCovered). QEMU also names a device per slot S<devfn>_
+// (two hex digits), refused by pattern.
+var qemuPCI0Names = []string{"AIDX", "B0EJ", "BLCK", "BNMR", "BNUM", "BSEL", "DVNT", "FWCF",
+	"GPE0", "MHPD", "PCEJ", "PCID", "PCIU", "PCNT", "PCST", "PDSM", "PHPR", "PIDX", "PRES",
+	"PRTA", "PRTP", "SEJ_"}
+
+func isQEMUSlotName(n string) bool {
+	return len(n) == 4 && n[0] == 'S' && isHex(n[1]) && isHex(n[2]) && n[3] == '_'
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
+
+func checkName(field, n string) error {
+	if len(n) != 4 {
+		return cfgErr(field, n, "an ACPI name must be exactly 4 characters (pad with '_')")
+	}
+	for i := 0; i < 4; i++ {
+		c := n[i]
+		ok := c >= 'A' && c <= 'Z' || c == '_' || (i > 0 && c >= '0' && c <= '9')
+		if !ok {
+			return cfgErr(field, n, "character %d (%q) not allowed: use A-Z, 0-9 (not first) or '_'", i, c)
+		}
+	}
+	if n[0] == '_' {
+		return cfgErr(field, n, "names starting with '_' are reserved by the ACPI spec; pick another")
+	}
+	for _, f := range region.Fields {
+		if f.AMLName == n {
+			return cfgErr(field, n, "clashes with the region field %s; pick another", f.Name)
+		}
+	}
+	for _, in := range internalNames {
+		if in == n {
+			return cfgErr(field, n, "clashes with a name the SSDT declares internally; pick another")
+		}
+	}
+	return nil
+}
+
+// Validate checks every field and returns a *ConfigError for the first
+// problem found, saying what to change.
+func (c Config) Validate() error {
+	switch c.Placement {
+	case PlaceIvshmem:
+		if c.Slot > 31 {
+			return cfgErr("Slot", fmt.Sprintf("%#x", c.Slot), "a PCI slot is 0..31 (0x00..0x1f)")
+		}
+		if c.Slot == 0 {
+			return cfgErr("Slot", "0x0", "slot 0 is the host bridge; pick a free slot such as 0x10")
+		}
+	case PlaceFixed:
+	default:
+		return cfgErr("Placement", int(c.Placement), "use PlaceIvshmem or PlaceFixed")
+	}
+	if c.Size < region.MinSize {
+		return cfgErr("Size", c.Size, "below the minimum region size %d bytes", region.MinSize)
+	}
+	if c.Size%4096 != 0 {
+		return cfgErr("Size", c.Size, "must be a multiple of 4096")
+	}
+	if c.Size > 1<<31 {
+		return cfgErr("Size", c.Size, "above 2 GiB, which 32-bit AML cannot address; use a smaller size")
+	}
+	if c.Placement == PlaceIvshmem && c.Size&(c.Size-1) != 0 {
+		return cfgErr("Size", c.Size, "ivshmem sizes must be a power of two (e.g. 0x10000)")
+	}
+	if c.Placement == PlaceFixed {
+		if c.Address == 0 {
+			return cfgErr("Address", c.Address, "fixed placement needs a non-zero guest-physical address")
+		}
+		if c.Address%4096 != 0 {
+			return cfgErr("Address", c.Address, "must be page aligned (a multiple of 0x1000)")
+		}
+		if c.Address >= 1<<32 || c.Address+c.Size > 1<<32 {
+			return cfgErr("Address", c.Address,
+				"region [%#x, %#x) crosses 4 GiB, which the guest's 32-bit AML would truncate; pick an address below %#x",
+				c.Address, c.Address+c.Size, uint64(1<<32)-c.Size)
+		}
+	}
+	if c.Tick < MinTick || c.Tick > MaxTick {
+		return cfgErr("Tick", c.Tick, "must be between %v and %v", MinTick, MaxTick)
+	}
+	if c.Tick%(100*time.Millisecond) != 0 {
+		return cfgErr("Tick", c.Tick, "_TZP has deciseconds granularity: use a multiple of 100ms")
+	}
+	if err := checkID("OEMID", c.OEMID, 1, 6); err != nil {
+		return cfgErr("OEMID", c.OEMID, "%v", errMsg(err))
+	}
+	if err := checkID("OEMTableID", c.TableID, 1, 8); err != nil {
+		return cfgErr("TableID", c.TableID, "%v", errMsg(err))
+	}
+	if err := checkName("ZoneName", c.ZoneName); err != nil {
+		return err
+	}
+	if c.Placement == PlaceIvshmem {
+		if err := checkName("DeviceName", c.DeviceName); err != nil {
+			return err
+		}
+		if c.DeviceName == c.ZoneName {
+			return cfgErr("DeviceName", c.DeviceName, "must differ from ZoneName")
+		}
+		if isQEMUSlotName(c.DeviceName) {
+			return cfgErr("DeviceName", c.DeviceName, "QEMU names its PCI slot devices S<devfn>_; pick another")
+		}
+		for _, q := range qemuPCI0Names {
+			if q == c.DeviceName {
+				return cfgErr("DeviceName", c.DeviceName, "QEMU already defines \\_SB.PCI0.%s; pick another", q)
+			}
+		}
+	}
+	return nil
+}
+
+func errMsg(err error) string {
+	var fe *FormatError
+	if errors.As(err, &fe) {
+		return fe.Msg
+	}
+	return err.Error()
+}
+
+// ParseRegionSpec parses a region placement as given on a command line:
+// "ivshmem" (slot DefaultSlot), "ivshmem:SLOT" (e.g. "ivshmem:0x10") or
+// "fixed:ADDR" (e.g. "fixed:0x10000000"). Numbers take Go syntax (0x for hex).
+func ParseRegionSpec(s string) (p Placement, slot uint8, addr uint64, err error) {
+	kind, arg, hasArg := strings.Cut(s, ":")
+	switch kind {
+	case "ivshmem":
+		if !hasArg {
+			return PlaceIvshmem, DefaultSlot, 0, nil
+		}
+		v, perr := strconv.ParseUint(arg, 0, 8)
+		if perr != nil || v > 31 {
+			return 0, 0, 0, fmt.Errorf("acpi: region %q: slot %q is not a PCI slot number 0..0x1f", s, arg)
+		}
+		return PlaceIvshmem, uint8(v), 0, nil
+	case "fixed":
+		if !hasArg || arg == "" {
+			return 0, 0, 0, fmt.Errorf("acpi: region %q: fixed needs an address, e.g. fixed:0x10000000", s)
+		}
+		v, perr := strconv.ParseUint(arg, 0, 64)
+		if perr != nil {
+			return 0, 0, 0, fmt.Errorf("acpi: region %q: address %q is not a number: %w", s, arg, perr)
+		}
+		return PlaceFixed, 0, v, nil
+	}
+	return 0, 0, 0, fmt.Errorf("acpi: region %q: want ivshmem, ivshmem:SLOT or fixed:ADDR", s)
+}
