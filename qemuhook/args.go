@@ -1,0 +1,688 @@
+package qemuhook
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/acpidiag/acpidiag/acpi"
+)
+
+// Machine types qemuhook knows how to wire.
+const (
+	MachineQ35 = "q35"
+	MachinePC  = "pc"
+)
+
+// Firmware choices.
+const (
+	FirmwareSeaBIOS = "seabios"
+	FirmwareOVMF    = "ovmf"
+)
+
+// Default OVMF images (Debian package ovmf).
+const (
+	DefaultOVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	DefaultOVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// QEMU object and device ids used by the generated arguments. Extra
+// arguments must not reuse them.
+const (
+	idRegion  = "acpidiag-region"
+	idIvshmem = "acpidiag-ivshmem"
+	idRAM     = "acpidiag-ram"
+	idERST    = "acpidiag-erst"
+	idERSTDev = "acpidiag-erstdev"
+	idQMP     = "acpidiag-qmp"
+	idSerial  = "acpidiag-serial"
+)
+
+// ERSTSize is the size of the ACPI ERST backing file qemuhook configures
+// (64 KiB: 7 usable 8 KiB record slots, PLATFORM.md).
+const ERSTSize = 0x10000
+
+// fixedReserveTop is how much of the top of low RAM the fixed placement
+// keeps clear of: SeaBIOS puts the ACPI tables there and OVMF its data.
+const fixedReserveTop = 64 << 20
+
+// ConfigError reports an invalid Config or Channel. Field names the
+// offending setting (e.g. "Channel.Region.Slot", "Extra[3]").
+type ConfigError struct {
+	Field string
+	Msg   string
+	Err   error // underlying cause, if any
+}
+
+func (e *ConfigError) Error() string {
+	s := "qemuhook: " + e.Field + ": " + e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func cfgErr(field, format string, a ...any) *ConfigError {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Channel describes how the diagnostic channel is wired into one VM: the
+// SSDT file, where the region lives (Region.Placement) and the host file
+// backing it.
+type Channel struct {
+	// SSDTPath is the diagnostic SSDT (acpi.Build output) given to
+	// -acpitable.
+	SSDTPath string
+	// Region is the configuration the SSDT was built with; its Placement,
+	// Slot, Address and Size decide the QEMU side.
+	Region acpi.Config
+	// BackingPath is the host file that backs the region. With the ivshmem
+	// placement it is the region itself (Region.Size bytes); with the fixed
+	// placement it backs the whole guest RAM and the region is at file
+	// offset Region.Address.
+	BackingPath string
+	// Machine is "q35" (default) or "pc"; it selects the PCI root bus name.
+	Machine string
+	// MemoryMB is the guest RAM size; only the fixed placement needs it
+	// (the RAM backend's size). Config.Args fills it from Config.MemoryMB.
+	MemoryMB int
+}
+
+// machine returns the machine type with the default applied.
+func (c Channel) machine() string {
+	if c.Machine == "" {
+		return MachineQ35
+	}
+	return c.Machine
+}
+
+// RootBus returns the PCI root bus name of the channel's machine type.
+func (c Channel) RootBus() string {
+	if c.machine() == MachinePC {
+		return "pci.0"
+	}
+	return "pcie.0"
+}
+
+// RegionOffset returns the offset of the region inside BackingPath: 0 for
+// the ivshmem placement, Region.Address for the fixed placement.
+func (c Channel) RegionOffset() int64 {
+	if c.Region.Placement == acpi.PlaceFixed {
+		return int64(c.Region.Address)
+	}
+	return 0
+}
+
+// builtinSlots returns the PCI slots of the root bus that the machine type
+// occupies with built-in devices when started with -nodefaults.
+func builtinSlots(machine string) map[int]string {
+	if machine == MachinePC {
+		return map[int]string{0: "i440FX host bridge", 1: "PIIX3 ISA/IDE/USB/PM"}
+	}
+	return map[int]string{0: "q35 host bridge (MCH)", 0x1f: "ICH9 LPC/SATA/SMBus"}
+}
+
+// validate checks the parts of the channel that need no other context.
+func (c Channel) validate() error {
+	switch c.machine() {
+	case MachineQ35, MachinePC:
+	default:
+		return cfgErr("Channel.Machine", "unknown machine type %q (want %q or %q)", c.Machine, MachineQ35, MachinePC)
+	}
+	if c.SSDTPath == "" {
+		return cfgErr("Channel.SSDTPath", "empty: the SSDT file (acpi.Build output) is required")
+	}
+	if c.BackingPath == "" {
+		return cfgErr("Channel.BackingPath", "empty: the region needs a host backing file")
+	}
+	size := c.Region.Size
+	switch c.Region.Placement {
+	case acpi.PlaceIvshmem:
+		if size == 0 || size&(size-1) != 0 {
+			return cfgErr("Channel.Region.Size", "%#x is not a power of two (ivshmem BAR2 needs one)", size)
+		}
+		if size < 4096 {
+			return cfgErr("Channel.Region.Size", "%#x is below 4 KiB", size)
+		}
+		if c.Region.Slot == 0 || c.Region.Slot > 0x1f {
+			return cfgErr("Channel.Region.Slot", "%#x is not a usable PCI slot (1..0x1f)", c.Region.Slot)
+		}
+		if what, ok := builtinSlots(c.machine())[int(c.Region.Slot)]; ok {
+			return cfgErr("Channel.Region.Slot", "slot %#x clashes with the %s built into machine %q", c.Region.Slot, what, c.machine())
+		}
+	case acpi.PlaceFixed:
+		if size == 0 || size%4096 != 0 {
+			return cfgErr("Channel.Region.Size", "%#x is not a non-zero multiple of 4096", size)
+		}
+		if c.Region.Address%4096 != 0 {
+			return cfgErr("Channel.Region.Address", "%#x is not page aligned", c.Region.Address)
+		}
+		if c.Region.Address < 1<<20 {
+			return cfgErr("Channel.Region.Address", "%#x is inside the first MiB (legacy BIOS area)", c.Region.Address)
+		}
+		end := c.Region.Address + size
+		if end > 1<<31 {
+			return cfgErr("Channel.Region.Address", "region [%#x,%#x) ends above 2 GiB: not in low RAM on every machine type (and 32-bit AML cannot reach above 4 GiB)", c.Region.Address, end)
+		}
+		if c.MemoryMB <= 0 {
+			return cfgErr("Channel.MemoryMB", "must be set for the fixed placement (it sizes the RAM backend)")
+		}
+		ram := uint64(c.MemoryMB) << 20
+		low := ram
+		if low > 1<<31 {
+			low = 1 << 31
+		}
+		if end+fixedReserveTop > low {
+			return cfgErr("Channel.MemoryMB", "%d MiB is too small for a fixed region at [%#x,%#x): need at least %d MiB (the top %d MiB of low RAM are left to the firmware)",
+				c.MemoryMB, c.Region.Address, end, (end+fixedReserveTop+(1<<20)-1)>>20, fixedReserveTop>>20)
+		}
+	default:
+		return cfgErr("Channel.Region.Placement", "unknown placement %v", c.Region.Placement)
+	}
+	return nil
+}
+
+// Args returns the QEMU arguments that wire the channel into a VM and the
+// guest kernel arguments it needs.
+//
+// Both placements get "-acpitable file=SSDTPath". The ivshmem placement adds
+// a shared memory-backend-file of Region.Size over BackingPath and an
+// ivshmem-plain device at Region.Slot on the machine's root bus. The fixed
+// placement backs the whole guest RAM with BackingPath (share=on,
+// -machine memory-backend=...) and returns the kernel argument
+// memmap=SIZE$ADDR that keeps the guest kernel off the region.
+func (c Channel) Args() (qemuArgs, kernelArgs []string, err error) {
+	if err := c.validate(); err != nil {
+		return nil, nil, err
+	}
+	qemuArgs = []string{"-acpitable", "file=" + qemuEscape(c.SSDTPath)}
+	switch c.Region.Placement {
+	case acpi.PlaceIvshmem:
+		qemuArgs = append(qemuArgs,
+			"-object", fmt.Sprintf("memory-backend-file,id=%s,mem-path=%s,size=%d,share=on", idRegion, qemuEscape(c.BackingPath), c.Region.Size),
+			"-device", fmt.Sprintf("ivshmem-plain,id=%s,memdev=%s,bus=%s,addr=%#x", idIvshmem, idRegion, c.RootBus(), c.Region.Slot),
+		)
+	case acpi.PlaceFixed:
+		qemuArgs = append(qemuArgs,
+			"-object", fmt.Sprintf("memory-backend-file,id=%s,mem-path=%s,size=%dM,share=on", idRAM, qemuEscape(c.BackingPath), c.MemoryMB),
+			"-machine", "memory-backend="+idRAM,
+		)
+		kernelArgs = append(kernelArgs, fmt.Sprintf("memmap=%s$%#x", memparseSize(c.Region.Size), c.Region.Address))
+	}
+	return qemuArgs, kernelArgs, nil
+}
+
+// memparseSize formats n for the kernel's memparse (K/M/G suffixes).
+func memparseSize(n uint64) string {
+	switch {
+	case n%(1<<30) == 0:
+		return fmt.Sprintf("%dG", n>>30)
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%dM", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// qemuEscape doubles commas, QEMU's escape inside option values.
+func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// Config describes one VM that qemuhook launches.
+type Config struct {
+	// Machine is "q35" (default) or "pc".
+	Machine string
+	// Firmware is "seabios" (default) or "ovmf".
+	Firmware string
+	// OVMFCode and OVMFVars are the OVMF images (defaults DefaultOVMFCode
+	// and DefaultOVMFVars). The code image is mapped read-only; the vars
+	// template is copied into Workdir by Prepare and the copy is writable.
+	OVMFCode, OVMFVars string
+	// SMP is the number of vCPUs (default 1).
+	SMP int
+	// MemoryMB is the guest RAM in MiB (default 512).
+	MemoryMB int
+	// Kernel, Initrd and Append are the direct-boot kernel, initramfs and
+	// command line. When Kernel is set, Args appends the channel's kernel
+	// arguments (memmap= for the fixed placement), console=ttyS0 when a
+	// serial socket is configured and none is given, and panic=-1 with
+	// PVPanic when no panic= is given.
+	Kernel, Initrd, Append string
+	// Channel wires the region. Channel.Machine and Channel.MemoryMB are
+	// overridden by Machine and MemoryMB.
+	Channel Channel
+	// ERSTPath, when set, is the ACPI ERST backing file (ERSTSize bytes)
+	// where the guest kernel's pstore writes its panic log.
+	ERSTPath string
+	// PVPanic adds the ISA pvpanic device with "-action panic=none", so the
+	// kernel reports GUEST_PANICKED and can still write its log to ERST
+	// (PLATFORM.md).
+	PVPanic bool
+	// AllowReboot keeps QEMU running when the guest reboots. By default
+	// "-no-reboot" turns a reboot (and the reboot after a panic=-1 panic)
+	// into a shutdown.
+	AllowReboot bool
+	// QMPSocket and SerialSocket are unix socket paths QEMU listens on
+	// (server=on,wait=off). Empty = not configured.
+	QMPSocket, SerialSocket string
+	// Workdir holds files qemuhook creates (the OVMF vars copy).
+	Workdir string
+	// Accel is the accelerator (default "tcg"; see PLATFORM.md on KVM).
+	Accel string
+	// CPU is the -cpu model. Default: none, except OVMF with the ivshmem
+	// placement, where "qemu64,phys-bits=39" keeps BAR2 below 4 GiB.
+	CPU string
+	// Extra arguments are appended after everything else.
+	Extra []string
+}
+
+func (c Config) machine() string {
+	if c.Machine == "" {
+		return MachineQ35
+	}
+	return c.Machine
+}
+
+func (c Config) firmware() string {
+	if c.Firmware == "" {
+		return FirmwareSeaBIOS
+	}
+	return c.Firmware
+}
+
+func (c Config) smp() int {
+	if c.SMP == 0 {
+		return 1
+	}
+	return c.SMP
+}
+
+func (c Config) memoryMB() int {
+	if c.MemoryMB == 0 {
+		return 512
+	}
+	return c.MemoryMB
+}
+
+func (c Config) accel() string {
+	if c.Accel == "" {
+		return "tcg"
+	}
+	return c.Accel
+}
+
+func (c Config) ovmfCode() string {
+	if c.OVMFCode == "" {
+		return DefaultOVMFCode
+	}
+	return c.OVMFCode
+}
+
+func (c Config) ovmfVarsTemplate() string {
+	if c.OVMFVars == "" {
+		return DefaultOVMFVars
+	}
+	return c.OVMFVars
+}
+
+// OVMFVarsPath is the writable OVMF vars copy in Workdir.
+func (c Config) OVMFVarsPath() string {
+	return filepath.Join(c.Workdir, "OVMF_VARS.fd")
+}
+
+// channel returns the channel with the machine-wide settings applied.
+func (c Config) channel() Channel {
+	ch := c.Channel
+	ch.Machine = c.machine()
+	ch.MemoryMB = c.memoryMB()
+	return ch
+}
+
+// Validate checks the configuration without starting anything: machine,
+// firmware and sizes, the channel (placement, slot, size), the region slot
+// against the machine's built-in devices and every "-device ...,addr=" in
+// Extra, id clashes with Extra, writability of the backing files and
+// sockets' directories, presence of the kernel, initrd, SSDT and OVMF
+// files, and memory large enough for the fixed placement.
+func (c Config) Validate() error {
+	switch c.machine() {
+	case MachineQ35, MachinePC:
+	default:
+		return cfgErr("Machine", "unknown machine type %q (want %q or %q)", c.Machine, MachineQ35, MachinePC)
+	}
+	switch c.firmware() {
+	case FirmwareSeaBIOS:
+	case FirmwareOVMF:
+		if err := readable(c.ovmfCode()); err != nil {
+			return &ConfigError{Field: "OVMFCode", Msg: "OVMF code image missing (install the ovmf package)", Err: err}
+		}
+		if err := readable(c.ovmfVarsTemplate()); err != nil {
+			return &ConfigError{Field: "OVMFVars", Msg: "OVMF vars template missing (install the ovmf package)", Err: err}
+		}
+		if c.Workdir == "" {
+			return cfgErr("Workdir", "empty: OVMF needs a writable copy of its vars image")
+		}
+	default:
+		return cfgErr("Firmware", "unknown firmware %q (want %q or %q)", c.Firmware, FirmwareSeaBIOS, FirmwareOVMF)
+	}
+	if c.SMP < 0 || c.SMP > 255 {
+		return cfgErr("SMP", "%d vCPUs is out of range 1..255", c.SMP)
+	}
+	if c.MemoryMB < 0 || (c.MemoryMB > 0 && c.MemoryMB < 32) {
+		return cfgErr("MemoryMB", "%d MiB is too small (minimum 32)", c.MemoryMB)
+	}
+	if c.Kernel != "" {
+		if err := readable(c.Kernel); err != nil {
+			return &ConfigError{Field: "Kernel", Msg: "not readable", Err: err}
+		}
+	} else if c.Initrd != "" || c.Append != "" {
+		return cfgErr("Kernel", "empty, but Initrd or Append is set (they need a direct-boot kernel)")
+	}
+	if c.Initrd != "" {
+		if err := readable(c.Initrd); err != nil {
+			return &ConfigError{Field: "Initrd", Msg: "not readable", Err: err}
+		}
+	}
+	ch := c.channel()
+	if err := ch.validate(); err != nil {
+		return err
+	}
+	if err := readable(ch.SSDTPath); err != nil {
+		return &ConfigError{Field: "Channel.SSDTPath", Msg: "not readable", Err: err}
+	}
+	if err := writableFile(ch.BackingPath); err != nil {
+		return &ConfigError{Field: "Channel.BackingPath", Msg: "backing file not writable", Err: err}
+	}
+	if c.ERSTPath != "" {
+		if err := writableFile(c.ERSTPath); err != nil {
+			return &ConfigError{Field: "ERSTPath", Msg: "ERST backing file not writable", Err: err}
+		}
+		if ch.Region.Placement == acpi.PlaceIvshmem && c.ERSTPath == ch.BackingPath {
+			return cfgErr("ERSTPath", "same file as Channel.BackingPath")
+		}
+	}
+	for _, s := range []struct{ field, path string }{{"QMPSocket", c.QMPSocket}, {"SerialSocket", c.SerialSocket}} {
+		if s.path == "" {
+			continue
+		}
+		if len(s.path) > 107 {
+			return cfgErr(s.field, "path %q is %d bytes; unix socket paths are limited to 107", s.path, len(s.path))
+		}
+		if err := writableDir(filepath.Dir(s.path)); err != nil {
+			return &ConfigError{Field: s.field, Msg: "socket directory not writable", Err: err}
+		}
+	}
+	if c.QMPSocket != "" && c.QMPSocket == c.SerialSocket {
+		return cfgErr("SerialSocket", "same path as QMPSocket")
+	}
+	return c.validateExtra(ch)
+}
+
+// validateExtra looks for PCI slot and id clashes in Extra.
+func (c Config) validateExtra(ch Channel) error {
+	ours := map[string]bool{idRegion: true, idIvshmem: true, idRAM: true, idERST: true, idERSTDev: true, idQMP: true, idSerial: true}
+	for i := 0; i < len(c.Extra); i++ {
+		opt := c.Extra[i]
+		if !strings.HasPrefix(opt, "-") {
+			continue
+		}
+		name := strings.TrimLeft(opt, "-")
+		if i+1 >= len(c.Extra) {
+			break
+		}
+		switch name {
+		case "device", "object", "chardev", "netdev":
+		default:
+			continue
+		}
+		val := c.Extra[i+1]
+		field := fmt.Sprintf("Extra[%d]", i+1)
+		props := splitQemuOpts(val)
+		if id, ok := props["id"]; ok && ours[id] {
+			return cfgErr(field, "id %q is reserved by qemuhook", id)
+		}
+		if name != "device" || ch.Region.Placement != acpi.PlaceIvshmem {
+			continue
+		}
+		addr, ok := props["addr"]
+		if !ok {
+			continue
+		}
+		if bus, ok := props["bus"]; ok && bus != ch.RootBus() {
+			continue
+		}
+		slot, err := parseDevfnSlot(addr)
+		if err != nil {
+			return &ConfigError{Field: field, Msg: fmt.Sprintf("cannot parse addr=%q", addr), Err: err}
+		}
+		if slot == int(ch.Region.Slot) {
+			return cfgErr("Channel.Region.Slot", "slot %#x clashes with %s %q (addr=%s)", slot, field, props[""], addr)
+		}
+	}
+	return nil
+}
+
+// splitQemuOpts splits "driver,key=val,key2=val2" (",," escapes a comma).
+// The leading bare word is stored under "".
+func splitQemuOpts(s string) map[string]string {
+	out := map[string]string{}
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' {
+			if i+1 < len(s) && s[i+1] == ',' {
+				cur.WriteByte(',')
+				i++
+				continue
+			}
+			parts = append(parts, cur.String())
+			cur.Reset()
+			continue
+		}
+		cur.WriteByte(s[i])
+	}
+	parts = append(parts, cur.String())
+	for i, p := range parts {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			if i == 0 {
+				out[""] = p
+			}
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// parseDevfnSlot parses a QEMU PCI addr property ("SS", "SS.F", "0xSS"; hex).
+func parseDevfnSlot(s string) (int, error) {
+	slot, _, _ := strings.Cut(s, ".")
+	slot = strings.TrimPrefix(strings.TrimPrefix(slot, "0x"), "0X")
+	n, err := strconv.ParseUint(slot, 16, 8)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0x1f {
+		return 0, fmt.Errorf("slot %#x above 0x1f", n)
+	}
+	return int(n), nil
+}
+
+func readable(path string) error {
+	if path == "" {
+		return errors.New("empty path")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// writableFile checks that path can be written: the file if it exists,
+// else its directory.
+func writableFile(path string) error {
+	if path == "" {
+		return errors.New("empty path")
+	}
+	st, err := os.Stat(path)
+	if err == nil {
+		if st.IsDir() {
+			return fmt.Errorf("%s is a directory", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return writableDir(filepath.Dir(path))
+}
+
+// writableDir checks that a file can be created in dir.
+func writableDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".acpidiag-wcheck-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// Args returns the complete QEMU command line (without the program name).
+// It validates the parts it needs (Validate does the full check, including
+// the file system) and does no I/O; Prepare creates the files it refers to.
+func (c Config) Args() ([]string, error) {
+	ch := c.channel()
+	chArgs, kargs, err := ch.Args()
+	if err != nil {
+		return nil, err
+	}
+	machine := c.machine()
+	args := []string{
+		"-machine", machine + ",accel=" + c.accel(),
+		"-m", strconv.Itoa(c.memoryMB()),
+		"-smp", strconv.Itoa(c.smp()),
+		"-nodefaults", "-display", "none",
+	}
+	cpu := c.CPU
+	if c.firmware() == FirmwareOVMF {
+		if c.Workdir == "" {
+			return nil, cfgErr("Workdir", "empty: OVMF needs a writable copy of its vars image")
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuEscape(c.ovmfCode()),
+			"-drive", "if=pflash,format=raw,unit=1,file="+qemuEscape(c.OVMFVarsPath()),
+		)
+		if ch.Region.Placement == acpi.PlaceIvshmem {
+			// PLATFORM.md: both are needed for BAR2 to land below 4 GiB.
+			args = append(args, "-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=0")
+			if cpu == "" {
+				cpu = "qemu64,phys-bits=39"
+			}
+		}
+	} else if c.firmware() != FirmwareSeaBIOS {
+		return nil, cfgErr("Firmware", "unknown firmware %q", c.Firmware)
+	}
+	if cpu != "" {
+		args = append(args, "-cpu", cpu)
+	}
+	args = append(args, chArgs...)
+	if c.ERSTPath != "" {
+		args = append(args,
+			"-object", fmt.Sprintf("memory-backend-file,id=%s,mem-path=%s,size=%#x,share=on", idERST, qemuEscape(c.ERSTPath), ERSTSize),
+			"-device", fmt.Sprintf("acpi-erst,id=%s,memdev=%s", idERSTDev, idERST),
+		)
+	}
+	if c.PVPanic {
+		args = append(args, "-device", "pvpanic", "-action", "panic=none")
+	}
+	if !c.AllowReboot {
+		args = append(args, "-no-reboot")
+	}
+	if c.QMPSocket != "" {
+		args = append(args,
+			"-chardev", fmt.Sprintf("socket,id=%s,path=%s,server=on,wait=off", idQMP, qemuEscape(c.QMPSocket)),
+			"-mon", "chardev="+idQMP+",mode=control",
+		)
+	}
+	if c.SerialSocket != "" {
+		args = append(args,
+			"-chardev", fmt.Sprintf("socket,id=%s,path=%s,server=on,wait=off", idSerial, qemuEscape(c.SerialSocket)),
+			"-serial", "chardev:"+idSerial,
+		)
+	}
+	if c.Kernel != "" {
+		args = append(args, "-kernel", c.Kernel)
+		if c.Initrd != "" {
+			args = append(args, "-initrd", c.Initrd)
+		}
+		if app := c.kernelCmdline(kargs); app != "" {
+			args = append(args, "-append", app)
+		}
+	}
+	args = append(args, c.Extra...)
+	return args, nil
+}
+
+// kernelCmdline builds the -append string.
+func (c Config) kernelCmdline(channelArgs []string) string {
+	words := strings.Fields(c.Append)
+	has := func(prefix string) bool {
+		for _, w := range words {
+			if strings.HasPrefix(w, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	var add []string
+	if c.SerialSocket != "" && !has("console=") {
+		add = append(add, "console=ttyS0")
+	}
+	if c.PVPanic && !has("panic=") {
+		add = append(add, "panic=-1")
+	}
+	add = append(add, channelArgs...)
+	if len(add) == 0 {
+		return c.Append
+	}
+	if c.Append == "" {
+		return strings.Join(add, " ")
+	}
+	return c.Append + " " + strings.Join(add, " ")
+}
+
+// Prepare creates what the arguments refer to and QEMU does not create
+// itself: Workdir and the writable OVMF vars copy (kept if it exists).
+func (c Config) Prepare() error {
+	if c.Workdir != "" {
+		if err := os.MkdirAll(c.Workdir, 0o755); err != nil {
+			return fmt.Errorf("qemuhook: workdir: %w", err)
+		}
+	}
+	if c.firmware() == FirmwareOVMF {
+		dst := c.OVMFVarsPath()
+		if _, err := os.Stat(dst); err == nil {
+			return nil
+		}
+		b, err := os.ReadFile(c.ovmfVarsTemplate())
+		if err != nil {
+			return fmt.Errorf("qemuhook: OVMF vars template: %w", err)
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return fmt.Errorf("qemuhook: OVMF vars copy: %w", err)
+		}
+	}
+	return nil
+}
