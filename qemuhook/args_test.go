@@ -180,7 +180,7 @@ func TestConfigValidate(t *testing.T) {
 		msg   string
 		root  bool // the check is about permissions root ignores
 	}{
-		"extra slot clash": {func(c *Config) { c.Extra = []string{"-device", "virtio-rng-pci,bus=pcie.0,addr=0x10.0"} }, "Channel.Region.Slot", "Extra[1]", false},
+		"extra slot clash":        {func(c *Config) { c.Extra = []string{"-device", "virtio-rng-pci,bus=pcie.0,addr=0x10.0"} }, "Channel.Region.Slot", "Extra[1]", false},
 		"extra slot clash no bus": {func(c *Config) { c.Extra = []string{"-device", "e1000,addr=10"} }, "Channel.Region.Slot", "e1000", false},
 		"extra bad addr":          {func(c *Config) { c.Extra = []string{"-device", "e1000,addr=zz"} }, "Extra[1]", "zz", false},
 		"extra id clash":          {func(c *Config) { c.Extra = []string{"-object", "memory-backend-ram,id=acpidiag-erst,size=1M"} }, "Extra[1]", "reserved", false},
@@ -197,8 +197,12 @@ func TestConfigValidate(t *testing.T) {
 		"erst same as region":     {func(c *Config) { c.ERSTPath = c.Channel.BackingPath }, "ERSTPath", "same file", false},
 		"socket too long":         {func(c *Config) { c.QMPSocket = filepath.Join(dir, strings.Repeat("q", 120)) }, "QMPSocket", "107", false},
 		"sockets equal":           {func(c *Config) { c.SerialSocket = c.QMPSocket }, "SerialSocket", "same path", false},
-		"fixed mem":               {func(c *Config) { c.Channel.Region.Placement = acpi.PlaceFixed; c.Channel.Region.Address = 0x10000000; c.MemoryMB = 128 }, "Channel.MemoryMB", "too small", false},
-		"smp":                     {func(c *Config) { c.SMP = 300 }, "SMP", "300", false},
+		"fixed mem": {func(c *Config) {
+			c.Channel.Region.Placement = acpi.PlaceFixed
+			c.Channel.Region.Address = 0x10000000
+			c.MemoryMB = 128
+		}, "Channel.MemoryMB", "too small", false},
+		"smp": {func(c *Config) { c.SMP = 300 }, "SMP", "300", false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if tc.root && rootCanWrite {

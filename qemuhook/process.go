@@ -155,6 +155,12 @@ func Start(ctx context.Context, cfg Config, opts StartOptions) (*Process, error)
 		q, err := DialQMP(qctx, cfg.QMPSocket, QMPOptions{DialTimeout: time.Until(deadline)})
 		cancel()
 		if err != nil {
+			// A QEMU that fails during startup closes the socket just
+			// before it exits: give the exit a moment to be seen.
+			select {
+			case <-p.done:
+			case <-time.After(2 * time.Second):
+			}
 			if p.Exited() {
 				return nil, fmt.Errorf("qemuhook: qemu exited during startup: %w", p.ExitError())
 			}
