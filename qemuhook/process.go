@@ -152,7 +152,16 @@ func Start(ctx context.Context, cfg Config, opts StartOptions) (*Process, error)
 			case <-qctx.Done():
 			}
 		}()
-		q, err := DialQMP(qctx, cfg.QMPSocket, QMPOptions{DialTimeout: time.Until(deadline)})
+		var q *QMP
+		var err error
+		for {
+			q, err = DialQMP(qctx, cfg.QMPSocket, QMPOptions{DialTimeout: time.Until(deadline)})
+			// Between bind and listen the socket exists but refuses.
+			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || qctx.Err() != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		cancel()
 		if err != nil {
 			// A QEMU that fails during startup closes the socket just
