@@ -1,0 +1,56 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseOptionsDefaults(t *testing.T) {
+	o, problems := parseOptions("BOOT_IMAGE=/vmlinuz console=ttyS0 panic=-1 quiet")
+	require.Empty(t, problems)
+	assert.Equal(t, defaultOptions(), o)
+	assert.Equal(t, "alive", o.mode)
+	assert.Equal(t, 500*time.Millisecond, o.appPeriod)
+	assert.Equal(t, "testapp", o.appTag)
+	assert.True(t, o.app)
+}
+
+func TestParseOptionsAll(t *testing.T) {
+	o, problems := parseOptions("console=ttyS0 acpidiag.mode=livelock acpidiag.after=2500ms acpidiag.app_period=100ms " +
+		"acpidiag.app_slot=7 acpidiag.app_tag=12345678 acpidiag.debug=1 acpidiag.debug_period=1s acpidiag.app=0\n")
+	require.Empty(t, problems)
+	assert.Equal(t, options{
+		mode: "livelock", after: 2500 * time.Millisecond, app: false, appPeriod: 100 * time.Millisecond,
+		appSlot: 7, appTag: "12345678", debug: true, debugPeriod: time.Second,
+	}, o)
+}
+
+func TestParseOptionsBadValuesKeepDefaults(t *testing.T) {
+	for _, tc := range []struct{ word, want string }{
+		{"acpidiag.mode=explode", "want one of alive|panic|oops|livelock|reboot|poweroff|uhang"},
+		{"acpidiag.after=soon", `bad option acpidiag.after="soon"`},
+		{"acpidiag.after=-1s", "negative duration"},
+		{"acpidiag.app_period=0s", "period below 1ms"},
+		{"acpidiag.app_slot=8", "slot 8 out of range"},
+		{"acpidiag.app_slot=-1", "slot -1 out of range"},
+		{"acpidiag.app_tag=123456789", "longer than 8 bytes"},
+		{"acpidiag.debug=maybe", `bad option acpidiag.debug="maybe"`},
+		{"acpidiag.typo=1", "unknown option acpidiag.typo"},
+	} {
+		t.Run(tc.word, func(t *testing.T) {
+			o, problems := parseOptions("console=ttyS0 " + tc.word)
+			require.Len(t, problems, 1)
+			assert.Contains(t, problems[0], tc.want)
+			assert.Equal(t, defaultOptions(), o, "a bad value must leave the default")
+		})
+	}
+}
+
+func TestParseOptionsLastWins(t *testing.T) {
+	o, problems := parseOptions("acpidiag.mode=panic acpidiag.mode=reboot")
+	require.Empty(t, problems)
+	assert.Equal(t, "reboot", o.mode)
+}
