@@ -1,0 +1,173 @@
+package hostreader
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/acpidiag/acpidiag/region"
+)
+
+// SlotWords is the raw content of one application heartbeat slot.
+type SlotWords struct {
+	Beat     uint32                  // counter the application increments
+	PeriodMs uint32                  // heartbeat period it promises (0 = unset)
+	Tag      [region.SlotTagLen]byte // guest-written name: escape before printing (EscapeTag)
+}
+
+// Used reports whether the slot holds anything.
+func (s SlotWords) Used() bool {
+	return s.Beat != 0 || s.PeriodMs != 0 || s.Tag != [region.SlotTagLen]byte{}
+}
+
+// Snapshot is one consistent read of a region's v1 words, taken under the
+// guest's seqlock. It is a fixed-size value (no slices, no pointers to the
+// region), so taking one allocates nothing and it stays valid after the
+// region is closed. Every field is raw guest (or host) data: nothing in it
+// has been validated — Assess and Tracker do that.
+type Snapshot struct {
+	// At is the host time the snapshot was taken.
+	At time.Time
+	// Avail is the number of bytes the source holds from the region's start
+	// (what a RegionSize word is checked against).
+	Avail int64
+	// Attempts is the number of seqlock read attempts made (1 = first try).
+	Attempts int
+	// Torn is set when no attempt saw the same even Seq before and after
+	// reading: the words below are the last (possibly mixed) values seen.
+	Torn bool
+
+	Magic, Version, HeaderSize, RegionSize uint32
+	Seq                                    uint32
+	Ticks, Boots, Period, TimerLo          uint32
+	EchoLo, EchoHi                         uint32
+	OSI, Rev                               uint32
+	MbxAck, MbxResult, MbxValue            uint32
+
+	// Host-owned words (not covered by the guest's seqlock).
+	HostStampLo, HostStampHi uint32
+	MbxCmd, MbxArg, MbxSeq   uint32
+
+	// Application slots (written by guest software, not under the seqlock).
+	Slots [region.NumSlots]SlotWords
+}
+
+// Snapshot takes a consistent snapshot now. See SnapshotAt.
+func (r *Region) Snapshot() (Snapshot, error) { return r.SnapshotAt(time.Now()) }
+
+// SnapshotAt takes a consistent snapshot and records at as its host time.
+// It reads Seq (which must be even), the words, then Seq again, and
+// retries (yielding the processor between attempts) up to the region's
+// retry bound; when every attempt failed the snapshot is returned with
+// Torn set and the last values seen. The only errors are ErrClosed and a
+// fault of the mapping (ErrFault, file truncated under the mapping).
+func (r *Region) SnapshotAt(at time.Time) (s Snapshot, err error) {
+	if r.closed.Load() {
+		return s, ErrClosed
+	}
+	s.At = at
+	s.Avail = r.avail
+	if r.mapping == nil {
+		r.readSeqlocked(&s)
+		return s, nil
+	}
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if p := recover(); p != nil {
+			fe, ok := p.(interface{ Addr() uintptr })
+			if !ok {
+				panic(p)
+			}
+			s = Snapshot{At: at, Avail: r.avail}
+			err = fmt.Errorf("%w: %s at address %#x (was the file truncated?)", ErrFault, r.name, fe.Addr())
+		}
+	}()
+	r.readSeqlocked(&s)
+	return s, nil
+}
+
+func (r *Region) readSeqlocked(s *Snapshot) {
+	for attempt := 1; ; attempt++ {
+		s.Attempts = attempt
+		seq1 := r.load(region.OffSeq)
+		r.readWords(s)
+		seq2 := r.load(region.OffSeq)
+		s.Seq = seq2
+		if seq1 == seq2 && seq1&1 == 0 {
+			s.Torn = false
+			return
+		}
+		s.Torn = true
+		if attempt >= r.retries {
+			return
+		}
+		if attempt > 2 {
+			runtime.Gosched()
+		}
+	}
+}
+
+func (r *Region) readWords(s *Snapshot) {
+	s.Magic = r.load(region.OffMagic)
+	s.Version = r.load(region.OffVersion)
+	s.HeaderSize = r.load(region.OffHeaderSize)
+	s.RegionSize = r.load(region.OffRegionSize)
+	s.Ticks = r.load(region.OffTicks)
+	s.Boots = r.load(region.OffBoots)
+	s.Period = r.load(region.OffPeriod)
+	s.TimerLo = r.load(region.OffTimerLo)
+	s.EchoLo = r.load(region.OffEchoLo)
+	s.EchoHi = r.load(region.OffEchoHi)
+	s.OSI = r.load(region.OffOSI)
+	s.Rev = r.load(region.OffRev)
+	s.MbxAck = r.load(region.OffMbxAck)
+	s.MbxResult = r.load(region.OffMbxResult)
+	s.MbxValue = r.load(region.OffMbxValue)
+	s.HostStampLo = r.load(region.OffHostStampLo)
+	s.HostStampHi = r.load(region.OffHostStampHi)
+	s.MbxCmd = r.load(region.OffMbxCmd)
+	s.MbxArg = r.load(region.OffMbxArg)
+	s.MbxSeq = r.load(region.OffMbxSeq)
+	for i := range s.Slots {
+		base := region.OffSlots + i*region.SlotSize
+		sl := &s.Slots[i]
+		sl.Beat = r.load(base + region.SlotBeat)
+		sl.PeriodMs = r.load(base + region.SlotPeriodMs)
+		lo := r.load(base + region.SlotTag)
+		hi := r.load(base + region.SlotTag + 4)
+		sl.Tag = [region.SlotTagLen]byte{byte(lo), byte(lo >> 8), byte(lo >> 16), byte(lo >> 24),
+			byte(hi), byte(hi >> 8), byte(hi >> 16), byte(hi >> 24)}
+	}
+}
+
+// DecodeRegion takes one snapshot of a region image held in b (a region
+// file's content, a pmemsave dump) at host time at. It is RegionFromBytes
+// followed by SnapshotAt.
+func DecodeRegion(b []byte, at time.Time) (Snapshot, error) {
+	r, err := RegionFromBytes(b)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return r.SnapshotAt(at)
+}
+
+// EscapeTag returns a guest-written tag (or any guest string) in a form safe
+// to print: bytes up to the first NUL, printable ASCII kept except '\\' and
+// '"', everything else as \xNN.
+func EscapeTag(b []byte) string {
+	const hexd = "0123456789abcdef"
+	out := make([]byte, 0, len(b)*4)
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		if c >= 0x20 && c < 0x7f && c != '\\' && c != '"' {
+			out = append(out, c)
+			continue
+		}
+		out = append(out, '\\', 'x', hexd[c>>4], hexd[c&0xf])
+	}
+	return string(out)
+}

@@ -1,0 +1,544 @@
+package hostreader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/acpidiag/acpidiag/region"
+)
+
+// State is a region's health verdict.
+type State uint8
+
+// Verdict states. The zero value StateNone means "no verdict yet" (it is the
+// Prev of a region's first Change).
+const (
+	StateNone State = iota
+	// StateAbsent: no header (magic 0): SSDT not loaded, no thermal driver
+	// in the guest, wrong slot, or the guest has not ticked yet.
+	StateAbsent
+	// StateAlive: a tick within K periods.
+	StateAlive
+	// StateStale: no tick for longer than K periods.
+	StateStale
+	// StateRebooted: the boot count moved (or the tick count went back)
+	// since the previous snapshot. Reported once; the next verdict says
+	// whether the new boot is alive.
+	StateRebooted
+	// StatePanicked: external evidence of a guest panic (pvpanic event, new
+	// ERST panic record) reported by the supervisor, and no reboot since.
+	StatePanicked
+	// StateCorrupt: the header is invalid (magic, version, header size,
+	// region size) or the mapping faulted.
+	StateCorrupt
+	// StateTorn: the seqlock stayed odd (or kept changing) over every retry.
+	StateTorn
+	// StateUnknown: a valid, ticking region whose freshness cannot be told
+	// yet: no usable host stamp echo and not observed long enough.
+	StateUnknown
+)
+
+var stateNames = [...]string{"none", "absent", "alive", "stale", "rebooted", "panicked", "corrupt", "torn", "unknown"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// MarshalText encodes the state as its name (used by JSON).
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses a state name.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("hostreader: unknown state %q", b)
+}
+
+// SlotState is the verdict on one application heartbeat slot.
+type SlotState uint8
+
+// Slot states.
+const (
+	SlotUnused  SlotState = iota // all zero
+	SlotUnknown                  // no period promised, or not observed long enough
+	SlotAlive                    // beat moved within K of its periods
+	SlotStale                    // beat did not move for longer than K of its periods
+)
+
+var slotStateNames = [...]string{"unused", "unknown", "alive", "stale"}
+
+func (s SlotState) String() string {
+	if int(s) < len(slotStateNames) {
+		return slotStateNames[s]
+	}
+	return fmt.Sprintf("SlotState(%d)", uint8(s))
+}
+
+// MarshalText encodes the slot state as its name.
+func (s SlotState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// TickSource says where a verdict's LastTick comes from.
+type TickSource uint8
+
+// Tick sources.
+const (
+	TickUnknown  TickSource = iota // no evidence of when the guest last ticked
+	TickEcho                       // the host stamp the guest copied at its last tick
+	TickObserved                   // the host time a reader saw the tick words change
+)
+
+func (t TickSource) String() string {
+	switch t {
+	case TickEcho:
+		return "echo"
+	case TickObserved:
+		return "observed"
+	}
+	return "unknown"
+}
+
+// Verdict defaults.
+const (
+	DefaultK             = 3
+	DefaultStampInterval = time.Second
+	DefaultPeriod        = time.Second
+	maxK                 = 1000
+	// futureSlack is how far in the future an echo or host stamp may be
+	// (clock adjustments between stamping and reading) before it is
+	// considered implausible.
+	futureSlack = time.Second
+)
+
+// VerdictConfig tunes the verdicts. The zero value means the defaults.
+type VerdictConfig struct {
+	// K: a region is stale after K periods without a tick (default 3,
+	// at most 1000).
+	K int
+	// StampInterval is how often the host stamps its time into the region
+	// (default 1 s). It is the tolerance on the echo's age, and a host
+	// stamp older than 2 stamp intervals means stamping has stopped.
+	StampInterval time.Duration
+	// DefaultPeriod is used when the region's period word is 0 (default 1 s).
+	DefaultPeriod time.Duration
+}
+
+func (c VerdictConfig) norm() VerdictConfig {
+	if c.K <= 0 {
+		c.K = DefaultK
+	}
+	if c.K > maxK {
+		c.K = maxK
+	}
+	if c.StampInterval <= 0 {
+		c.StampInterval = DefaultStampInterval
+	}
+	if c.DefaultPeriod <= 0 {
+		c.DefaultPeriod = DefaultPeriod
+	}
+	return c
+}
+
+// PanicEvidence is external proof that the guest panicked, injected by the
+// supervisor (Tracker.ReportPanic, Watcher.ReportPanic, Assess).
+type PanicEvidence struct {
+	// Source is where the evidence comes from, e.g. "pvpanic" (QMP
+	// GUEST_PANICKED) or "erst" (a new panic record).
+	Source string
+	// At is the host time the evidence was seen.
+	At time.Time
+	// Detail is free text (an ERST record's panic line, the QMP event). It
+	// may hold guest bytes: it is escaped when printed.
+	Detail string
+	// RecordID is the ERST record id, 0 if none.
+	RecordID uint64
+}
+
+// SlotStatus is the verdict on one application slot. The slot's raw words
+// are in Verdict.Snapshot.Slots.
+type SlotStatus struct {
+	State    SlotState
+	Period   time.Duration // promised period (PeriodMs)
+	LastBeat time.Time     // host time the beat was last seen moving; zero if never
+	Age      time.Duration // At - LastBeat, when LastBeat is set
+}
+
+// Verdict is a region's health with its evidence. Reason is a constant
+// sentence (no allocation); Field/FieldOffset name the header word at
+// fault for StateCorrupt. It is a fixed-size value.
+type Verdict struct {
+	State  State
+	Reason string
+	// Field and FieldOffset name the word a corrupt verdict is about.
+	Field       string
+	FieldOffset uint32
+	// Fault is set when the mapping faulted (file truncated): State is corrupt.
+	Fault bool
+
+	// At is the host time of the snapshot the verdict is based on.
+	At time.Time
+	// Period is the tick period used: the region's period word, or
+	// VerdictConfig.DefaultPeriod when that is 0.
+	Period time.Duration
+	// LastTick is a host-time lower bound of the guest's last tick (from
+	// the echo of the host stamp, or when a reader saw the ticks move).
+	LastTick       time.Time
+	LastTickSource TickSource
+	Age            time.Duration // At - LastTick, when LastTickSource != TickUnknown
+	// HostStamp is the last host stamp in the region (zero if none); a
+	// torn high/low pair is corrected.
+	HostStamp time.Time
+	// EchoImplausible is set when a nonzero echo lies in the future and
+	// was ignored.
+	EchoImplausible bool
+
+	Slots [region.NumSlots]SlotStatus
+
+	HasPanic bool
+	Panic    PanicEvidence
+
+	// Snapshot holds the raw words (ticks, boots, timer, OSI, mailbox ...).
+	Snapshot Snapshot
+}
+
+// StaleSlots returns the number of application slots judged stale.
+func (v *Verdict) StaleSlots() int {
+	n := 0
+	for _, s := range v.Slots {
+		if s.State == SlotStale {
+			n++
+		}
+	}
+	return n
+}
+
+// Tracker turns successive snapshots of one region into verdicts: it
+// remembers the previous snapshot (reboots, tick and slot movement over
+// host time) and injected panic evidence. The zero value is ready to use
+// with the default VerdictConfig. A Tracker is a fixed-size value; it is
+// not safe for concurrent use.
+type Tracker struct {
+	cfg VerdictConfig
+
+	have       bool
+	prev       Snapshot  // last valid, untorn snapshot
+	lastChange time.Time // host time the tick words were seen moving
+	since      time.Time // tick words unchanged since this host time
+
+	slotSeen  [region.NumSlots]bool
+	slotLast  [region.NumSlots]time.Time
+	slotSince [region.NumSlots]time.Time
+
+	hasPanic       bool
+	panicEv        PanicEvidence
+	panicBoots     uint32
+	panicBootsKnow bool
+}
+
+// NewTracker returns a Tracker using cfg.
+func NewTracker(cfg VerdictConfig) *Tracker { return &Tracker{cfg: cfg} }
+
+// ReportPanic records external panic evidence. Verdicts say panicked
+// until the boot count moves (the guest rebooted).
+func (t *Tracker) ReportPanic(ev PanicEvidence) {
+	t.hasPanic = true
+	t.panicEv = ev
+	t.panicBoots = t.prev.Boots
+	t.panicBootsKnow = t.have
+}
+
+// Assess returns the verdict of a single snapshot, with optional panic
+// evidence (nil: none). Freshness comes from the echo of the host stamp:
+// age = At - echo; alive if age <= K*period + StampInterval. Without a
+// usable echo (none written, or host stamping stopped so the echo is only
+// a lower bound), the verdict is StateUnknown: use a Tracker (or Check)
+// over two snapshots.
+func Assess(s Snapshot, cfg VerdictConfig, ev *PanicEvidence) Verdict {
+	t := Tracker{cfg: cfg}
+	if ev != nil {
+		t.ReportPanic(*ev)
+	}
+	return t.Update(s)
+}
+
+// Update judges snapshot s, taking the previous snapshots into account.
+func (t *Tracker) Update(s Snapshot) Verdict {
+	cfg := t.cfg.norm()
+	v := Verdict{At: s.At, Snapshot: s}
+	v.HostStamp, _ = msTime(s.HostStampLo, s.HostStampHi, s.At)
+
+	v.State, v.Reason, v.Field, v.FieldOffset = headerCheck(&s)
+	if v.State == StateNone {
+		if s.Torn {
+			v.State, v.Reason = StateTorn, "seq was odd or changing on every read attempt"
+		} else {
+			t.fresh(&v, &s, cfg)
+		}
+	}
+	if t.hasPanic {
+		if v.State == StateRebooted || (v.State != StateTorn && v.State != StateCorrupt && v.State != StateAbsent &&
+			t.panicBootsKnow && s.Boots != t.panicBoots) {
+			// The guest booted again since the panic: the evidence is spent.
+			t.hasPanic = false
+			v.State, v.Reason = StateRebooted, "boot count changed since the reported panic"
+		} else {
+			if !t.panicBootsKnow && t.have {
+				t.panicBoots, t.panicBootsKnow = t.prev.Boots, true
+			}
+			v.State, v.Reason = StatePanicked, "panic evidence reported and no reboot since"
+			v.HasPanic, v.Panic = true, t.panicEv
+		}
+	}
+	return v
+}
+
+// headerCheck validates the header words.
+func headerCheck(s *Snapshot) (State, string, string, uint32) {
+	switch {
+	case s.Magic == 0:
+		return StateAbsent, "magic is 0: the region was never initialised by the SSDT", "magic", region.OffMagic
+	case s.Magic != region.Magic:
+		return StateCorrupt, "bad magic", "magic", region.OffMagic
+	case s.Version != region.Version:
+		return StateCorrupt, "unknown layout version", "version", region.OffVersion
+	case s.HeaderSize != region.HeaderSize:
+		return StateCorrupt, "header size does not match layout version 1", "header_size", region.OffHeaderSize
+	case region.ValidSize(uint64(s.RegionSize)) != nil:
+		return StateCorrupt, "region size is not a valid region size", "region_size", region.OffRegionSize
+	case int64(s.RegionSize) > s.Avail:
+		return StateCorrupt, "region size is larger than the mapped source", "region_size", region.OffRegionSize
+	}
+	return StateNone, "", "", 0
+}
+
+// fresh decides alive / stale / rebooted / unknown for a valid, untorn
+// snapshot and updates the history.
+func (t *Tracker) fresh(v *Verdict, s *Snapshot, cfg VerdictConfig) {
+	now := s.At
+	period := cfg.DefaultPeriod
+	if s.Period != 0 {
+		period = time.Duration(s.Period) * 100 * time.Millisecond // ≤ 4.3e17 ns: no overflow
+	}
+	v.Period = period
+	thr := mulDur(period, cfg.K)
+
+	rebooted, changed := false, false
+	prevBoots := t.prev.Boots
+	if t.have {
+		p := &t.prev
+		rebooted = s.Boots != p.Boots || s.Ticks < p.Ticks
+		changed = rebooted || s.Ticks != p.Ticks || s.TimerLo != p.TimerLo ||
+			s.EchoLo != p.EchoLo || s.EchoHi != p.EchoHi
+	} else {
+		t.since = now
+	}
+	if changed {
+		t.lastChange, t.since = now, now
+	}
+	t.slots(v, s, cfg)
+	t.prev, t.have = *s, true
+
+	echo, echoOK := msTime(s.EchoLo, s.EchoHi, now)
+	v.EchoImplausible = !echoOK && (s.EchoLo != 0 || s.EchoHi != 0)
+	if echoOK {
+		v.LastTick, v.LastTickSource = echo, TickEcho
+	}
+	if !t.lastChange.IsZero() && t.lastChange.After(v.LastTick) {
+		v.LastTick, v.LastTickSource = t.lastChange, TickObserved
+	}
+	if v.LastTickSource != TickUnknown {
+		v.Age = now.Sub(v.LastTick)
+		if v.Age < 0 {
+			v.Age = 0
+		}
+	}
+
+	if rebooted {
+		v.State, v.Reason = StateRebooted, rebootReason(s.Boots, prevBoots)
+		return
+	}
+
+	tol := time.Duration(0)
+	if v.LastTickSource == TickEcho {
+		tol = cfg.StampInterval
+	}
+	if v.LastTickSource != TickUnknown && v.Age <= addDur(thr, tol) {
+		v.State, v.Reason = StateAlive, "ticked within K periods"
+		return
+	}
+	if echoOK {
+		stampFresh := !v.HostStamp.IsZero() && now.Sub(v.HostStamp) <= 2*cfg.StampInterval
+		switch {
+		case stampFresh:
+			v.State, v.Reason = StateStale, "host stamp echo older than K periods while the host keeps stamping"
+			return
+		case !v.HostStamp.IsZero() && v.HostStamp.After(echo) && now.Sub(v.HostStamp) > thr:
+			v.State, v.Reason = StateStale, "guest has not copied a host stamp written more than K periods ago"
+			return
+		}
+	}
+	if now.Sub(t.since) > thr {
+		v.State, v.Reason = StateStale, "tick words unchanged for more than K periods of host time"
+		return
+	}
+	switch {
+	case echoOK:
+		v.State, v.Reason = StateUnknown, "host stamping stopped: the echo is only a lower bound; watch the ticks"
+	case v.EchoImplausible:
+		v.State, v.Reason = StateUnknown, "echo lies in the future: ignored; watch the ticks"
+	default:
+		v.State, v.Reason = StateUnknown, "no host stamp echo: freshness needs a second snapshot"
+	}
+}
+
+func rebootReason(boots, prev uint32) string {
+	if boots == prev {
+		return "tick count went backwards"
+	}
+	return "boot count changed"
+}
+
+// slots judges the application slots and updates their history.
+func (t *Tracker) slots(v *Verdict, s *Snapshot, cfg VerdictConfig) {
+	now := s.At
+	for i := range s.Slots {
+		w := s.Slots[i]
+		st := &v.Slots[i]
+		if !w.Used() {
+			t.slotSeen[i] = false
+			t.slotLast[i] = time.Time{}
+			continue
+		}
+		switch {
+		case !t.slotSeen[i]:
+			t.slotSeen[i], t.slotSince[i], t.slotLast[i] = true, now, time.Time{}
+		case w.Beat != t.prev.Slots[i].Beat:
+			t.slotLast[i], t.slotSince[i] = now, now
+		}
+		st.Period = time.Duration(w.PeriodMs) * time.Millisecond
+		if !t.slotLast[i].IsZero() {
+			st.LastBeat = t.slotLast[i]
+			st.Age = now.Sub(st.LastBeat)
+		}
+		st.State = SlotUnknown
+		if w.PeriodMs == 0 {
+			continue
+		}
+		thr := mulDur(st.Period, cfg.K)
+		switch {
+		case !st.LastBeat.IsZero() && st.Age <= thr:
+			st.State = SlotAlive
+		case now.Sub(t.slotSince[i]) > thr:
+			st.State = SlotStale
+		}
+	}
+}
+
+// msTime decodes a (lo, hi) pair of milliseconds since the Unix epoch. 0
+// means none. A pair lying in the future by about 2^32 ms is a torn write
+// (high word newer than low word, see StampHostTime) and is corrected; any
+// other value more than futureSlack after now is refused as implausible.
+func msTime(lo, hi uint32, now time.Time) (time.Time, bool) {
+	v := uint64(hi)<<32 | uint64(lo)
+	if v == 0 || v > math.MaxInt64 {
+		return time.Time{}, false
+	}
+	limit := now.Add(futureSlack).UnixMilli()
+	if int64(v) > limit && hi > 0 {
+		if w := v - 1<<32; int64(w) <= limit {
+			v = w
+		}
+	}
+	if int64(v) > limit {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(v)), true
+}
+
+func mulDur(d time.Duration, k int) time.Duration {
+	if d > 0 && int64(d) > math.MaxInt64/int64(k) {
+		return math.MaxInt64
+	}
+	return d * time.Duration(k)
+}
+
+func addDur(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// Check reads r and returns its verdict, re-reading it while the verdict
+// is StateUnknown (no usable echo): every quarter period (between 10 ms
+// and 250 ms) until the ticks move (alive), K periods pass without a tick
+// (stale), wait elapses or ctx is done (the last verdict is returned, still
+// unknown). A torn snapshot is re-read every millisecond for up to 50 ms
+// before torn is reported. With wait 0 Check is a single snapshot.
+func Check(ctx context.Context, r *Region, cfg VerdictConfig, wait time.Duration) (Verdict, error) {
+	var t Tracker
+	t.cfg = cfg
+	start := time.Now()
+	s, err := snapshotPatient(ctx, r, 50*time.Millisecond)
+	if err != nil {
+		return faultVerdict(s, err), err
+	}
+	v := t.Update(s)
+	for v.State == StateUnknown {
+		step := v.Period / 4
+		if step < 10*time.Millisecond {
+			step = 10 * time.Millisecond
+		}
+		if step > 250*time.Millisecond {
+			step = 250 * time.Millisecond
+		}
+		left := wait - time.Since(start)
+		if left <= 0 {
+			break
+		}
+		if step > left {
+			step = left
+		}
+		timer := time.NewTimer(step)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return v, ctx.Err()
+		case <-timer.C:
+		}
+		if s, err = snapshotPatient(ctx, r, 50*time.Millisecond); err != nil {
+			return faultVerdict(s, err), err
+		}
+		v = t.Update(s)
+	}
+	return v, nil
+}
+
+// snapshotPatient re-reads a torn region every millisecond for up to
+// patience.
+func snapshotPatient(ctx context.Context, r *Region, patience time.Duration) (Snapshot, error) {
+	deadline := time.Now().Add(patience)
+	for {
+		s, err := r.Snapshot()
+		if err != nil || !s.Torn || time.Now().After(deadline) || ctx.Err() != nil {
+			return s, err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// faultVerdict is the verdict for a snapshot that could not be taken.
+func faultVerdict(s Snapshot, err error) Verdict {
+	v := Verdict{At: s.At, Snapshot: s, State: StateCorrupt, Reason: "reading the region failed (mapping fault or closed region)"}
+	v.Fault = errors.Is(err, ErrFault)
+	return v
+}

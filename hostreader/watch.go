@@ -1,0 +1,314 @@
+package hostreader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Change is one verdict change of a watched region. Prev is the previous
+// state (StateNone for the region's first verdict). A change is emitted
+// when the state changes or when an application slot changes state.
+type Change struct {
+	Name    string
+	Verdict Verdict
+	Prev    State
+}
+
+// WatchOptions configures a Watcher. The zero value polls every second
+// without stamping.
+type WatchOptions struct {
+	// Interval between poll rounds (default 1 s).
+	Interval time.Duration
+	// Stamp writes the host time into every region at each round (regions
+	// added by path are then mapped read-write). Set Verdict.StampInterval
+	// to Interval (done automatically when it is zero).
+	Stamp bool
+	// Verdict tunes the verdicts (K, stamp interval, default period).
+	Verdict VerdictConfig
+	// TornRecheck is how long a round waits before re-reading the regions
+	// whose snapshot was torn, before reporting them torn (default 2 ms).
+	TornRecheck time.Duration
+	// Buffer is the capacity of the Changes channel (default 64). When it
+	// is full the watcher waits for the consumer.
+	Buffer int
+	// Now is the clock (default time.Now); tests may replace it.
+	Now func() time.Time
+}
+
+// ErrWatcherClosed is returned by the methods of a stopped Watcher.
+var ErrWatcherClosed = errors.New("hostreader: watcher is closed")
+
+type watchEntry struct {
+	name    string
+	region  *Region
+	tracker Tracker
+	last    Verdict
+	emitted bool
+	removed bool
+}
+
+// Watcher follows regions, stamps host time into them (optional) and
+// emits verdict changes. One goroutine polls every region each interval;
+// it stops when the context given to NewWatcher is done or Close is
+// called, and then closes every region and the Changes channel.
+type Watcher struct {
+	opts    WatchOptions
+	changes chan Change
+	kick    chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+
+	mu      sync.Mutex
+	entries []*watchEntry
+	byName  map[string]*watchEntry
+	closed  bool
+}
+
+// NewWatcher starts a Watcher with no regions.
+func NewWatcher(ctx context.Context, opts WatchOptions) *Watcher {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.Verdict.StampInterval <= 0 && opts.Stamp {
+		opts.Verdict.StampInterval = opts.Interval
+	}
+	if opts.TornRecheck <= 0 {
+		opts.TornRecheck = 2 * time.Millisecond
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 64
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	w := &Watcher{
+		opts:    opts,
+		changes: make(chan Change, opts.Buffer),
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		byName:  make(map[string]*watchEntry),
+	}
+	go w.loop(ctx)
+	return w
+}
+
+// Changes returns the channel of verdict changes. It is closed once the
+// watcher has stopped.
+func (w *Watcher) Changes() <-chan Change { return w.changes }
+
+// Add maps the region file at path (read-write when stamping) and watches
+// it under name.
+func (w *Watcher) Add(name, path string) error {
+	r, err := OpenRegion(path, OpenOptions{Writable: w.opts.Stamp})
+	if err != nil {
+		return err
+	}
+	if err := w.AddRegion(name, r); err != nil {
+		r.Close()
+		return err
+	}
+	return nil
+}
+
+// AddRegion watches r under name; the watcher owns r from now on and
+// closes it on Remove or when it stops.
+func (w *Watcher) AddRegion(name string, r *Region) error {
+	if w.opts.Stamp && !r.Writable() {
+		return fmt.Errorf("hostreader: watch %q: %w (stamping needs a writable region)", name, ErrReadOnly)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrWatcherClosed
+	}
+	if _, ok := w.byName[name]; ok {
+		return fmt.Errorf("hostreader: watch %q: name already watched", name)
+	}
+	e := &watchEntry{name: name, region: r}
+	e.tracker.cfg = w.opts.Verdict
+	w.entries = append(w.entries, e)
+	w.byName[name] = e
+	w.poke()
+	return nil
+}
+
+// Remove stops watching name and closes its region.
+func (w *Watcher) Remove(name string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrWatcherClosed
+	}
+	e, ok := w.byName[name]
+	if !ok {
+		return fmt.Errorf("hostreader: watch: no region named %q", name)
+	}
+	delete(w.byName, name)
+	for i, x := range w.entries {
+		if x == e {
+			last := len(w.entries) - 1
+			w.entries[i] = w.entries[last]
+			w.entries[last] = nil
+			w.entries = w.entries[:last]
+			break
+		}
+	}
+	e.removed = true
+	return e.region.Close()
+}
+
+// ReportPanic injects panic evidence for name (a QMP GUEST_PANICKED event,
+// a new ERST panic record). The region is re-assessed at once: it reads
+// panicked until its boot count moves.
+func (w *Watcher) ReportPanic(name string, ev PanicEvidence) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrWatcherClosed
+	}
+	e, ok := w.byName[name]
+	if !ok {
+		return fmt.Errorf("hostreader: watch: no region named %q", name)
+	}
+	e.tracker.ReportPanic(ev)
+	w.poke()
+	return nil
+}
+
+// Verdict returns the latest verdict of name.
+func (w *Watcher) Verdict(name string) (Verdict, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.byName[name]
+	if !ok || !e.emitted {
+		return Verdict{}, false
+	}
+	return e.last, true
+}
+
+// Len returns the number of watched regions.
+func (w *Watcher) Len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.entries)
+}
+
+// Close stops the watcher, waits for its goroutine, and closes every
+// region. It returns ErrWatcherClosed when called again.
+func (w *Watcher) Close() error {
+	first := false
+	w.once.Do(func() { first = true; close(w.done) })
+	<-w.stopped
+	if !first {
+		return ErrWatcherClosed
+	}
+	return nil
+}
+
+func (w *Watcher) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) loop(ctx context.Context) {
+	defer close(w.stopped)
+	defer close(w.changes)
+	defer w.shutdown()
+	t := time.NewTicker(w.opts.Interval)
+	defer t.Stop()
+	var out []Change
+	for {
+		out = w.round(out[:0])
+		for _, c := range out {
+			select {
+			case w.changes <- c:
+			case <-ctx.Done():
+				return
+			case <-w.done:
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.done:
+			return
+		case <-t.C:
+		case <-w.kick:
+		}
+	}
+}
+
+func (w *Watcher) shutdown() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	for _, e := range w.entries {
+		e.region.Close()
+		e.removed = true
+	}
+	w.entries = nil
+	w.byName = map[string]*watchEntry{}
+}
+
+// round polls every region once and appends the changes to out.
+func (w *Watcher) round(out []Change) []Change {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.opts.Now()
+	var torn []*watchEntry
+	for _, e := range w.entries {
+		if w.opts.Stamp {
+			_ = e.region.StampHostTime(now) // a fault shows in the snapshot below
+		}
+		s, err := e.region.SnapshotAt(now)
+		if err == nil && s.Torn {
+			torn = append(torn, e)
+			continue
+		}
+		out = w.judge(out, e, s, err)
+	}
+	if len(torn) > 0 {
+		time.Sleep(w.opts.TornRecheck)
+		now = w.opts.Now()
+		for _, e := range torn {
+			s, err := e.region.SnapshotAt(now)
+			out = w.judge(out, e, s, err)
+		}
+	}
+	return out
+}
+
+func (w *Watcher) judge(out []Change, e *watchEntry, s Snapshot, err error) []Change {
+	var v Verdict
+	if err != nil {
+		v = faultVerdict(s, err)
+	} else {
+		v = e.tracker.Update(s)
+	}
+	if !e.emitted || v.State != e.last.State || slotStatesDiffer(&v, &e.last) {
+		prev := StateNone
+		if e.emitted {
+			prev = e.last.State
+		}
+		out = append(out, Change{Name: e.name, Verdict: v, Prev: prev})
+	}
+	e.last, e.emitted = v, true
+	return out
+}
+
+func slotStatesDiffer(a, b *Verdict) bool {
+	for i := range a.Slots {
+		if a.Slots[i].State != b.Slots[i].State {
+			return true
+		}
+	}
+	return false
+}
