@@ -1,11 +1,19 @@
 package acpi
 
+import (
+	"fmt"
+	"sort"
+
+	"github.com/acpidiag/acpidiag/aml"
+	"github.com/acpidiag/acpidiag/region"
+)
+
 // Names the generated SSDT declares besides the zone, the device and the
 // region fields. They are checked against user-chosen names in Validate.
 const (
 	nameFirst     = "DGFT" // zone: 0 until the first tick of this boot ran
 	namePeriod    = "DGPV" // zone: period _TZP reports, deciseconds
-	nameBase      = "DGBA" // zone: validated ivshmem BAR2 base, 0 = none
+	nameBase      = "DGBA" // zone: validated ivshmem BAR2 base, noBase = none
 	namePCIRegion = "DGPC" // device: PCI config space region
 	nameMemRegion = "DGMR" // region in SystemMemory
 	namePCIIDs    = "PVID" // device: vendor|device<<16 (config 0x00)
@@ -21,3 +29,201 @@ const SafeTemperature = 3000
 // CriticalTemperature is the _CRT trip point (100 °C). Linux 6.1 needs one
 // valid trip point or it never polls the zone.
 const CriticalTemperature = 3732
+
+// IvshmemIDs is the PCI vendor:device id word of ivshmem (1af4:1110) as
+// read from config offset 0 (vendor in the low half).
+const IvshmemIDs = 0x1110<<16 | 0x1af4
+
+// SSDT header values Build writes besides the configured OEM ids.
+const (
+	SSDTRevision    = 2
+	OEMRevision     = 1
+	CreatorID       = "ADGN"
+	CreatorRevision = region.Version
+)
+
+// noBase is DGBA's value while no validated base is cached: never equal to
+// a masked BAR2 (low 4 bits clear), so the cheap re-validation cannot match it.
+const noBase = 1
+
+// pciMemDecode is the Memory Space enable bit of the PCI command register.
+const pciMemDecode = 0x2
+
+// Build validates c and returns the whole diagnostic SSDT: header and AML
+// body, checksummed, ready for QEMU's -acpitable file=. See docs/ssdt.md for
+// what the AML does.
+func Build(c Config) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := aml.Encode(Terms(c)...)
+	if err != nil {
+		return nil, fmt.Errorf("acpi: encoding the diagnostic SSDT: %w", err)
+	}
+	h := Header{
+		Signature:       "SSDT",
+		Revision:        SSDTRevision,
+		OEMID:           c.OEMID,
+		OEMTableID:      c.TableID,
+		OEMRevision:     OEMRevision,
+		CreatorID:       CreatorID,
+		CreatorRevision: CreatorRevision,
+	}
+	return Marshal(h, body)
+}
+
+// Terms returns the AML terms of the diagnostic SSDT's body for c (which
+// Build validates first; Terms does not). Exposed so that callers can embed
+// the zone in a table of their own.
+func Terms(c Config) []aml.Term {
+	var terms []aml.Term
+	zone := []aml.Term{
+		aml.Name(nameFirst, aml.Zero),
+		aml.Name(namePeriod, aml.Int(uint64(c.Tick.Milliseconds()/100))),
+	}
+	if c.Placement == PlaceIvshmem {
+		terms = append(terms,
+			// iasl's encoding: ACPICA's loader mishandles a bare External
+			// (it tries to create \_SB.PCI0 again), If (Zero) hides it from
+			// the interpreter while disassemblers still see it.
+			aml.If(aml.Zero, aml.External(`\_SB.PCI0`, aml.DeviceObj, 0)),
+			aml.Scope(`\_SB.PCI0`, aml.Device(c.DeviceName,
+				aml.Name("_ADR", aml.Int(uint64(c.Slot)<<16)),
+				aml.OperationRegion(namePCIRegion, aml.PCIConfig, aml.Zero, aml.Int(0x20)),
+				aml.Field(namePCIRegion, aml.DWordAcc, false, aml.Preserve,
+					aml.FieldUnit(namePCIIDs, 32),
+					aml.FieldUnit(namePCICmd, 16),
+					aml.Offset(0x18),
+					aml.FieldUnit(namePCIBAR2, 32),
+					aml.FieldUnit(namePCIBAR3, 32),
+				),
+			)),
+		)
+		zone = append(zone, aml.Name(nameBase, aml.Int(noBase)))
+	} else {
+		zone = append(zone,
+			aml.OperationRegion(nameMemRegion, aml.SystemMemory, aml.Int(c.Address), aml.Int(c.Size)),
+			regionField())
+	}
+	zone = append(zone,
+		aml.Method("_TZP", 0, false, 0, aml.Return(n(namePeriod))),
+		aml.Method("_CRT", 0, false, 0, aml.Return(aml.Int(CriticalTemperature))),
+		aml.Method("_TMP", 0, true, 0, tickBody(c)...),
+	)
+	terms = append(terms, aml.Scope(`\_TZ`, aml.ThermalZone(c.ZoneName, zone...)))
+	return terms
+}
+
+func n(s string) aml.Term { return aml.NameString(s) }
+
+// amlName returns the ACPI name of a region field.
+func amlName(name string) aml.Term {
+	f, ok := region.FieldByName(name)
+	if !ok {
+		panic("acpi: region has no field " + name) // programming error, caught by every test
+	}
+	return n(f.AMLName)
+}
+
+// regionField declares every field of region.Fields over nameMemRegion.
+func regionField() aml.Term {
+	fs := append([]region.Field(nil), region.Fields...)
+	sort.Slice(fs, func(i, j int) bool { return fs[i].Offset < fs[j].Offset })
+	var elems []aml.FieldElement
+	var at uint32
+	for _, f := range fs {
+		if f.Offset != at {
+			elems = append(elems, aml.Offset(int(f.Offset)))
+		}
+		elems = append(elems, aml.FieldUnit(f.AMLName, 8*region.Width))
+		at = f.Offset + region.Width
+	}
+	return aml.Field(nameMemRegion, aml.DWordAcc, false, aml.Preserve, elems...)
+}
+
+// tickBody is the body of _TMP. Comments give the ASL.
+func tickBody(c Config) []aml.Term {
+	var body []aml.Term
+	if c.Placement == PlaceIvshmem {
+		dev := `\_SB.PCI0.` + c.DeviceName + `.`
+		bar2, bar3, ids, cmd := n(dev+namePCIBAR2), n(dev+namePCIBAR3), n(dev+namePCIIDs), n(dev+namePCICmd)
+		maxBase := uint64(1)<<32 - c.Size
+		body = append(body,
+			// Local0 = BAR2 & 0xFFFFFFF0
+			aml.And(bar2, aml.Int(0xFFFFFFF0), aml.Local(0)),
+			// Cheap re-validation: the cached base still matches BAR2 and
+			// BAR3 is still 0. Otherwise validate from scratch.
+			aml.If(aml.LOr(aml.LNotEqual(aml.Local(0), n(nameBase)), aml.LNotEqual(bar3, aml.Zero)),
+				aml.Store(aml.Int(noBase), n(nameBase)),
+				aml.If(aml.LAnd(aml.LEqual(ids, aml.Int(IvshmemIDs)), aml.LEqual(bar3, aml.Zero)),
+					aml.If(aml.LAnd(aml.LNotEqual(aml.Local(0), aml.Zero), aml.LLessEqual(aml.Local(0), aml.Int(maxBase))),
+						aml.If(aml.LNot(aml.And(cmd, aml.Int(pciMemDecode), nil)),
+							aml.Or(cmd, aml.Int(pciMemDecode), cmd),
+						),
+						aml.Store(aml.Local(0), n(nameBase)),
+					),
+				),
+				aml.If(aml.LEqual(n(nameBase), aml.Int(noBase)), aml.Return(aml.Int(SafeTemperature))),
+			),
+			aml.OperationRegion(nameMemRegion, aml.SystemMemory, n(nameBase), aml.Int(c.Size)),
+			regionField(),
+		)
+	}
+	osi := aml.Local(2)
+	first := []aml.Term{
+		aml.Store(aml.One, n(nameFirst)),
+		aml.Store(aml.Int(uint64(region.Magic)), amlName("magic")),
+		aml.Store(aml.Int(region.Version), amlName("version")),
+		aml.Store(aml.Int(region.HeaderSize), amlName("header_size")),
+		aml.Store(aml.Int(c.Size), amlName("region_size")),
+		aml.Increment(amlName("boots")),
+		aml.Store(aml.Zero, amlName("ticks")),
+		aml.Store(aml.Int(uint64(region.OSIValid)), osi),
+	}
+	for i, s := range region.OSIStrings {
+		first = append(first, aml.If(aml.Call("_OSI", aml.Str(s)), aml.Or(osi, aml.Int(1<<i), osi)))
+	}
+	first = append(first,
+		aml.Store(osi, amlName("osi")),
+		aml.Store(n("_REV"), amlName("rev")),
+	)
+	seq := aml.Local(1)
+	arg := aml.Local(5)
+	body = append(body,
+		// seqlock: Local1 = SEQN | 1 (odd); SEQN = Local1
+		aml.Or(amlName("seq"), aml.One, seq),
+		aml.Store(seq, amlName("seq")),
+		aml.If(aml.LNot(n(nameFirst)), first...),
+		aml.Increment(amlName("ticks")),
+		aml.Store(n(namePeriod), amlName("period")),
+		aml.Store(aml.Timer(), amlName("timer_lo")),
+		aml.Store(amlName("host_stamp_lo"), amlName("echo_lo")),
+		aml.Store(amlName("host_stamp_hi"), amlName("echo_hi")),
+		aml.Store(amlName("mbx_seq"), aml.Local(3)),
+		aml.If(aml.LNotEqual(aml.Local(3), amlName("mbx_ack")),
+			aml.Store(amlName("mbx_cmd"), aml.Local(4)),
+			aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdPing))),
+				aml.Store(aml.Int(uint64(region.ResultOK)), amlName("mbx_result")),
+				aml.Store(amlName("mbx_arg"), amlName("mbx_value")),
+			).Else(aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdSetPeriod))),
+				aml.Store(amlName("mbx_arg"), arg),
+				aml.If(aml.LAnd(aml.LGreaterEqual(arg, aml.Int(uint64(region.MinPeriod))), aml.LLessEqual(arg, aml.Int(uint64(region.MaxPeriod)))),
+					aml.Store(arg, n(namePeriod)),
+					aml.Notify(n(c.ZoneName), aml.Int(0x81)),
+					aml.Store(aml.Int(uint64(region.ResultAccepted)), amlName("mbx_result")),
+				).Else(
+					aml.Store(aml.Int(uint64(region.ResultBadArg)), amlName("mbx_result")),
+				),
+				aml.Store(n(namePeriod), amlName("mbx_value")),
+			).Else(
+				aml.Store(aml.Int(uint64(region.ResultUnknown)), amlName("mbx_result")),
+				aml.Store(aml.Zero, amlName("mbx_value")),
+			)),
+			aml.Store(aml.Local(3), amlName("mbx_ack")),
+		),
+		// SEQN = Local1 + 1 (even)
+		aml.Add(seq, aml.One, amlName("seq")),
+		aml.Return(aml.Int(SafeTemperature)),
+	)
+	return body
+}

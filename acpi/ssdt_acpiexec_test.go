@@ -133,3 +133,205 @@ func sortedKeys(m map[uint32]bool) []uint32 {
 	sort.Slice(k, func(i, j int) bool { return k[i] < k[j] })
 	return k
 }
+
+// buildTarget builds the SSDT for cfg into a temp file.
+func buildTarget(t *testing.T, cfg acpi.Config) tickTarget {
+	t.Helper()
+	b, err := acpi.Build(cfg)
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "diag.aml")
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	base := cfg.Address
+	if cfg.Placement == acpi.PlaceIvshmem {
+		base = 0xFE000000 // where SeaBIOS put a 64K BAR2 (PLATFORM.md)
+	}
+	return tickTarget{ssdt: p, cfg: cfg, base: base}
+}
+
+func fixedConfig() acpi.Config {
+	c := acpi.DefaultConfig()
+	c.Placement = acpi.PlaceFixed
+	c.Address = 0x10000000
+	return c
+}
+
+func TestBuildTwoTicks(t *testing.T) {
+	for _, pc := range []struct {
+		name string
+		cfg  acpi.Config
+	}{{"ivshmem", acpi.DefaultConfig()}, {"fixed", fixedConfig()}} {
+		tt := buildTarget(t, pc.cfg)
+		for _, m := range []string{"q35", "pc"} {
+			t.Run(pc.name+"_"+m, func(t *testing.T) { checkTwoTicks(t, tt, m) })
+		}
+	}
+}
+
+func TestBuildMatchesHandASL(t *testing.T) {
+	// The generated table and the hand-written reference ASL (compiled by
+	// iasl) do the same region accesses, in the same order, with the same
+	// values (Timer() excepted), on the same scenario.
+	src, err := os.ReadFile(filepath.Join("testdata", "ssdt_hand.asl"))
+	require.NoError(t, err)
+	gen := buildTarget(t, acpi.DefaultConfig())
+	hand := gen
+	hand.ssdt = iaslCompile(t, string(src))
+	host := hostSim(t)
+	var runs [2][]memOp
+	for i, tt := range []tickTarget{gen, hand} {
+		r := tt.run(t, "q35", tt.goodInit(), []string{host},
+			tt.tick(), hostWrite(tt.base+region.OffMbxCmd, region.CmdPing),
+			hostWrite(tt.base+region.OffMbxSeq, 5), tt.tick())
+		for _, e := range r.evals(tt.tmp()) {
+			require.NotEmpty(t, e.Mem)
+			for _, m := range e.Mem {
+				if m.Addr == tt.base+region.OffTimerLo {
+					m.Val = 0
+				}
+				runs[i] = append(runs[i], m)
+			}
+		}
+	}
+	require.Equal(t, runs[1], runs[0])
+}
+
+func TestIvshmemRefusesBadDevice(t *testing.T) {
+	tt := buildTarget(t, acpi.DefaultConfig())
+	for _, c := range []struct {
+		name            string
+		ids, bar2, bar3 uint32
+	}{
+		{"bar_above_4GiB", 0x11101af4, 0xE000000C, 0x1},
+		{"wrong_ids", 0x10001af4, 0xFE00000C, 0},
+		{"no_device", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF},
+		{"bar2_unassigned", 0x11101af4, 0x0000000C, 0},
+		{"bar2_too_high_for_size", 0x11101af4, 0xFFFF800C, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := tt.run(t, "q35", tt.pciInit(c.ids, c.bar2, c.bar3), nil, tt.tick(), tt.tick())
+			ticks := r.evals(tt.tmp())
+			require.Len(t, ticks, 2)
+			for _, e := range ticks {
+				require.Empty(t, e.Mem, "a refused device must see no SystemMemory access at all")
+				require.Equal(t, fmt.Sprintf("%016X", acpi.SafeTemperature), e.Ret)
+				require.NotZero(t, e.PCI, "the AML must have looked at the device")
+			}
+		})
+	}
+}
+
+func TestIvshmemCachesValidatedBase(t *testing.T) {
+	// First tick: full validation (ids, BAR3, command); later ticks: BAR2 and
+	// BAR3 only. Counted from acpiexec's PCI_Config access log.
+	tt := buildTarget(t, acpi.DefaultConfig())
+	r := tt.run(t, "q35", tt.goodInit(), nil, tt.tick(), tt.tick(), tt.tick())
+	ticks := r.evals(tt.tmp())
+	require.Len(t, ticks, 3)
+	assert.Greater(t, ticks[0].PCI, 2, "first tick validates the device")
+	assert.Equal(t, 2, ticks[1].PCI, "cached path reads BAR2 and BAR3")
+	assert.Equal(t, 2, ticks[2].PCI)
+}
+
+func TestMailboxAndHostStamp(t *testing.T) {
+	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+		tt := buildTarget(t, cfg)
+		host := hostSim(t)
+		b := tt.base
+		t.Run(cfg.Placement.String(), func(t *testing.T) {
+			cases := []struct {
+				name             string
+				cmd, arg         uint32
+				wantRes, wantVal uint32
+				wantTZP          uint32
+			}{
+				{"ping", region.CmdPing, 0xAABBCCDD, region.ResultOK, 0xAABBCCDD, 10},
+				{"set_period", region.CmdSetPeriod, 50, region.ResultAccepted, 50, 50},
+				{"set_period_zero", region.CmdSetPeriod, 0, region.ResultBadArg, 10, 10},
+				{"set_period_too_long", region.CmdSetPeriod, region.MaxPeriod + 1, region.ResultBadArg, 10, 10},
+				{"unknown", 99, 1, region.ResultUnknown, 0, 10},
+			}
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					r := tt.run(t, "q35", tt.goodInit(), []string{host},
+						tt.tick(),
+						hostWrite(b+region.OffHostStampLo, 0x89ABCDEF), hostWrite(b+region.OffHostStampHi, 0x195),
+						hostWrite(b+region.OffMbxCmd, c.cmd), hostWrite(b+region.OffMbxArg, c.arg),
+						hostWrite(b+region.OffMbxSeq, 7),
+						tt.tick(), tt.tick(), "execute "+tt.tzp())
+					img := r.image(b, int(cfg.Size))
+					assert.Equal(t, c.wantRes, word(img, region.OffMbxResult))
+					assert.Equal(t, c.wantVal, word(img, region.OffMbxValue))
+					assert.Equal(t, uint32(7), word(img, region.OffMbxAck))
+					assert.Equal(t, uint32(0x89ABCDEF), word(img, region.OffEchoLo))
+					assert.Equal(t, uint32(0x195), word(img, region.OffEchoHi))
+					assert.Equal(t, c.wantTZP, word(img, region.OffPeriod))
+					tzp := r.evals(tt.tzp())
+					require.Len(t, tzp, 1)
+					assert.Equal(t, fmt.Sprintf("%016X", c.wantTZP), tzp[0].Ret)
+					// Answered once: the third tick writes no mailbox word.
+					ticks := r.evals(tt.tmp())
+					require.Len(t, ticks, 3)
+					for _, w := range ticks[2].writes() {
+						off := w.Addr - b
+						assert.NotContains(t, []uint64{region.OffMbxAck, region.OffMbxResult, region.OffMbxValue}, off)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestAMLWritesExactlyGuestAMLFields(t *testing.T) {
+	// The set of offsets the tick writes (over a first tick, a tick with a
+	// mailbox command and a steady tick) is exactly the set of GuestAML
+	// fields region declares; no host or slot word is ever written.
+	want := map[uint32]bool{}
+	for _, f := range region.Fields {
+		if f.Writer == region.GuestAML {
+			want[f.Offset] = true
+		}
+	}
+	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+		tt := buildTarget(t, cfg)
+		r := tt.run(t, "pc", tt.goodInit(), []string{hostSim(t)},
+			tt.tick(), hostWrite(tt.base+region.OffMbxCmd, region.CmdPing),
+			hostWrite(tt.base+region.OffMbxSeq, 1), tt.tick(), tt.tick())
+		got := writtenOffsets(t, tt, r.evals(tt.tmp()))
+		require.Equal(t, sortedKeys(want), sortedKeys(got), "%s: written offsets", cfg.Placement)
+	}
+}
+
+func TestTickOperationCount(t *testing.T) {
+	// acpiexec's opcode tracer ("trace opcode <method>") logs an "Opcode
+	// Begin" line for every AML term the interpreter dispatches, operands
+	// (names, constants, locals) included: a strict count of the work.
+	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+		tt := buildTarget(t, cfg)
+		r := tt.run(t, "q35", tt.goodInit(), nil,
+			"trace opcode "+tt.tmp(), tt.tick(), tt.tick(), tt.tick())
+		ticks := r.evals(tt.tmp())
+		require.Len(t, ticks, 3)
+		first, steady := len(ticks[0].Ops), len(ticks[1].Ops)
+		t.Logf("%s: first tick of a boot %d terms (%d operators), steady tick %d terms (%d operators)",
+			cfg.Placement, first, operators(ticks[0].Ops), steady, operators(ticks[1].Ops))
+		require.NotZero(t, steady, "tracer output not parsed")
+		require.Equal(t, steady, len(ticks[2].Ops))
+		require.LessOrEqual(t, steady, 100, "steady-state tick must execute at most 100 AML operations")
+		require.LessOrEqual(t, operators(ticks[0].Ops), 100, "first tick: at most 100 operators")
+	}
+}
+
+// operators counts the traced terms that are operators, not operands.
+func operators(ops []string) int {
+	n := 0
+	for _, o := range ops {
+		switch o {
+		case "-NamePath-", "ByteConst", "WordConst", "DwordConst", "QwordConst", "String",
+			"Zero", "One", "Ones",
+			"Local0", "Local1", "Local2", "Local3", "Local4", "Local5", "Local6", "Local7":
+			continue
+		}
+		n++
+	}
+	return n
+}

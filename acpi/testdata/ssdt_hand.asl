@@ -23,7 +23,7 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
         {
             Name (DGFT, Zero)
             Name (DGPV, 10)
-            Name (DGBA, Zero)
+            Name (DGBA, One)
             Method (_TZP, 0, NotSerialized) { Return (DGPV) }
             Method (_CRT, 0, NotSerialized) { Return (3732) }
             Method (_TMP, 0, Serialized)
@@ -31,7 +31,7 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
                 Local0 = (\_SB.PCI0.DGIV.BAR2 & 0xFFFFFFF0)
                 If (((Local0 != DGBA) || (\_SB.PCI0.DGIV.BAR3 != Zero)))
                 {
-                    DGBA = Zero
+                    DGBA = One
                     If (((\_SB.PCI0.DGIV.PVID == 0x11101AF4) && (\_SB.PCI0.DGIV.BAR3 == Zero)))
                     {
                         If (((Local0 != Zero) && (Local0 <= 0xFFFF0000)))
@@ -43,7 +43,7 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
                             DGBA = Local0
                         }
                     }
-                    If ((DGBA == Zero)) { Return (3000) }
+                    If ((DGBA == One)) { Return (3000) }
                 }
                 OperationRegion (DGMR, SystemMemory, DGBA, 0x00010000)
                 Field (DGMR, DWordAcc, NoLock, Preserve)
