@@ -100,6 +100,7 @@ const (
 	ReleaseOp     = 0x27
 	FromBCDOp     = 0x28
 	ToBCDOp       = 0x29
+	UnloadOp      = 0x2A
 	RevisionOp    = 0x30
 	DebugOp       = 0x31
 	FatalOp       = 0x32

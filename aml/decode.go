@@ -1,0 +1,814 @@
+package aml
+
+import (
+	ebin "encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// MaxDecodeDepth is the deepest nesting of terms Decode accepts; deeper
+// input is refused with a *DecodeError rather than exhausting the stack.
+const MaxDecodeDepth = 256
+
+// Node is one decoded AML construct. A tree of Nodes re-encodes to the
+// bytes it was decoded from (Node implements Term), and prints as ASL
+// (Format).
+//
+// Which fields are used depends on Op:
+//   - named objects (Device, Method, Name, OperationRegion, CreateXField,
+//     External, Alias, ...): Name is the name they define;
+//   - OpNamePath and OpCall: Name is the referenced name;
+//   - integer constants (Zero, One, Ones, BytePrefix..QWordPrefix,
+//     OpByteData..OpQWordData) and field list entries: Value;
+//   - String: Data holds the characters (without the terminating NUL);
+//     Buffer: Args[0] is the size, Data the initializer bytes;
+//   - every other operand, in encoding order: Args;
+//   - TermLists (Scope, Device, Method, If, Else, While, ...), Package
+//     elements and Field lists: Children.
+//
+// Slices (Name, Data) alias the decoded input.
+type Node struct {
+	Op       Op
+	PkgBytes uint8   // bytes of the PkgLength encoding (1-4); 0 when the construct has none
+	Off      int     // offset of the first byte, relative to the start of the decoded body
+	Len      int     // length in bytes of the whole construct
+	Name     RawName // defined or referenced name
+	Value    uint64  // integer value, raw data operand, field width or access attributes
+	Data     []byte  // String characters or Buffer initializer bytes
+	Args     []*Node // operands in encoding order (the defined Name excluded)
+	Children []*Node // TermList, Package elements or FieldList
+}
+
+// RawName is an AML NameString as encoded in the byte stream (root or
+// parent prefixes, then NullName, one segment, DualNamePrefix + 2 segments
+// or MultiNamePrefix + count + segments).
+type RawName []byte
+
+// DecodeError reports malformed AML. Off is the byte offset of the problem
+// relative to the start of the decoded body (add 36 for an offset in the
+// table), Op the construct being decoded when it was found.
+type DecodeError struct {
+	Off int
+	Op  string
+	Msg string
+}
+
+func (e *DecodeError) Error() string {
+	if e.Op != "" {
+		return fmt.Sprintf("aml: offset %#x: %s: %s", e.Off, e.Op, e.Msg)
+	}
+	return fmt.Sprintf("aml: offset %#x: %s", e.Off, e.Msg)
+}
+
+// Decode parses an AML byte stream (a DSDT or SSDT body, after the 36-byte
+// table header) into a tree whose root has Op OpRoot and the top-level
+// terms as Children.
+//
+// Method invocations are recognised the way ACPICA's disassembler does: a
+// first pass collects every named object (Methods with their argument
+// counts, and External(..., MethodObj, n) declarations) with its full path;
+// the second pass resolves each name in a TermArg position with the ACPI
+// search rules (single segments: the current scope, then each parent) and
+// takes as many arguments as the method declares. Names that resolve to no
+// method take no arguments.
+//
+// Malformed input (unknown opcodes, truncated constructs, lengths running
+// past their enclosing package, invalid names, nesting deeper than
+// MaxDecodeDepth) returns a *DecodeError with the byte offset; memory use
+// is bounded by a small multiple of len(body).
+func Decode(body []byte) (*Node, error) {
+	p := newDecoder(body)
+	// Pass 1: collect declarations. Errors are reported by pass 2, which
+	// may succeed where pass 1 failed (a forward reference to a method).
+	p.scan = true
+	_, _ = p.termList(0, len(body))
+	p.scan = false
+	p.reset()
+	root := p.alloc(OpRoot, 0)
+	children, err := p.termList(0, len(body))
+	if err != nil {
+		return nil, err
+	}
+	root.Children = children
+	root.Len = len(body)
+	return root, nil
+}
+
+type decoder struct {
+	b     []byte
+	pos   int
+	depth int
+	scan  bool
+
+	slab    []Node
+	first   []Node
+	nodes   int
+	maxNode int
+
+	stack []*Node
+	ptrs  []*Node
+
+	scope []byte              // current scope: concatenated 4-byte segments, root = empty
+	ns    map[string]int8     // absolute path -> argument count, -1 = not a method
+	meth  map[uint32]struct{} // last segments of methods
+	key   []byte
+}
+
+func newDecoder(b []byte) *decoder {
+	n := len(b)/3 + 16
+	if n > 1<<16 {
+		n = 1 << 16
+	}
+	p := &decoder{b: b, maxNode: len(b) + 16}
+	p.first = make([]Node, n)
+	p.slab = p.first
+	p.ns = make(map[string]int8)
+	p.meth = make(map[uint32]struct{})
+	return p
+}
+
+func (p *decoder) reset() {
+	p.pos, p.depth, p.nodes = 0, 0, 0
+	p.slab = p.first
+	p.stack = p.stack[:0]
+	p.ptrs = nil
+	p.scope = p.scope[:0]
+}
+
+func (p *decoder) errf(off int, format string, args ...any) *DecodeError {
+	return &DecodeError{Off: off, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (p *decoder) alloc(op Op, off int) *Node {
+	if len(p.slab) == 0 {
+		n := (len(p.b)-off)/4 + 16
+		if n > 1<<14 {
+			n = 1 << 14
+		}
+		p.slab = make([]Node, n)
+	}
+	n := &p.slab[0]
+	p.slab = p.slab[1:]
+	*n = Node{Op: op, Off: off}
+	p.nodes++
+	return n
+}
+
+// commit moves p.stack[start:] into the pointer arena and returns it.
+func (p *decoder) commit(start int) []*Node {
+	k := len(p.stack) - start
+	if k == 0 {
+		return nil
+	}
+	if len(p.ptrs)+k > cap(p.ptrs) {
+		c := len(p.b) / 4
+		if c < 64 {
+			c = 64
+		}
+		if c > 1<<14 {
+			c = 1 << 14
+		}
+		if c < k {
+			c = k
+		}
+		p.ptrs = make([]*Node, 0, c)
+	}
+	s := len(p.ptrs)
+	p.ptrs = append(p.ptrs, p.stack[start:]...)
+	p.stack = p.stack[:start]
+	return p.ptrs[s : s+k : s+k]
+}
+
+// termList parses terms from p.pos up to end.
+func (p *decoder) termList(start, end int) ([]*Node, error) {
+	p.pos = start
+	s0 := len(p.stack)
+	for p.pos < end {
+		n, err := p.term(end, ctxTerm)
+		if err != nil {
+			p.stack = p.stack[:s0]
+			return nil, err
+		}
+		p.stack = append(p.stack, n)
+	}
+	return p.commit(s0), nil
+}
+
+type termCtx uint8
+
+const (
+	ctxTerm   termCtx = iota // TermArg or TermObj: names may be method calls
+	ctxRef                   // names are references (package elements, DataRefObject)
+	ctxSuper                 // SuperName
+	ctxTarget                // Target: 0x00 is NullName
+)
+
+func isLeadNameChar(c byte) bool { return (c >= 'A' && c <= 'Z') || c == '_' }
+func isNameChar(c byte) bool     { return isLeadNameChar(c) || (c >= '0' && c <= '9') }
+func isNameStart(c byte) bool {
+	return isLeadNameChar(c) || c == RootChar || c == ParentPrefixChar || c == DualNamePrefix || c == MultiNamePrefix
+}
+
+func (p *decoder) term(end int, ctx termCtx) (*Node, error) {
+	p.depth++
+	if p.depth > MaxDecodeDepth {
+		p.depth--
+		return nil, p.errf(p.pos, "terms nested deeper than %d", MaxDecodeDepth)
+	}
+	if p.nodes >= p.maxNode {
+		p.depth--
+		return nil, p.errf(p.pos, "more than %d nodes for %d bytes", p.maxNode, len(p.b))
+	}
+	n, err := p.term0(end, ctx)
+	p.depth--
+	return n, err
+}
+
+func (p *decoder) term0(end int, ctx termCtx) (*Node, error) {
+	start := p.pos
+	if start >= end {
+		return nil, p.errf(start, "term expected, but the enclosing package ends at %#x", end)
+	}
+	c := p.b[start]
+	if isNameStart(c) {
+		return p.nameTerm(end, ctx)
+	}
+	if c == NullName && ctx == ctxTarget {
+		n := p.alloc(OpNullTarget, start)
+		p.pos++
+		n.Len = 1
+		return n, nil
+	}
+	var op Op
+	var sp *opSpec
+	oplen := 1
+	if c == ExtOpPrefix {
+		if start+1 >= end {
+			return nil, p.errf(start, "extended opcode prefix 0x5B at the end of the enclosing package (%#x)", end)
+		}
+		op = ExtendedOp(p.b[start+1])
+		sp = &extTable[p.b[start+1]]
+		oplen = 2
+		if sp.name == "" {
+			return nil, p.errf(start, "unknown extended opcode 0x5B 0x%02X", p.b[start+1])
+		}
+	} else {
+		op = Op(c)
+		sp = &opTable[c]
+		if sp.name == "" {
+			return nil, p.errf(start, "unknown opcode 0x%02X", c)
+		}
+	}
+	n := p.alloc(op, start)
+	p.pos += oplen
+	switch op {
+	case BytePrefix:
+		return p.imm(n, end, 1)
+	case WordPrefix:
+		return p.imm(n, end, 2)
+	case DWordPrefix:
+		return p.imm(n, end, 4)
+	case QWordPrefix:
+		return p.imm(n, end, 8)
+	case OnesOp:
+		n.Value = ^uint64(0)
+		n.Len = 1
+		return n, nil
+	case OneOp:
+		n.Value = 1
+		n.Len = 1
+		return n, nil
+	case StringPrefix:
+		for i := p.pos; i < end; i++ {
+			if p.b[i] == 0 {
+				n.Data = p.b[p.pos:i]
+				p.pos = i + 1
+				n.Len = p.pos - start
+				return n, nil
+			}
+		}
+		return nil, &DecodeError{Off: start, Op: "String", Msg: fmt.Sprintf("no terminating NUL before the enclosing package ends at %#x", end)}
+	}
+	if sp.args == "" {
+		n.Len = oplen
+		return n, nil
+	}
+	if err := p.operands(n, sp, start, end); err != nil {
+		if de, ok := err.(*DecodeError); ok && de.Op == "" {
+			de.Op = sp.name
+		}
+		return nil, err
+	}
+	n.Len = p.pos - start
+	return n, nil
+}
+
+func (p *decoder) imm(n *Node, end, size int) (*Node, error) {
+	if p.pos+size > end {
+		return nil, &DecodeError{Off: n.Off, Op: n.Op.String(), Msg: fmt.Sprintf("needs %d data bytes, the enclosing package ends at %#x", size, end)}
+	}
+	n.Value = leUint(p.b[p.pos : p.pos+size])
+	p.pos += size
+	n.Len = p.pos - n.Off
+	return n, nil
+}
+
+func leUint(b []byte) uint64 {
+	switch len(b) {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(ebin.LittleEndian.Uint16(b))
+	case 4:
+		return uint64(ebin.LittleEndian.Uint32(b))
+	case 8:
+		return ebin.LittleEndian.Uint64(b)
+	}
+	var v uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		v = v<<8 | uint64(b[i])
+	}
+	return v
+}
+
+// pkgLength reads a PkgLength at p.pos (limited by end) and returns its
+// value and the number of bytes it used.
+func (p *decoder) pkgLength(end int) (int, int, error) {
+	at := p.pos
+	if at >= end {
+		return 0, 0, p.errf(at, "PkgLength expected, but the enclosing package ends at %#x", end)
+	}
+	lead := p.b[at]
+	follow := int(lead >> 6)
+	if at+1+follow > end {
+		return 0, 0, p.errf(at, "PkgLength needs %d bytes, the enclosing package ends at %#x", 1+follow, end)
+	}
+	if follow == 0 {
+		p.pos++
+		return int(lead & 0x3F), 1, nil
+	}
+	if lead&0x30 != 0 {
+		return 0, 0, p.errf(at, "PkgLength lead byte 0x%02X has reserved bits 4-5 set", lead)
+	}
+	v := int(lead & 0x0F)
+	for i := 0; i < follow; i++ {
+		v |= int(p.b[at+1+i]) << (4 + 8*i)
+	}
+	p.pos += 1 + follow
+	return v, 1 + follow, nil
+}
+
+// nameString reads a NameString at p.pos.
+func (p *decoder) nameString(end int) (RawName, error) {
+	start := p.pos
+	i := start
+	if i < end && p.b[i] == RootChar {
+		i++
+	} else {
+		for i < end && p.b[i] == ParentPrefixChar {
+			i++
+		}
+	}
+	if i >= end {
+		return nil, p.errf(start, "name path truncated by the end of the enclosing package at %#x", end)
+	}
+	segs := 1
+	switch p.b[i] {
+	case NullName:
+		segs = 0
+		i++
+	case DualNamePrefix:
+		segs = 2
+		i++
+	case MultiNamePrefix:
+		if i+1 >= end {
+			return nil, p.errf(i, "MultiNamePrefix without segment count before %#x", end)
+		}
+		segs = int(p.b[i+1])
+		if segs == 0 {
+			return nil, p.errf(i+1, "MultiNamePrefix segment count is 0")
+		}
+		i += 2
+	}
+	if i+4*segs > end {
+		return nil, p.errf(start, "name path with %d segments truncated by the end of the enclosing package at %#x", segs, end)
+	}
+	for s := 0; s < segs; s++ {
+		seg := p.b[i : i+4]
+		if !isLeadNameChar(seg[0]) || !isNameChar(seg[1]) || !isNameChar(seg[2]) || !isNameChar(seg[3]) {
+			return nil, p.errf(i, "invalid name segment %q", seg)
+		}
+		i += 4
+	}
+	p.pos = i
+	return RawName(p.b[start:i:i]), nil
+}
+
+func (p *decoder) nameTerm(end int, ctx termCtx) (*Node, error) {
+	start := p.pos
+	name, err := p.nameString(end)
+	if err != nil {
+		return nil, err
+	}
+	n := p.alloc(OpNamePath, start)
+	n.Name = name
+	if ctx == ctxTerm {
+		if argc := p.lookupMethod(name); argc >= 0 {
+			n.Op = OpCall
+			s0 := len(p.stack)
+			for i := 0; i < argc; i++ {
+				a, err := p.term(end, ctxTerm)
+				if err != nil {
+					p.stack = p.stack[:s0]
+					if de, ok := err.(*DecodeError); ok && de.Op == "" {
+						de.Op = "call of " + name.String()
+					}
+					return nil, err
+				}
+				p.stack = append(p.stack, a)
+			}
+			n.Args = p.commit(s0)
+		}
+	}
+	n.Len = p.pos - start
+	return n, nil
+}
+
+// operands decodes the operands of n described by sp.args.
+func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
+	pkgEnd := end
+	s0 := len(p.stack)
+	committed := false
+	saved, entered := p.scope, false
+	defer func() {
+		if entered {
+			p.scope = saved
+		}
+	}()
+	var flags byte
+	for i := 0; i < len(sp.args); i++ {
+		switch sp.args[i] {
+		case aPkg:
+			at := p.pos
+			l, w, err := p.pkgLength(end)
+			if err != nil {
+				return err
+			}
+			if l < w {
+				return p.errf(at, "PkgLength %d is smaller than its own %d bytes", l, w)
+			}
+			pkgEnd = at + l
+			if pkgEnd > end {
+				return p.errf(at, "PkgLength %d runs past the end of the enclosing package (%#x > %#x)", l, pkgEnd, end)
+			}
+			n.PkgBytes = uint8(w)
+		case aDefName:
+			name, err := p.nameString(pkgEnd)
+			if err != nil {
+				return err
+			}
+			n.Name = name
+			if sp.scope {
+				entered = true
+				p.enterScope(name, n.Op == ScopeOp)
+			}
+		case aRefName:
+			at := p.pos
+			name, err := p.nameString(pkgEnd)
+			if err != nil {
+				return err
+			}
+			a := p.alloc(OpNamePath, at)
+			a.Name = name
+			a.Len = p.pos - at
+			p.stack = append(p.stack, a)
+		case aByte, aWord, aDWord:
+			size, op := 1, OpByteData
+			if sp.args[i] == aWord {
+				size, op = 2, OpWordData
+			} else if sp.args[i] == aDWord {
+				size, op = 4, OpDWordData
+			}
+			a := p.alloc(op, p.pos)
+			if _, err := p.imm(a, pkgEnd, size); err != nil {
+				err.(*DecodeError).Op = ""
+				return err
+			}
+			if size == 1 {
+				flags = byte(a.Value)
+			}
+			p.stack = append(p.stack, a)
+			if p.scan && i == len(sp.args)-1 && n.Op == ExternalOp {
+				p.declareExternal(n.Name, p.stack[len(p.stack)-2].Value, a.Value)
+			}
+		case aTermArg, aDataRef, aSuper, aTarget:
+			ctx := ctxTerm
+			switch sp.args[i] {
+			case aDataRef:
+				ctx = ctxRef
+			case aSuper:
+				ctx = ctxSuper
+			case aTarget:
+				ctx = ctxTarget
+			}
+			a, err := p.term(pkgEnd, ctx)
+			if err != nil {
+				return err
+			}
+			p.stack = append(p.stack, a)
+		case aTerms, aFields, aElems, aBytes:
+			n.Args = p.commit(s0)
+			committed = true
+			switch sp.args[i] {
+			case aTerms:
+				if p.scan && n.Op == MethodOp {
+					p.declare(p.scope, int8(flags&7))
+					p.pos = pkgEnd
+					break
+				}
+				if p.scan && sp.scope && n.Op != ScopeOp {
+					p.declare(p.scope, -1)
+				}
+				c, err := p.termList(p.pos, pkgEnd)
+				if err != nil {
+					return err
+				}
+				n.Children = c
+			case aFields:
+				if err := p.fieldList(n, pkgEnd); err != nil {
+					return err
+				}
+			case aElems:
+				s1 := len(p.stack)
+				for p.pos < pkgEnd {
+					e, err := p.term(pkgEnd, ctxRef)
+					if err != nil {
+						p.stack = p.stack[:s1]
+						return err
+					}
+					p.stack = append(p.stack, e)
+				}
+				n.Children = p.commit(s1)
+			case aBytes:
+				n.Data = p.b[p.pos:pkgEnd:pkgEnd]
+				p.pos = pkgEnd
+			}
+		}
+	}
+	if !committed {
+		n.Args = p.commit(s0)
+	}
+	if p.scan && !sp.scope && n.Name != nil {
+		p.declareRel(n.Name, -1)
+	}
+	if p.pos != pkgEnd && sp.args[0] == aPkg {
+		return p.errf(p.pos, "package declared to end at %#x, contents end at %#x", pkgEnd, p.pos)
+	}
+	return nil
+}
+
+func (p *decoder) fieldList(n *Node, end int) error {
+	s0 := len(p.stack)
+	for p.pos < end {
+		at := p.pos
+		c := p.b[at]
+		var e *Node
+		switch {
+		case c == 0x00: // ReservedField
+			e = p.alloc(OpFieldReserved, at)
+			p.pos++
+			v, w, err := p.pkgLength(end)
+			if err != nil {
+				return err
+			}
+			e.Value, e.PkgBytes = uint64(v), uint8(w)
+		case c == 0x01: // AccessField
+			if at+3 > end {
+				return p.errf(at, "AccessAs entry needs 3 bytes, the field list ends at %#x", end)
+			}
+			e = p.alloc(OpFieldAccess, at)
+			e.Value = uint64(p.b[at+1]) | uint64(p.b[at+2])<<8
+			p.pos += 3
+		case c == 0x02: // ConnectField
+			e = p.alloc(OpFieldConnect, at)
+			p.pos++
+			if p.pos < end && p.b[p.pos] == BufferOp {
+				a, err := p.term(end, ctxRef)
+				if err != nil {
+					return err
+				}
+				e.Args = []*Node{a}
+			} else {
+				a := p.alloc(OpNamePath, p.pos)
+				name, err := p.nameString(end)
+				if err != nil {
+					return err
+				}
+				a.Name = name
+				a.Len = p.pos - a.Off
+				e.Args = []*Node{a}
+			}
+		case c == 0x03: // ExtendedAccessField
+			if at+4 > end {
+				return p.errf(at, "extended AccessAs entry needs 4 bytes, the field list ends at %#x", end)
+			}
+			e = p.alloc(OpFieldExtAccess, at)
+			e.Value = uint64(p.b[at+1]) | uint64(p.b[at+2])<<8 | uint64(p.b[at+3])<<16
+			p.pos += 4
+		case isLeadNameChar(c):
+			if at+4 > end {
+				return p.errf(at, "field name truncated by the end of the field list at %#x", end)
+			}
+			seg := p.b[at : at+4 : at+4]
+			if !isNameChar(seg[1]) || !isNameChar(seg[2]) || !isNameChar(seg[3]) {
+				return p.errf(at, "invalid field name %q", seg)
+			}
+			e = p.alloc(OpFieldUnit, at)
+			e.Name = RawName(seg)
+			p.pos += 4
+			v, w, err := p.pkgLength(end)
+			if err != nil {
+				return err
+			}
+			e.Value, e.PkgBytes = uint64(v), uint8(w)
+			if p.scan {
+				p.declareRel(e.Name, -1)
+			}
+		default:
+			return p.errf(at, "invalid field list entry 0x%02X", c)
+		}
+		e.Len = p.pos - at
+		p.stack = append(p.stack, e)
+	}
+	n.Children = p.commit(s0)
+	return nil
+}
+
+// ---- namespace -------------------------------------------------------
+
+// splitName returns the prefix of a valid raw name (root, number of
+// parent prefixes) and its concatenated segments.
+func splitName(n RawName) (root bool, parents int, segs []byte) {
+	i := 0
+	if i < len(n) && n[i] == RootChar {
+		root = true
+		i++
+	}
+	for i < len(n) && n[i] == ParentPrefixChar {
+		parents++
+		i++
+	}
+	if i >= len(n) {
+		return
+	}
+	switch n[i] {
+	case NullName:
+		return root, parents, nil
+	case DualNamePrefix:
+		i++
+	case MultiNamePrefix:
+		i += 2
+	}
+	if i > len(n) {
+		i = len(n)
+	}
+	return root, parents, n[i:]
+}
+
+// absPath appends to dst the absolute path of name relative to scope
+// (without searching parents). ok is false when parent prefixes go above
+// the root.
+func absPath(dst []byte, scope []byte, name RawName) ([]byte, bool) {
+	root, parents, segs := splitName(name)
+	if root {
+		return append(dst, segs...), true
+	}
+	if parents*4 > len(scope) {
+		return dst, false
+	}
+	dst = append(dst, scope[:len(scope)-parents*4]...)
+	return append(dst, segs...), true
+}
+
+func (p *decoder) enterScope(name RawName, search bool) {
+	if search {
+		// Scope() refers to an existing object: apply the search rules.
+		root, parents, segs := splitName(name)
+		if !root && parents == 0 && len(segs) == 4 {
+			for base := len(p.scope); base >= 0; base -= 4 {
+				p.key = append(append(p.key[:0], p.scope[:base]...), segs...)
+				if _, ok := p.ns[string(p.key)]; ok {
+					p.scope = append(p.scope[:0:0], p.key...)
+					return
+				}
+			}
+		}
+	}
+	abs, ok := absPath(nil, p.scope, name)
+	if !ok {
+		abs = append([]byte(nil), p.scope...)
+	}
+	p.scope = abs
+}
+
+// declare records the absolute path abs (argc -1 = not a method).
+func (p *decoder) declare(abs []byte, argc int8) {
+	if len(abs) < 4 {
+		return
+	}
+	if old, ok := p.ns[string(abs)]; ok && (argc < 0 || old >= 0) {
+		return
+	}
+	p.ns[string(abs)] = argc
+	if argc >= 0 {
+		p.meth[ebin.LittleEndian.Uint32(abs[len(abs)-4:])] = struct{}{}
+	}
+}
+
+func (p *decoder) declareRel(name RawName, argc int8) {
+	abs, ok := absPath(p.key[:0], p.scope, name)
+	p.key = abs
+	if ok {
+		p.declare(abs, argc)
+	}
+}
+
+// ObjectType value of External for methods.
+const externalMethodObj = 8
+
+func (p *decoder) declareExternal(name RawName, typ, argc uint64) {
+	if typ == externalMethodObj {
+		p.declareRel(name, int8(argc&7))
+	} else {
+		p.declareRel(name, -1)
+	}
+}
+
+// lookupMethod returns the argument count of the method name refers to from
+// the current scope, or -1 when it does not resolve to a method.
+func (p *decoder) lookupMethod(name RawName) int {
+	root, parents, segs := splitName(name)
+	if len(segs) < 4 {
+		return -1
+	}
+	if _, ok := p.meth[ebin.LittleEndian.Uint32(segs[len(segs)-4:])]; !ok {
+		return -1
+	}
+	if root || parents > 0 || len(segs) > 4 {
+		abs, ok := absPath(p.key[:0], p.scope, name)
+		p.key = abs
+		if !ok {
+			return -1
+		}
+		if v, ok := p.ns[string(abs)]; ok {
+			return int(v)
+		}
+		return -1
+	}
+	for base := len(p.scope); base >= 0; base -= 4 {
+		p.key = append(append(p.key[:0], p.scope[:base]...), segs...)
+		if v, ok := p.ns[string(p.key)]; ok {
+			return int(v)
+		}
+	}
+	return -1
+}
+
+// String returns the name in ASL syntax ("\\_SB.PCI0", "^FOO"), with
+// trailing underscores of each segment removed as iasl prints them.
+func (n RawName) String() string {
+	root, parents, segs := splitName(n)
+	var sb strings.Builder
+	sb.Grow(len(n) + len(segs)/4)
+	if root {
+		sb.WriteByte('\\')
+	}
+	for i := 0; i < parents; i++ {
+		sb.WriteByte('^')
+	}
+	for i := 0; i+4 <= len(segs); i += 4 {
+		if i > 0 {
+			sb.WriteByte('.')
+		}
+		sb.WriteString(trimSeg(segs[i : i+4]))
+	}
+	return sb.String()
+}
+
+// Segments returns the 4-character segments of the name.
+func (n RawName) Segments() []string {
+	_, _, segs := splitName(n)
+	out := make([]string, 0, len(segs)/4)
+	for i := 0; i+4 <= len(segs); i += 4 {
+		out = append(out, string(segs[i:i+4]))
+	}
+	return out
+}
+
+func trimSeg(s []byte) string {
+	k := len(s)
+	for k > 1 && s[k-1] == '_' {
+		k--
+	}
+	return string(s[:k])
+}

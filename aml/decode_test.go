@@ -1,0 +1,36 @@
+package aml
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/stretchr/testify/require"
+)
+
+// amlTables returns the DSDT/SSDT fixtures (path -> whole table bytes).
+func amlTables(t testing.TB) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, pat := range []string{"DSDT.dat", "SSDT*.dat"} {
+		m, err := filepath.Glob(filepath.Join(fixtures.Shared(t), "tables", "*", pat))
+		require.NoError(t, err)
+		for _, p := range m {
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			require.Greater(t, len(b), 36)
+			out[p] = b
+		}
+	}
+	require.GreaterOrEqual(t, len(out), 9)
+	return out
+}
+
+func TestDecodeRealTables(t *testing.T) {
+	for p, b := range amlTables(t) {
+		root, err := Decode(b[36:])
+		require.NoError(t, err, p)
+		require.Equal(t, len(b)-36, root.Len)
+	}
+}
