@@ -1,0 +1,83 @@
+//go:build e2e
+
+package testguest
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The remaining guest modes, each in a real QEMU (TCG) boot. Without the
+// diagnostic SSDT there is no AML tick here; these tests check what the
+// guest itself promises. The SSDT end-to-end tests live with qemuhook.
+
+var debugLine = regexp.MustCompile(`acpidiag-guest: region: magic=`)
+
+func countDebug(v *vm) int { return len(debugLine.FindAllStringIndex(v.Console(), -1)) }
+
+// TestE2EGuestLivelock: every CPU is taken by a FIFO 99 loop, so PID 1 (a
+// normal-priority process) starves: its heartbeat and debug lines stop.
+func TestE2EGuestLivelock(t *testing.T) {
+	t.Parallel()
+	v := bootGuest(t, 2, BootArgs(ModeLivelock, time.Second, "acpidiag.debug=1", "acpidiag.debug_period=200ms"))
+	v.waitConsole(bootTimeout, "acpidiag-guest: livelocking every CPU now",
+		"acpidiag-guest: spinning on CPU 0 (rt)", "acpidiag-guest: spinning on CPU 1 (rt)")
+	time.Sleep(2 * time.Second) // let the last in-flight writes land
+	beat, lines := v.slot(0).beat, countDebug(v)
+	time.Sleep(4 * time.Second)
+	require.Equal(t, beat, v.slot(0).beat, "application beat moved during an all-CPU realtime livelock")
+	require.Equal(t, lines, countDebug(v), "PID 1 kept printing during an all-CPU realtime livelock")
+	select {
+	case <-v.done:
+		t.Fatalf("QEMU exited during the livelock: %v", v.waitErr)
+	default:
+	}
+}
+
+// TestE2EGuestUhang: the application heartbeat stops, but PID 1 still runs
+// (its debug lines go on) and so does the kernel.
+func TestE2EGuestUhang(t *testing.T) {
+	t.Parallel()
+	v := bootGuest(t, 1, BootArgs(ModeUhang, time.Second, "acpidiag.debug=1", "acpidiag.debug_period=300ms"))
+	v.waitConsole(bootTimeout, "acpidiag-guest: userspace hung now", "acpidiag-guest: heartbeat stopped at beat",
+		"acpidiag-guest: spinning on CPU 0 (normal)")
+	beat, lines := v.slot(0).beat, countDebug(v)
+	require.Positive(t, beat, "the heartbeat never beat before the hang")
+	time.Sleep(4 * time.Second)
+	require.Equal(t, beat, v.slot(0).beat, "application beat moved after the userspace hang")
+	require.Greater(t, countDebug(v), lines+3, "normal-priority userspace must keep running during uhang")
+}
+
+func TestE2EGuestReboot(t *testing.T) {
+	t.Parallel()
+	v := bootGuest(t, 1, BootArgs(ModeReboot, time.Second))
+	v.waitConsole(bootTimeout, "acpidiag-guest: rebooting now")
+	require.NoError(t, v.waitExit(bootTimeout)) // -no-reboot: the reset ends QEMU
+	c := v.Console()
+	require.Contains(t, c, "reboot: Restarting system")
+	require.NotContains(t, c, "Kernel panic")
+}
+
+func TestE2EGuestPoweroff(t *testing.T) {
+	t.Parallel()
+	v := bootGuest(t, 1, BootArgs(ModePoweroff, time.Second))
+	v.waitConsole(bootTimeout, "acpidiag-guest: powering off now")
+	require.NoError(t, v.waitExit(bootTimeout))
+	c := v.Console()
+	require.Contains(t, c, "reboot: Power down")
+	require.False(t, strings.Contains(c, "Kernel panic"))
+}
+
+// TestE2EGuestOopsWithoutModule: a stock kernel has no oops trigger; the
+// guest must say so and stay alive instead of silently doing nothing.
+func TestE2EGuestOopsWithoutModule(t *testing.T) {
+	t.Parallel()
+	v := bootGuest(t, 1, BootArgs(ModeOops, 0))
+	v.waitConsole(bootTimeout, "acpidiag-guest: oops mode: no oops module in /modules/extra; staying alive")
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
+}
