@@ -14,7 +14,7 @@ import (
 	"github.com/acpidiag/acpidiag/region"
 )
 
-var updateFixtures = flag.Bool("update", false, "rewrite fixtures/region/*.bin from fresh acpiexec runs")
+var updateFixtures = flag.Bool("update-region", false, "rewrite fixtures/region/*.bin from fresh acpiexec runs")
 
 // regionFixture is one region image written by the real generated AML under
 // acpiexec, for the host-side decoder's tests.
@@ -75,7 +75,7 @@ func TestRegionFixtures(t *testing.T) {
 				require.NoError(t, os.WriteFile(path, img, 0o644))
 			}
 			want, err := os.ReadFile(path)
-			require.NoError(t, err, "run go test ./acpi -run TestRegionFixtures -update")
+			require.NoError(t, err, "run go test ./acpi -run TestRegionFixtures -update-region")
 			require.Len(t, want, int(cfg.Size))
 			require.NotZero(t, binary.LittleEndian.Uint32(img[region.OffTimerLo:]))
 			require.NotZero(t, binary.LittleEndian.Uint32(want[region.OffTimerLo:]))
