@@ -298,8 +298,11 @@ func (q *QMP) dial(ctx context.Context) (*conn, qmp.Version, error) {
 	lr := &lineReader{r: br, max: q.opts.MaxMessage}
 	fail := func(what string, err error) (*conn, qmp.Version, error) {
 		c.Close()
+		var ne net.Error
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		} else if errors.As(err, &ne) && ne.Timeout() {
+			err = fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
 		}
 		return nil, qmp.Version{}, fmt.Errorf("qmp: %s on %s: %w", what, q.path, err)
 	}
