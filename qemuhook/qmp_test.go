@@ -143,7 +143,6 @@ func TestQMPStopContEvents(t *testing.T) {
 	assert.Equal(t, "CommandNotFound", ce.Class)
 	assert.Equal(t, "no-such-command", ce.Command)
 
-
 	// go-qemu's typed API runs over the session.
 	mon := raw.NewMonitor(q.Monitor())
 	si, err := mon.QueryStatus()
