@@ -56,7 +56,7 @@ func Build(c Config) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	body, err := aml.Encode(Terms(c)...)
+	body, err := aml.AppendEncode(make([]byte, 0, 1280), Terms(c)...)
 	if err != nil {
 		return nil, fmt.Errorf("acpi: encoding the diagnostic SSDT: %w", err)
 	}
@@ -116,17 +116,28 @@ func Terms(c Config) []aml.Term {
 
 func n(s string) aml.Term { return aml.NameString(s) }
 
+// fieldTerms maps region field names to their AML name terms; built once
+// from region.Fields and never modified.
+var fieldTerms = func() map[string]aml.Term {
+	m := make(map[string]aml.Term, len(region.Fields))
+	for _, f := range region.Fields {
+		m[f.Name] = aml.NameString(f.AMLName)
+	}
+	return m
+}()
+
 // amlName returns the ACPI name of a region field.
 func amlName(name string) aml.Term {
-	f, ok := region.FieldByName(name)
+	t, ok := fieldTerms[name]
 	if !ok {
 		panic("acpi: region has no field " + name) // programming error, caught by every test
 	}
-	return n(f.AMLName)
+	return t
 }
 
-// regionField declares every field of region.Fields over nameMemRegion.
-func regionField() aml.Term {
+// regionFieldElems is the Field list declaring every field of region.Fields
+// in offset order; built once and never modified.
+var regionFieldElems = func() []aml.FieldElement {
 	fs := append([]region.Field(nil), region.Fields...)
 	sort.Slice(fs, func(i, j int) bool { return fs[i].Offset < fs[j].Offset })
 	var elems []aml.FieldElement
@@ -138,7 +149,12 @@ func regionField() aml.Term {
 		elems = append(elems, aml.FieldUnit(f.AMLName, 8*region.Width))
 		at = f.Offset + region.Width
 	}
-	return aml.Field(nameMemRegion, aml.DWordAcc, false, aml.Preserve, elems...)
+	return elems
+}()
+
+// regionField declares every field of region.Fields over nameMemRegion.
+func regionField() aml.Term {
+	return aml.Field(nameMemRegion, aml.DWordAcc, false, aml.Preserve, regionFieldElems...)
 }
 
 // tickBody is the body of _TMP. Comments give the ASL.
