@@ -34,3 +34,14 @@ func TestDecodeRealTables(t *testing.T) {
 		require.Equal(t, len(b)-36, root.Len)
 	}
 }
+
+func TestDecodeReencodeRealTables(t *testing.T) {
+	for p, b := range amlTables(t) {
+		body := b[36:]
+		root, err := Decode(body)
+		require.NoError(t, err, p)
+		again, err := root.AppendAML(nil)
+		require.NoError(t, err, p)
+		require.Equal(t, body, again, p)
+	}
+}
