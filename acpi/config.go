@@ -279,3 +279,28 @@ func ParseRegionSpec(s string) (p Placement, slot uint8, addr uint64, err error)
 	}
 	return 0, 0, 0, fmt.Errorf("acpi: region %q: want ivshmem, ivshmem:SLOT or fixed:ADDR", s)
 }
+
+// ParseSize parses a region size as given on a command line: a number in Go
+// syntax ("65536", "0x10000") optionally followed by K, M or G (binary
+// multiples: "64K", "1M").
+func ParseSize(s string) (uint64, error) {
+	num, mult := s, uint64(1)
+	if len(s) > 0 {
+		switch s[len(s)-1] {
+		case 'K', 'k':
+			num, mult = s[:len(s)-1], 1<<10
+		case 'M', 'm':
+			num, mult = s[:len(s)-1], 1<<20
+		case 'G', 'g':
+			num, mult = s[:len(s)-1], 1<<30
+		}
+	}
+	v, err := strconv.ParseUint(num, 0, 64)
+	if err != nil {
+		return 0, fmt.Errorf("acpi: size %q: want a number with an optional K, M or G suffix (e.g. 64K): %w", s, err)
+	}
+	if v > (1<<64-1)/mult {
+		return 0, fmt.Errorf("acpi: size %q overflows 64 bits", s)
+	}
+	return v * mult, nil
+}

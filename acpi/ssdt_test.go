@@ -304,3 +304,15 @@ func BenchmarkBuildFixed(b *testing.B) {
 		}
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{"4096": 4096, "0x10000": 0x10000, "64K": 64 << 10, "64k": 64 << 10, "1M": 1 << 20, "2G": 2 << 30} {
+		got, err := acpi.ParseSize(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "K", "64Q", "-1", "0x", "99999999999999999999G", "17179869184G"} {
+		_, err := acpi.ParseSize(bad)
+		require.Error(t, err, "%q", bad)
+	}
+}
