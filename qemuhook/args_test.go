@@ -3,7 +3,6 @@ package qemuhook
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,16 +89,14 @@ func TestChannelArgsErrors(t *testing.T) {
 	}
 }
 
-// testSSDT writes a diagnostic SSDT for rc into dir.
-// TODO(qemuhook): switch to acpi.Build(rc) once it is committed; until then
-// the acpi package's hand-written reference ASL compiled by iasl.
+// testSSDT writes the diagnostic SSDT for rc (acpi.Build) into dir.
 func testSSDT(t *testing.T, dir string, rc acpi.Config) string {
 	t.Helper()
-	iasl := fixtures.RequireTool(t, "iasl")
-	src := filepath.Join(fixtures.RepoRoot(), "acpi", "testdata", "ssdt_hand.asl")
-	out, err := exec.Command(iasl, "-p", filepath.Join(dir, "diag"), src).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return filepath.Join(dir, "diag.aml")
+	b, err := acpi.Build(rc)
+	require.NoError(t, err)
+	p := filepath.Join(dir, "diag.aml")
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	return p
 }
 
 func TestConfigArgsGolden(t *testing.T) {

@@ -1,0 +1,311 @@
+package qemuhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SysRqOptions tunes SysRq.
+type SysRqOptions struct {
+	// NoRaiseLogLevel skips sending SysRq-8 first. By default SysRq sends
+	// alt+sysrq+8 (console loglevel 8) so the dump reaches the console; a
+	// low loglevel shows only the header line (PLATFORM.md).
+	NoRaiseLogLevel bool
+	// AllowAny permits keys outside SafeSysRqKeys (c crashes the guest,
+	// b reboots it, ...).
+	AllowAny bool
+	// Quiet is how long the console must stay silent after the output
+	// started for the dump to be considered complete (default 500 ms).
+	Quiet time.Duration
+	// Timeout bounds the wait for the first output byte and the whole
+	// capture when ctx has no deadline (default 10 s).
+	Timeout time.Duration
+}
+
+// SafeSysRqKeys are the SysRq keys SysRq sends without
+// SysRqOptions.AllowAny: t (tasks), w (blocked tasks), l (backtrace of all
+// CPUs), m (memory), p (registers), q (timers), z (ftrace buffer) and the
+// loglevels 0-9. None of them changes the guest's state beyond the
+// loglevel.
+const SafeSysRqKeys = "twlmpqz0123456789"
+
+// SysRq sends alt+sysrq+key to the guest with QMP send-key and returns
+// the console output that follows, captured from con (the guest's serial
+// console, which must be the kernel's console=). The guest must allow
+// SysRq (kernel.sysrq=1; Debian's default 438 lacks the dump bit). Unless
+// opts.NoRaiseLogLevel, alt+sysrq+8 is sent first.
+func SysRq(ctx context.Context, q *QMP, con *Console, key byte, opts SysRqOptions) ([]byte, error) {
+	if !(key >= 'a' && key <= 'z' || key >= '0' && key <= '9') {
+		return nil, fmt.Errorf("qemuhook: sysrq: key %q is not a SysRq key (a-z, 0-9)", key)
+	}
+	if !opts.AllowAny && !strings.ContainsRune(SafeSysRqKeys, rune(key)) {
+		return nil, fmt.Errorf("qemuhook: sysrq: key %q changes the guest's state; set SysRqOptions.AllowAny to send it", key)
+	}
+	if con == nil {
+		return nil, errors.New("qemuhook: sysrq: no console to capture the output from (Config.SerialSocket)")
+	}
+	if opts.Quiet <= 0 {
+		opts.Quiet = 500 * time.Millisecond
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	if !opts.NoRaiseLogLevel && key != '8' {
+		mark := con.Mark()
+		if err := SendSysRqKey(ctx, q, '8'); err != nil {
+			return nil, err
+		}
+		// "sysrq: Changing Loglevel" / "Loglevel set to 8"
+		if _, err := con.WaitFor(ctx, mark, "Loglevel set to 8"); err != nil {
+			return nil, fmt.Errorf("qemuhook: sysrq: raising the console loglevel: %w (is kernel.sysrq enabled and the console on this serial port?)", err)
+		}
+	}
+	mark := con.Mark()
+	if err := SendSysRqKey(ctx, q, key); err != nil {
+		return nil, err
+	}
+	out, err := con.WaitQuiet(ctx, mark, opts.Quiet)
+	if err != nil {
+		return out, fmt.Errorf("qemuhook: sysrq %c: %w", key, err)
+	}
+	return out, nil
+}
+
+// SendSysRqKey sends alt+sysrq+key with QMP send-key, without waiting for
+// any output.
+func SendSysRqKey(ctx context.Context, q *QMP, key byte) error {
+	type kv struct {
+		Type string `json:"type"`
+		Data string `json:"data"`
+	}
+	args := map[string]any{"keys": []kv{{"qcode", "alt"}, {"qcode", "sysrq"}, {"qcode", string(rune(key))}}}
+	if err := q.Execute(ctx, "send-key", args, nil); err != nil {
+		return fmt.Errorf("qemuhook: sysrq %c: %w", key, err)
+	}
+	return nil
+}
+
+// InjectNMI injects a non-maskable interrupt into every vCPU (QMP
+// inject-nmi). With guest unknown_nmi_panic=1 it panics even a livelocked
+// guest.
+func InjectNMI(ctx context.Context, q *QMP) error {
+	if err := q.Execute(ctx, "inject-nmi", nil, nil); err != nil {
+		return fmt.Errorf("qemuhook: inject-nmi: %w", err)
+	}
+	return nil
+}
+
+// Status is QMP query-status.
+type Status struct {
+	Running bool   `json:"running"`
+	Status  string `json:"status"` // "running", "paused", "prelaunch", "guest-panicked", "shutdown", ...
+}
+
+// QueryStatus returns the VM's run state.
+func QueryStatus(ctx context.Context, q *QMP) (Status, error) {
+	var s Status
+	if err := q.Execute(ctx, "query-status", nil, &s); err != nil {
+		return s, fmt.Errorf("qemuhook: query-status: %w", err)
+	}
+	return s, nil
+}
+
+// CPURegisters is the register dump of one vCPU.
+type CPURegisters struct {
+	// Index is the vCPU index (the N of "CPU#N").
+	Index int `json:"index"`
+	// Text is QEMU's dump of the vCPU (HMP info registers format).
+	Text string `json:"text"`
+	// IP is the instruction pointer (RIP in 64-bit mode, EIP otherwise),
+	// when the dump holds one.
+	IP uint64 `json:"ip,omitempty"`
+	// HasIP says whether IP was found.
+	HasIP bool `json:"has_ip"`
+}
+
+// RegistersError reports HMP "info registers" output that cannot be split
+// into vCPUs. Offset is the byte offset in the output.
+type RegistersError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *RegistersError) Error() string {
+	return fmt.Sprintf("qemuhook: info registers output at byte %d: %s", e.Offset, e.Msg)
+}
+
+// Registers returns the registers of every vCPU (HMP "info registers -a"
+// through human-monitor-command). It works while the guest is livelocked.
+func Registers(ctx context.Context, q *QMP) ([]CPURegisters, error) {
+	out, err := q.HMP(ctx, "info registers -a")
+	if err != nil {
+		return nil, fmt.Errorf("qemuhook: info registers: %w", err)
+	}
+	return ParseRegisters(out)
+}
+
+// maxCPUs bounds ParseRegisters (QEMU's x86 maximum is 1024 on q35 with
+// kernel-irqchip; 4096 leaves room).
+const maxCPUs = 4096
+
+// ParseRegisters splits the output of HMP "info registers -a" into vCPUs
+// ("CPU#N" header lines, QEMU 7.2 format) and extracts the instruction pointer. Every vCPU
+// index must be present once.
+func ParseRegisters(out string) ([]CPURegisters, error) {
+	var regs []CPURegisters
+	seen := map[int]bool{}
+	off, textStart := 0, 0
+	finish := func(end int) {
+		if len(regs) > 0 {
+			regs[len(regs)-1].Text = out[textStart:end]
+		}
+	}
+	for off < len(out) {
+		line := out[off:]
+		if i := strings.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
+		t := strings.TrimRight(line, "\r\n")
+		switch {
+		case strings.HasPrefix(t, "CPU#"):
+			rest := strings.TrimPrefix(t, "CPU#")
+			end := 0
+			for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+				end++
+			}
+			n, err := strconv.Atoi(rest[:end])
+			if err != nil || end > 5 || n >= maxCPUs {
+				return nil, &RegistersError{Offset: off, Msg: fmt.Sprintf("bad vCPU header %.40q", t)}
+			}
+			if seen[n] {
+				return nil, &RegistersError{Offset: off, Msg: fmt.Sprintf("vCPU %d appears twice", n)}
+			}
+			seen[n] = true
+			finish(off)
+			regs = append(regs, CPURegisters{Index: n})
+			textStart = off + len(line)
+		case len(regs) == 0:
+			if strings.TrimSpace(t) != "" {
+				return nil, &RegistersError{Offset: off, Msg: fmt.Sprintf("text before the first CPU# header: %.40q", t)}
+			}
+		default:
+			r := &regs[len(regs)-1]
+			if !r.HasIP {
+				for _, name := range []string{"RIP=", "EIP="} {
+					i := strings.Index(t, name)
+					if i < 0 {
+						continue
+					}
+					h := t[i+4:]
+					if j := strings.IndexByte(h, ' '); j >= 0 {
+						h = h[:j]
+					}
+					if v, err := strconv.ParseUint(h, 16, 64); err == nil {
+						r.IP, r.HasIP = v, true
+						break
+					}
+				}
+			}
+		}
+		off += len(line)
+	}
+	if len(regs) == 0 {
+		return nil, &RegistersError{Offset: 0, Msg: "no CPU# header"}
+	}
+	finish(len(out))
+	return regs, nil
+}
+
+// MaxReadMemory is the largest range ReadMemory returns.
+const MaxReadMemory = 64 << 20
+
+// ReadMemory returns size bytes of guest-physical memory from addr (QMP
+// pmemsave into a temporary file that is removed afterwards). size is at
+// most MaxReadMemory. QEMU writes the file, so QEMU and the caller must
+// share a file system (they do for a local VM).
+func ReadMemory(ctx context.Context, q *QMP, addr, size uint64) ([]byte, error) {
+	if size == 0 || size > MaxReadMemory {
+		return nil, fmt.Errorf("qemuhook: read memory: size %d out of range 1..%d", size, MaxReadMemory)
+	}
+	if addr+size < addr {
+		return nil, fmt.Errorf("qemuhook: read memory: range %#x+%#x wraps", addr, size)
+	}
+	dir, err := os.MkdirTemp("", "acpidiag-pmem")
+	if err != nil {
+		return nil, fmt.Errorf("qemuhook: read memory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "mem")
+	args := map[string]any{"val": addr, "size": size, "filename": path}
+	if err := q.Execute(ctx, "pmemsave", args, nil); err != nil {
+		return nil, fmt.Errorf("qemuhook: read memory %#x+%#x: %w", addr, size, err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("qemuhook: read memory: %w", err)
+	}
+	if uint64(len(b)) != size {
+		return nil, fmt.Errorf("qemuhook: read memory %#x+%#x: pmemsave wrote %d bytes", addr, size, len(b))
+	}
+	return b, nil
+}
+
+// DumpFormat is the dump-guest-memory format.
+type DumpFormat string
+
+// Dump formats (QEMU 7.2).
+const (
+	DumpELF         DumpFormat = "elf"
+	DumpKdumpZlib   DumpFormat = "kdump-zlib"
+	DumpKdumpSnappy DumpFormat = "kdump-snappy"
+)
+
+// DumpGuestMemory writes the whole guest memory to path (QMP
+// dump-guest-memory, detached, polled with query-dump until done, so QMP
+// stays usable meanwhile). format "" means ELF. The VM is paused by QEMU
+// during the dump.
+func DumpGuestMemory(ctx context.Context, q *QMP, path string, format DumpFormat) error {
+	if format == "" {
+		format = DumpELF
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("qemuhook: dump-guest-memory: %w", err)
+	}
+	args := map[string]any{"paging": false, "protocol": "file:" + abs, "detach": true, "format": string(format)}
+	if err := q.Execute(ctx, "dump-guest-memory", args, nil); err != nil {
+		return fmt.Errorf("qemuhook: dump-guest-memory: %w", err)
+	}
+	for {
+		var st struct {
+			Status    string `json:"status"`
+			Completed int64  `json:"completed"`
+			Total     int64  `json:"total"`
+		}
+		if err := q.Execute(ctx, "query-dump", nil, &st); err != nil {
+			return fmt.Errorf("qemuhook: query-dump: %w", err)
+		}
+		switch st.Status {
+		case "completed":
+			return nil
+		case "failed":
+			return fmt.Errorf("qemuhook: dump-guest-memory to %s failed", abs)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("qemuhook: dump-guest-memory: %d/%d bytes: %w", st.Completed, st.Total, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

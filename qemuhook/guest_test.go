@@ -1,0 +1,78 @@
+package qemuhook
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/internal/testguest"
+)
+
+var (
+	initrdOnce sync.Once
+	initrd     testguest.Initramfs
+	initrdErr  error
+)
+
+// requireGuest returns the test guest's kernel and initramfs. Without the
+// cached kernel the test is skipped locally and failed under CI.
+func requireGuest(t *testing.T) (testguest.KernelFiles, testguest.Initramfs) {
+	t.Helper()
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	k, err := testguest.Kernel()
+	if errors.Is(err, testguest.ErrNoKernel) {
+		if fixtures.InCI() {
+			t.Fatalf("guest kernel required under CI: %v", err)
+		}
+		t.Skipf("guest kernel not cached: %v", err)
+	}
+	require.NoError(t, err)
+	initrdOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		initrd, initrdErr = testguest.Build(ctx, "")
+	})
+	require.NoError(t, initrdErr)
+	return k, initrd
+}
+
+// guestConfig returns a Config booting the test guest with the channel,
+// ERST, pvpanic, QMP and serial wired, in dir.
+func guestConfig(t *testing.T, dir, appendArgs string) Config {
+	t.Helper()
+	k, ird := requireGuest(t)
+	rc := acpi.DefaultConfig()
+	return Config{
+		Machine: "q35", MemoryMB: 256, Workdir: dir,
+		Kernel: k.Vmlinuz, Initrd: ird.Path, Append: appendArgs,
+		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "region")},
+		ERSTPath:  filepath.Join(dir, "erst"),
+		PVPanic:   true,
+		QMPSocket: filepath.Join(dir, "qmp"), SerialSocket: filepath.Join(dir, "serial"),
+	}
+}
+
+// bootGuest starts the test guest and attaches a QMP session and console.
+func bootGuest(t *testing.T, cfg Config) (*Process, *QMP, *Console) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := Start(ctx, cfg, StartOptions{})
+	require.NoError(t, err)
+	t.Cleanup(p.Kill)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	con, err := DialConsole(cctx, cfg.SerialSocket, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { con.Close() })
+	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { q.Close() })
+	return p, q, con
+}
