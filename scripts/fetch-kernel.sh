@@ -8,7 +8,16 @@
 # so. Set ACPIDIAG_KERNEL_PACKAGE=linux-image-6.1.0-N-amd64 to pin a package
 # instead of the one linux-image-amd64 depends on. Needs apt-get and dpkg-deb;
 # no root needed unless the apt lists are missing (then apt-get update runs).
+#
+# Optionally (when make and gcc-12 are installed) it also builds the tiny
+# oops module internal/testguest/oopsmod against the matching Debian headers
+# (linux-headers-*, linux-kbuild-*, extracted, not installed) into
+# kernel/extra/oops.ko, for the guest's acpidiag.mode=oops. Without them the
+# cache is still complete and the oops mode is unavailable. To rebuild the
+# cache, remove the kernel/ directory.
 set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
 
 log() { echo "fetch-kernel: $*"; }
 die() { echo "fetch-kernel: error: $*" >&2; exit 1; }
@@ -23,7 +32,7 @@ complete() {
 	local key val
 	while IFS='=' read -r key val; do
 		case "$key" in
-		vmlinuz | module) [ -s "$dest/$val" ] || return 1 ;;
+		vmlinuz | module | oops_module) [ -s "$dest/$val" ] || return 1 ;;
 		esac
 	done <"$manifest"
 	grep -q '^vmlinuz=' "$manifest" && grep -q '^module=' "$manifest"
@@ -95,5 +104,41 @@ for name in pvpanic pvpanic-mmio pvpanic-pci; do
 	n=$((n + 1))
 done
 [ "$n" -gt 0 ] || die "no pvpanic*.ko* in $moddir"
+
+# build_oops builds internal/testguest/oopsmod against the Debian headers of
+# $version into $dest/extra/oops.ko. Returns non-zero (with a reason logged)
+# when it cannot.
+build_oops() {
+	local src="$here/../internal/testguest/oopsmod"
+	[ -f "$src/acpidiag_oops.c" ] || { log "oops module: skipped: $src/acpidiag_oops.c not found"; return 1; }
+	if ! command -v make >/dev/null || ! command -v gcc-12 >/dev/null; then
+		log "oops module: skipped: needs make and gcc-12 (apt-get install make gcc-12); acpidiag.mode=oops will be unavailable"
+		return 1
+	fi
+	local hdr="linux-headers-$version" deps
+	deps="$(apt-cache depends "$hdr" 2>/dev/null | sed -n 's/^ *Depends: \(linux-\(headers\|kbuild\)-[^ ]*\)$/\1/p')"
+	log "oops module: downloading $hdr $(echo $deps)"
+	mkdir -p "$work/h"
+	(cd "$work/h" && apt-get download -q "$hdr" $deps >/dev/null 2>&1) || { log "oops module: skipped: apt-get download $hdr failed"; return 1; }
+	local d
+	for d in "$work"/h/*.deb; do dpkg-deb -x "$d" "$work/h/root"; done
+	local kdir="$work/h/root/usr/src/$hdr"
+	[ -f "$kdir/Makefile" ] || { log "oops module: skipped: no $kdir/Makefile"; return 1; }
+	# The Debian Makefile includes the -common headers by absolute path.
+	sed -i "s|/usr/src/|$work/h/root/usr/src/|g" "$kdir/Makefile"
+	mkdir -p "$work/oops"
+	cp "$src/acpidiag_oops.c" "$src/Kbuild" "$work/oops/"
+	if ! make -C "$kdir" M="$work/oops" modules >"$work/oops/build.log" 2>&1; then
+		log "oops module: skipped: build failed:"
+		tail -n 20 "$work/oops/build.log" | sed 's/^/fetch-kernel:   /'
+		return 1
+	fi
+	mkdir -p "$dest/extra"
+	cp "$work/oops/acpidiag_oops.ko" "$dest/extra/oops.ko"
+	echo "oops_module=extra/oops.ko" >>"$tmpman"
+	log "oops module: $dest/extra/oops.ko"
+}
+build_oops || echo "# oops module not built (see fetch-kernel output)" >>"$tmpman"
+
 mv "$tmpman" "$manifest"
 log "done: $version cached in $dest"

@@ -44,7 +44,7 @@ type Initramfs struct {
 
 // Build returns an initramfs for the cached guest kernel (Kernel): a newc
 // cpio with the static Go /init, the pvpanic modules under /modules, the
-// directories /proc, /sys, /dev, /tmp and the node /dev/console.
+// oops module (if any) as /modules/extra/oops.ko, the directories /proc, /sys, /dev, /tmp and the node /dev/console.
 //
 // The archive is named by a hash of its inputs and written into dir (""
 // means CacheDir()/initramfs); when it is already there it is reused and
@@ -102,7 +102,7 @@ func BuildFor(ctx context.Context, dir string, k KernelFiles) (Initramfs, error)
 		return Initramfs{}, fmt.Errorf("testguest: go build %s in %s: %w\n%s", initPkg, root, err, b)
 	}
 	cpioTmp := filepath.Join(tmp, "initramfs.cpio")
-	if err := writeArchive(cpioTmp, initBin, k.Modules); err != nil {
+	if err := writeArchive(cpioTmp, initBin, k.Modules, k.OopsModule); err != nil {
 		return Initramfs{}, err
 	}
 	// Rename is atomic: concurrent builders of the same hash write the same
@@ -114,7 +114,7 @@ func BuildFor(ctx context.Context, dir string, k KernelFiles) (Initramfs, error)
 }
 
 // writeArchive writes the newc cpio archive to path.
-func writeArchive(path, initBin string, modules []string) error {
+func writeArchive(path, initBin string, modules []string, oopsModule string) error {
 	initBytes, err := os.ReadFile(initBin)
 	if err != nil {
 		return fmt.Errorf("testguest: reading built init: %w", err)
@@ -140,6 +140,14 @@ func writeArchive(path, initBin string, modules []string) error {
 		}
 		seen[base] = m
 		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: "modules/" + base, Mode: cpio.S_IFREG | 0o644}))
+	}
+	if oopsModule != "" {
+		b, err := os.ReadFile(oopsModule)
+		if err != nil {
+			return fmt.Errorf("testguest: reading oops module: %w", err)
+		}
+		recs = append(recs, cpio.Directory("modules/extra", 0o755),
+			cpio.StaticRecord(b, cpio.Info{Name: "modules/extra/oops.ko", Mode: cpio.S_IFREG | 0o644}))
 	}
 	for i := range recs {
 		recs[i] = cpio.MakeReproducible(recs[i])
@@ -217,6 +225,11 @@ func inputHash(ctx context.Context, goTool, root string, k KernelFiles) (string,
 	}
 	for _, m := range k.Modules {
 		if err := hashFile(h, m, "module "+filepath.Base(m)); err != nil {
+			return "", err
+		}
+	}
+	if k.OopsModule != "" {
+		if err := hashFile(h, k.OopsModule, "oops module"); err != nil {
 			return "", err
 		}
 	}

@@ -3,6 +3,7 @@
 package testguest
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -72,11 +73,47 @@ func TestE2EGuestPoweroff(t *testing.T) {
 	require.False(t, strings.Contains(c, "Kernel panic"))
 }
 
+// TestE2EGuestOops: the oops module gives a real NULL-pointer oops in a
+// child of PID 1; PID 1, its heartbeat and the kernel survive.
+func TestE2EGuestOops(t *testing.T) {
+	t.Parallel()
+	if requireKernel(t).OopsModule == "" {
+		t.Skip("no oops module in the kernel cache (scripts/fetch-kernel.sh needs make and gcc-12 to build it)")
+	}
+	v := bootGuest(t, 1, BootArgs(ModeOops, time.Second))
+	v.waitConsole(bootTimeout, "acpidiag-guest: oopsing now",
+		"BUG: kernel NULL pointer dereference, address: 0000000000000000", "Oops: 0002 [#1]",
+		"acpidiag-guest: oops loader ended: signal: killed; still running")
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
+	require.NotContains(t, v.Console(), "Kernel panic")
+}
+
+// TestE2EGuestOopsPanic: with oops=panic the oops panics the kernel.
+func TestE2EGuestOopsPanic(t *testing.T) {
+	t.Parallel()
+	if requireKernel(t).OopsModule == "" {
+		t.Skip("no oops module in the kernel cache (scripts/fetch-kernel.sh needs make and gcc-12 to build it)")
+	}
+	v := bootGuest(t, 1, BootArgs(ModeOops, time.Second, "oops=panic"))
+	v.waitConsole(bootTimeout, "acpidiag-guest: oopsing now")
+	require.NoError(t, v.waitExit(bootTimeout))
+	c := v.Console()
+	require.Contains(t, c, "Oops: 0002 [#1]")
+	require.Contains(t, c, "Kernel panic - not syncing: Fatal exception")
+}
+
 // TestE2EGuestOopsWithoutModule: a stock kernel has no oops trigger; the
 // guest must say so and stay alive instead of silently doing nothing.
 func TestE2EGuestOopsWithoutModule(t *testing.T) {
 	t.Parallel()
-	v := bootGuest(t, 1, BootArgs(ModeOops, 0))
+	k := requireKernel(t)
+	k.OopsModule = ""
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ird, err := BuildFor(ctx, t.TempDir(), k)
+	require.NoError(t, err)
+	v := bootGuestWith(t, ird, 1, BootArgs(ModeOops, 0))
 	v.waitConsole(bootTimeout, "acpidiag-guest: oops mode: no oops module in /modules/extra; staying alive")
 	first := v.waitBeat(30*time.Second, 0)
 	v.waitBeat(30*time.Second, first.beat+2)

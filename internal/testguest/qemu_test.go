@@ -74,10 +74,18 @@ func (v *vm) Console() string {
 // ivshmem-plain region backed by a fresh 64 KiB temp file.
 func bootGuest(t testing.TB, smp int, appendLine string) *vm {
 	t.Helper()
-	qemu := fixtures.RequireTool(t, "qemu-system-x86_64")
-	k := requireKernel(t)
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	requireKernel(t)
 	ird, err := guestInitramfs()
 	require.NoError(t, err)
+	return bootGuestWith(t, ird, smp, appendLine)
+}
+
+// bootGuestWith is bootGuest with a given initramfs.
+func bootGuestWith(t testing.TB, ird Initramfs, smp int, appendLine string) *vm {
+	t.Helper()
+	qemu := fixtures.RequireTool(t, "qemu-system-x86_64")
+	k := requireKernel(t)
 
 	dir := t.TempDir()
 	regionFile := filepath.Join(dir, "region")

@@ -27,9 +27,11 @@ const (
 	ModeAlive = "alive"
 	// ModePanic panics the kernel (echo c > /proc/sysrq-trigger) after the delay.
 	ModePanic = "panic"
-	// ModeOops loads an oops module from /modules/extra if the initramfs has
-	// one; a stock Debian kernel has no userspace oops trigger, so without
-	// one the guest says so and stays alive.
+	// ModeOops loads the oops-on-load module (KernelFiles.OopsModule, at
+	// /modules/extra/oops.ko in the initramfs): a real NULL-pointer oops. A
+	// stock Debian kernel has no userspace oops trigger, so without the
+	// module the guest says so and stays alive. Add "oops=panic" to the
+	// command line to turn the oops into a panic.
 	ModeOops = "oops"
 	// ModeLivelock takes every CPU with an unthrottled SCHED_FIFO 99 busy
 	// loop (sched_rt_runtime_us=-1): kernel work, and so the AML tick, stops.
@@ -66,6 +68,10 @@ type KernelFiles struct {
 	Modules []string
 	// Version is the kernel release, e.g. "6.1.0-56-amd64".
 	Version string
+	// OopsModule is the path of the oops-on-load module built from
+	// internal/testguest/oopsmod for ModeOops, or "" when fetch-kernel.sh
+	// could not build it (no make/gcc-12).
+	OopsModule string
 }
 
 // ManifestError reports a malformed kernel cache manifest.
@@ -131,7 +137,7 @@ func KernelIn(dir string) (KernelFiles, error) {
 		if !ok || val == "" {
 			return KernelFiles{}, &ManifestError{path, line, fmt.Sprintf("want key=value, got %q", text)}
 		}
-		if key == "vmlinuz" || key == "module" {
+		if key == "vmlinuz" || key == "module" || key == "oops_module" {
 			if filepath.IsAbs(val) || strings.Contains(val, "..") {
 				return KernelFiles{}, &ManifestError{path, line, fmt.Sprintf("%s path %q must be relative to the cache and stay inside it", key, val)}
 			}
@@ -147,6 +153,8 @@ func KernelIn(dir string) (KernelFiles, error) {
 			k.Vmlinuz = val
 		case "module":
 			k.Modules = append(k.Modules, val)
+		case "oops_module":
+			k.OopsModule = val
 		case "package":
 		default:
 			return KernelFiles{}, &ManifestError{path, line, fmt.Sprintf("unknown key %q", key)}

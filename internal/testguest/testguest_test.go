@@ -35,12 +35,14 @@ package=linux-image-6.1.0-56-amd64
 vmlinuz=vmlinuz-6.1.0-56-amd64
 module=modules/pvpanic.ko
 module=modules/pvpanic-mmio.ko
+oops_module=extra/oops.ko
 `
 
 func TestKernelIn(t *testing.T) {
-	dir := writeCache(t, goodManifest, "vmlinuz-6.1.0-56-amd64", "modules/pvpanic.ko", "modules/pvpanic-mmio.ko")
+	dir := writeCache(t, goodManifest, "vmlinuz-6.1.0-56-amd64", "modules/pvpanic.ko", "modules/pvpanic-mmio.ko", "extra/oops.ko")
 	k, err := KernelIn(dir)
 	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "extra/oops.ko"), k.OopsModule)
 	assert.Equal(t, "6.1.0-56-amd64", k.Version)
 	assert.Equal(t, filepath.Join(dir, "vmlinuz-6.1.0-56-amd64"), k.Vmlinuz)
 	assert.Equal(t, []string{filepath.Join(dir, "modules/pvpanic.ko"), filepath.Join(dir, "modules/pvpanic-mmio.ko")}, k.Modules)
@@ -54,7 +56,7 @@ func TestKernelInErrors(t *testing.T) {
 		assert.Contains(t, err.Error(), "manifest is missing")
 	})
 	t.Run("file named in manifest missing", func(t *testing.T) {
-		dir := writeCache(t, goodManifest, "vmlinuz-6.1.0-56-amd64", "modules/pvpanic.ko")
+		dir := writeCache(t, goodManifest, "vmlinuz-6.1.0-56-amd64", "modules/pvpanic.ko", "extra/oops.ko")
 		_, err := KernelIn(dir)
 		require.ErrorIs(t, err, ErrNoKernel)
 		assert.Contains(t, err.Error(), "line 6")
@@ -68,6 +70,7 @@ func TestKernelInErrors(t *testing.T) {
 		{"unknown key", "version=1\nvmlinuz=v\nkernel=x\n", 3, `unknown key "kernel"`},
 		{"absolute path", "vmlinuz=/boot/vmlinuz\n", 1, "must be relative"},
 		{"escaping path", "vmlinuz=../../etc/passwd\n", 1, "must be relative"},
+		{"escaping oops module", "version=1\noops_module=../x.ko\n", 2, "must be relative"},
 		{"no vmlinuz", "version=1\nmodule=m.ko\n", 0, "no vmlinuz= line"},
 		{"no modules", "version=1\nvmlinuz=v\n", 0, "no module= line"},
 		{"no version", "vmlinuz=v\nmodule=m.ko\n", 0, "no version= line"},
@@ -143,6 +146,8 @@ func TestBuildArchive(t *testing.T) {
 	for _, m := range k.Modules {
 		require.NoError(t, os.WriteFile(m, []byte("module bytes of "+filepath.Base(m)), 0o644))
 	}
+	k.OopsModule = filepath.Join(mods, "acpidiag_oops.ko")
+	require.NoError(t, os.WriteFile(k.OopsModule, []byte("oops module bytes"), 0o644))
 	out := t.TempDir()
 	ctx := context.Background()
 	ird, err := BuildFor(ctx, out, k)
@@ -166,6 +171,8 @@ func TestBuildArchive(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, recordBytes(t, r))
 	}
+	require.Contains(t, recs, "modules/extra")
+	assert.Equal(t, []byte("oops module bytes"), recordBytes(t, recs["modules/extra/oops.ko"]))
 	in, ok := recs["init"]
 	require.True(t, ok)
 	assert.Equal(t, uint64(cpio.S_IFREG|0o755), in.Mode)
@@ -189,6 +196,15 @@ func TestBuildArchive(t *testing.T) {
 	assert.False(t, changed.Reused)
 	assert.NotEqual(t, ird.Path, changed.Path)
 	assert.Equal(t, []byte("changed"), recordBytes(t, readArchive(t, changed.Path)["modules/pvpanic-mmio.ko"]))
+
+	// No oops module: none in the archive, and a different hash.
+	k.OopsModule = ""
+	noOops, err := BuildFor(ctx, out, k)
+	require.NoError(t, err)
+	assert.NotEqual(t, changed.Path, noOops.Path)
+	recs = readArchive(t, noOops.Path)
+	assert.NotContains(t, recs, "modules/extra/oops.ko")
+	assert.NotContains(t, recs, "modules/extra")
 }
 
 func TestBuildErrors(t *testing.T) {

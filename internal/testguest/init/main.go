@@ -37,6 +37,15 @@ const prefix = "acpidiag-guest: "
 // (livelock and uhang modes): /init spinArg CPU rt|normal.
 const spinArg = "--acpidiag-spin"
 
+// oopsArg is argv[1] of the child that loads the oops module: /init oopsArg PATH.
+const oopsArg = "--acpidiag-oops"
+
+// consolef prints a status line on the console only.
+func consolef(format string, args ...any) {
+	fmt.Fprintf(os.Stdout, "%s%s\n", prefix, fmt.Sprintf(format, args...))
+}
+
+// logf prints a status line on the console and into the kernel log.
 func logf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	fmt.Fprintf(os.Stdout, "%s%s\n", prefix, msg)
@@ -51,6 +60,13 @@ func logf(format string, args ...any) {
 func main() {
 	if len(os.Args) == 4 && os.Args[1] == spinArg {
 		spinChild(os.Args[2], os.Args[3])
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == oopsArg {
+		if err := finitModule(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stdout, "%soops module %s: %v\n", prefix, os.Args[2], err)
+			os.Exit(1)
+		}
 		return
 	}
 	if os.Getpid() != 1 {
@@ -424,7 +440,7 @@ func debugLoop(bar []byte, o options) {
 	off, _ := region.SlotOffset(o.appSlot)
 	for {
 		rd := func(o uint32) uint32 { return atomic.LoadUint32(word(bar, o)) }
-		logf("region: magic=%#08x version=%d seq=%d ticks=%d boots=%d period=%d timer_lo=%d osi=%#x mbx_ack=%d app_beat=%d",
+		consolef("region: magic=%#08x version=%d seq=%d ticks=%d boots=%d period=%d timer_lo=%d osi=%#x mbx_ack=%d app_beat=%d",
 			rd(region.OffMagic), rd(region.OffVersion), rd(region.OffSeq), rd(region.OffTicks), rd(region.OffBoots),
 			rd(region.OffPeriod), rd(region.OffTimerLo), rd(region.OffOSI), rd(region.OffMbxAck), rd(off+region.SlotBeat))
 		time.Sleep(o.debugPeriod)
@@ -433,18 +449,21 @@ func debugLoop(bar []byte, o options) {
 
 // oops makes the kernel oops. A stock Debian kernel offers no userspace
 // trigger for a real oops (no lkdtm); when a module named oops*.ko* is in
-// /modules/extra (its init dereferences NULL) it is loaded, otherwise the
-// guest says so and stays alive.
+// /modules/extra (internal/testguest/oopsmod: its init writes through a
+// NULL pointer) it is loaded, otherwise the guest says so and stays alive.
+// The module is loaded by a child process, which the oops kills: PID 1 and
+// the kernel survive (tainted) unless the command line has oops=panic.
 func oops() {
 	names, _ := filepath.Glob("/modules/extra/oops*.ko*")
 	if len(names) == 0 {
 		logf("oops mode: no oops module in /modules/extra; staying alive")
 		return
 	}
-	logf("oopsing now (loading %s)", filepath.Base(names[0]))
-	if err := finitModule(names[0]); err != nil {
-		logf("oops module: %v", err)
-	}
+	logf("oopsing now (loading %s in a child process)", filepath.Base(names[0]))
+	cmd := exec.Command("/init", oopsArg, names[0])
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err := cmd.Run()
+	logf("oops loader ended: %v; still running", err)
 }
 
 // livelock takes every CPU with an unthrottled SCHED_FIFO 99 busy loop.
