@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/acpidiag/acpidiag/region"
@@ -110,33 +111,35 @@ func (r *Region) readSeqlocked(s *Snapshot) {
 }
 
 func (r *Region) readWords(s *Snapshot) {
-	s.Magic = r.load(region.OffMagic)
-	s.Version = r.load(region.OffVersion)
-	s.HeaderSize = r.load(region.OffHeaderSize)
-	s.RegionSize = r.load(region.OffRegionSize)
-	s.Ticks = r.load(region.OffTicks)
-	s.Boots = r.load(region.OffBoots)
-	s.Period = r.load(region.OffPeriod)
-	s.TimerLo = r.load(region.OffTimerLo)
-	s.EchoLo = r.load(region.OffEchoLo)
-	s.EchoHi = r.load(region.OffEchoHi)
-	s.OSI = r.load(region.OffOSI)
-	s.Rev = r.load(region.OffRev)
-	s.MbxAck = r.load(region.OffMbxAck)
-	s.MbxResult = r.load(region.OffMbxResult)
-	s.MbxValue = r.load(region.OffMbxValue)
-	s.HostStampLo = r.load(region.OffHostStampLo)
-	s.HostStampHi = r.load(region.OffHostStampHi)
-	s.MbxCmd = r.load(region.OffMbxCmd)
-	s.MbxArg = r.load(region.OffMbxArg)
-	s.MbxSeq = r.load(region.OffMbxSeq)
+	w := r.words
+	ld := func(off int) uint32 { return wordFromLE(atomic.LoadUint32(&w[off/region.Width])) }
+	s.Magic = ld(region.OffMagic)
+	s.Version = ld(region.OffVersion)
+	s.HeaderSize = ld(region.OffHeaderSize)
+	s.RegionSize = ld(region.OffRegionSize)
+	s.Ticks = ld(region.OffTicks)
+	s.Boots = ld(region.OffBoots)
+	s.Period = ld(region.OffPeriod)
+	s.TimerLo = ld(region.OffTimerLo)
+	s.EchoLo = ld(region.OffEchoLo)
+	s.EchoHi = ld(region.OffEchoHi)
+	s.OSI = ld(region.OffOSI)
+	s.Rev = ld(region.OffRev)
+	s.MbxAck = ld(region.OffMbxAck)
+	s.MbxResult = ld(region.OffMbxResult)
+	s.MbxValue = ld(region.OffMbxValue)
+	s.HostStampLo = ld(region.OffHostStampLo)
+	s.HostStampHi = ld(region.OffHostStampHi)
+	s.MbxCmd = ld(region.OffMbxCmd)
+	s.MbxArg = ld(region.OffMbxArg)
+	s.MbxSeq = ld(region.OffMbxSeq)
 	for i := range s.Slots {
 		base := region.OffSlots + i*region.SlotSize
 		sl := &s.Slots[i]
-		sl.Beat = r.load(base + region.SlotBeat)
-		sl.PeriodMs = r.load(base + region.SlotPeriodMs)
-		lo := r.load(base + region.SlotTag)
-		hi := r.load(base + region.SlotTag + 4)
+		sl.Beat = ld(base + region.SlotBeat)
+		sl.PeriodMs = ld(base + region.SlotPeriodMs)
+		lo := ld(base + region.SlotTag)
+		hi := ld(base + region.SlotTag + 4)
 		sl.Tag = [region.SlotTagLen]byte{byte(lo), byte(lo >> 8), byte(lo >> 16), byte(lo >> 24),
 			byte(hi), byte(hi >> 8), byte(hi >> 16), byte(hi >> 24)}
 	}

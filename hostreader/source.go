@@ -326,12 +326,6 @@ func (r *Region) Answer() (ack, result, value uint32, ok bool) {
 	return s.MbxAck, s.MbxResult, s.MbxValue, s.MbxSeq != 0 && s.MbxAck == s.MbxSeq
 }
 
-// hostLittleEndian is a constant property of the machine, computed once.
-var hostLittleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
-
 func wordFromLE(v uint32) uint32 {
 	if hostLittleEndian {
 		return v

@@ -229,19 +229,26 @@ func (v *Verdict) StaleSlots() int {
 type Tracker struct {
 	cfg VerdictConfig
 
-	have       bool
-	prev       Snapshot  // last valid, untorn snapshot
-	lastChange time.Time // host time the tick words were seen moving
-	since      time.Time // tick words unchanged since this host time
+	have bool
+	prev tickWords // of the last valid, untorn snapshot
+	// Host times in Unix nanoseconds (integer math keeps Update cheap).
+	lastChange int64 // tick words seen moving (0: never)
+	since      int64 // tick words unchanged since
 
 	slotSeen  [region.NumSlots]bool
-	slotLast  [region.NumSlots]time.Time
-	slotSince [region.NumSlots]time.Time
+	slotLast  [region.NumSlots]int64
+	slotSince [region.NumSlots]int64
 
 	hasPanic       bool
 	panicEv        PanicEvidence
 	panicBoots     uint32
 	panicBootsKnow bool
+}
+
+// tickWords is what a Tracker remembers of the previous snapshot.
+type tickWords struct {
+	ticks, boots, timerLo, echoLo, echoHi uint32
+	beats                                 [region.NumSlots]uint32
 }
 
 // NewTracker returns a Tracker using cfg.
@@ -252,7 +259,7 @@ func NewTracker(cfg VerdictConfig) *Tracker { return &Tracker{cfg: cfg} }
 func (t *Tracker) ReportPanic(ev PanicEvidence) {
 	t.hasPanic = true
 	t.panicEv = ev
-	t.panicBoots = t.prev.Boots
+	t.panicBoots = t.prev.boots
 	t.panicBootsKnow = t.have
 }
 
@@ -271,17 +278,22 @@ func Assess(s Snapshot, cfg VerdictConfig, ev *PanicEvidence) Verdict {
 }
 
 // Update judges snapshot s, taking the previous snapshots into account.
-func (t *Tracker) Update(s Snapshot) Verdict {
+func (t *Tracker) Update(s Snapshot) (v Verdict) {
 	cfg := t.cfg.norm()
-	v := Verdict{At: s.At, Snapshot: s}
-	v.HostStamp, _ = msTime(s.HostStampLo, s.HostStampHi, s.At)
+	v.At = s.At
+	v.Snapshot = s
+	sp := &v.Snapshot
+	nowNs := s.At.UnixNano()
+	if ms, ok := msValue(s.HostStampLo, s.HostStampHi, nowNs); ok {
+		v.HostStamp = time.UnixMilli(ms)
+	}
 
-	v.State, v.Reason, v.Field, v.FieldOffset = headerCheck(&s)
+	v.State, v.Reason, v.Field, v.FieldOffset = headerCheck(sp)
 	if v.State == StateNone {
 		if s.Torn {
 			v.State, v.Reason = StateTorn, "seq was odd or changing on every read attempt"
 		} else {
-			t.fresh(&v, &s, cfg)
+			t.fresh(&v, sp, nowNs, cfg)
 		}
 	}
 	if t.hasPanic {
@@ -292,7 +304,7 @@ func (t *Tracker) Update(s Snapshot) Verdict {
 			v.State, v.Reason = StateRebooted, "boot count changed since the reported panic"
 		} else {
 			if !t.panicBootsKnow && t.have {
-				t.panicBoots, t.panicBootsKnow = t.prev.Boots, true
+				t.panicBoots, t.panicBootsKnow = t.prev.boots, true
 			}
 			v.State, v.Reason = StatePanicked, "panic evidence reported and no reboot since"
 			v.HasPanic, v.Panic = true, t.panicEv
@@ -322,44 +334,52 @@ func headerCheck(s *Snapshot) (State, string, string, uint32) {
 
 // fresh decides alive / stale / rebooted / unknown for a valid, untorn
 // snapshot and updates the history.
-func (t *Tracker) fresh(v *Verdict, s *Snapshot, cfg VerdictConfig) {
-	now := s.At
+func (t *Tracker) fresh(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 	period := cfg.DefaultPeriod
 	if s.Period != 0 {
 		period = time.Duration(s.Period) * 100 * time.Millisecond // ≤ 4.3e17 ns: no overflow
 	}
 	v.Period = period
-	thr := mulDur(period, cfg.K)
+	thr := int64(mulDur(period, cfg.K))
 
 	rebooted, changed := false, false
-	prevBoots := t.prev.Boots
+	prevBoots := t.prev.boots
 	if t.have {
 		p := &t.prev
-		rebooted = s.Boots != p.Boots || s.Ticks < p.Ticks
-		changed = rebooted || s.Ticks != p.Ticks || s.TimerLo != p.TimerLo ||
-			s.EchoLo != p.EchoLo || s.EchoHi != p.EchoHi
+		rebooted = s.Boots != p.boots || s.Ticks < p.ticks
+		changed = rebooted || s.Ticks != p.ticks || s.TimerLo != p.timerLo ||
+			s.EchoLo != p.echoLo || s.EchoHi != p.echoHi
 	} else {
 		t.since = now
 	}
 	if changed {
 		t.lastChange, t.since = now, now
 	}
-	t.slots(v, s, cfg)
-	t.prev, t.have = *s, true
+	t.slots(v, s, now, cfg)
+	t.prev = tickWords{ticks: s.Ticks, boots: s.Boots, timerLo: s.TimerLo, echoLo: s.EchoLo, echoHi: s.EchoHi}
+	for i := range s.Slots {
+		t.prev.beats[i] = s.Slots[i].Beat
+	}
+	t.have = true
 
-	echo, echoOK := msTime(s.EchoLo, s.EchoHi, now)
+	var last int64 // host time of the last tick, Unix ns; 0 unknown
+	echoMs, echoOK := msValue(s.EchoLo, s.EchoHi, now)
+	echo := echoMs * 1e6
 	v.EchoImplausible = !echoOK && (s.EchoLo != 0 || s.EchoHi != 0)
 	if echoOK {
-		v.LastTick, v.LastTickSource = echo, TickEcho
+		last, v.LastTickSource = echo, TickEcho
 	}
-	if !t.lastChange.IsZero() && t.lastChange.After(v.LastTick) {
-		v.LastTick, v.LastTickSource = t.lastChange, TickObserved
+	if t.lastChange != 0 && t.lastChange > last {
+		last, v.LastTickSource = t.lastChange, TickObserved
 	}
+	var age int64
 	if v.LastTickSource != TickUnknown {
-		v.Age = now.Sub(v.LastTick)
-		if v.Age < 0 {
-			v.Age = 0
+		age = now - last
+		if age < 0 {
+			age = 0
 		}
+		v.LastTick = time.Unix(0, last)
+		v.Age = time.Duration(age)
 	}
 
 	if rebooted {
@@ -367,26 +387,29 @@ func (t *Tracker) fresh(v *Verdict, s *Snapshot, cfg VerdictConfig) {
 		return
 	}
 
-	tol := time.Duration(0)
+	tol := int64(0)
 	if v.LastTickSource == TickEcho {
-		tol = cfg.StampInterval
+		tol = int64(cfg.StampInterval)
 	}
-	if v.LastTickSource != TickUnknown && v.Age <= addDur(thr, tol) {
+	if v.LastTickSource != TickUnknown && age <= int64(addDur(time.Duration(thr), time.Duration(tol))) {
 		v.State, v.Reason = StateAlive, "ticked within K periods"
 		return
 	}
 	if echoOK {
-		stampFresh := !v.HostStamp.IsZero() && now.Sub(v.HostStamp) <= 2*cfg.StampInterval
+		host := int64(0)
+		if !v.HostStamp.IsZero() {
+			host = v.HostStamp.UnixNano()
+		}
 		switch {
-		case stampFresh:
+		case host != 0 && now-host <= 2*int64(cfg.StampInterval):
 			v.State, v.Reason = StateStale, "host stamp echo older than K periods while the host keeps stamping"
 			return
-		case !v.HostStamp.IsZero() && v.HostStamp.After(echo) && now.Sub(v.HostStamp) > thr:
+		case host != 0 && host > echo && now-host > thr:
 			v.State, v.Reason = StateStale, "guest has not copied a host stamp written more than K periods ago"
 			return
 		}
 	}
-	if now.Sub(t.since) > thr {
+	if now-t.since > thr {
 		v.State, v.Reason = StateStale, "tick words unchanged for more than K periods of host time"
 		return
 	}
@@ -408,60 +431,62 @@ func rebootReason(boots, prev uint32) string {
 }
 
 // slots judges the application slots and updates their history.
-func (t *Tracker) slots(v *Verdict, s *Snapshot, cfg VerdictConfig) {
-	now := s.At
+func (t *Tracker) slots(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 	for i := range s.Slots {
-		w := s.Slots[i]
-		st := &v.Slots[i]
+		w := &s.Slots[i]
 		if !w.Used() {
 			t.slotSeen[i] = false
-			t.slotLast[i] = time.Time{}
+			t.slotLast[i] = 0
 			continue
 		}
 		switch {
 		case !t.slotSeen[i]:
-			t.slotSeen[i], t.slotSince[i], t.slotLast[i] = true, now, time.Time{}
-		case w.Beat != t.prev.Slots[i].Beat:
+			t.slotSeen[i], t.slotSince[i], t.slotLast[i] = true, now, 0
+		case w.Beat != t.prev.beats[i]:
 			t.slotLast[i], t.slotSince[i] = now, now
 		}
+		st := &v.Slots[i]
 		st.Period = time.Duration(w.PeriodMs) * time.Millisecond
-		if !t.slotLast[i].IsZero() {
-			st.LastBeat = t.slotLast[i]
-			st.Age = now.Sub(st.LastBeat)
+		age := int64(-1)
+		if t.slotLast[i] != 0 {
+			age = now - t.slotLast[i]
+			st.LastBeat = time.Unix(0, t.slotLast[i])
+			st.Age = time.Duration(age)
 		}
 		st.State = SlotUnknown
 		if w.PeriodMs == 0 {
 			continue
 		}
-		thr := mulDur(st.Period, cfg.K)
+		thr := int64(mulDur(st.Period, cfg.K))
 		switch {
-		case !st.LastBeat.IsZero() && st.Age <= thr:
+		case age >= 0 && age <= thr:
 			st.State = SlotAlive
-		case now.Sub(t.slotSince[i]) > thr:
+		case now-t.slotSince[i] > thr:
 			st.State = SlotStale
 		}
 	}
 }
 
-// msTime decodes a (lo, hi) pair of milliseconds since the Unix epoch. 0
-// means none. A pair lying in the future by about 2^32 ms is a torn write
-// (high word newer than low word, see StampHostTime) and is corrected; any
-// other value more than futureSlack after now is refused as implausible.
-func msTime(lo, hi uint32, now time.Time) (time.Time, bool) {
+// msValue decodes a (lo, hi) pair of milliseconds since the Unix epoch,
+// judged against the host time now (Unix ns). 0 means none. A pair lying
+// in the future by about 2^32 ms is a torn write (high word newer than low
+// word, see StampHostTime) and is corrected; any other value more than
+// futureSlack after now is refused as implausible.
+func msValue(lo, hi uint32, now int64) (int64, bool) {
 	v := uint64(hi)<<32 | uint64(lo)
-	if v == 0 || v > math.MaxInt64 {
-		return time.Time{}, false
+	if v == 0 || v > math.MaxInt64/1_000_000 {
+		return 0, false
 	}
-	limit := now.Add(futureSlack).UnixMilli()
+	limit := (now + int64(futureSlack)) / 1_000_000
 	if int64(v) > limit && hi > 0 {
 		if w := v - 1<<32; int64(w) <= limit {
 			v = w
 		}
 	}
 	if int64(v) > limit {
-		return time.Time{}, false
+		return 0, false
 	}
-	return time.UnixMilli(int64(v)), true
+	return int64(v), true
 }
 
 func mulDur(d time.Duration, k int) time.Duration {

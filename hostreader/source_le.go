@@ -1,0 +1,6 @@
+//go:build 386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64 || wasm
+
+package hostreader
+
+// hostLittleEndian: region words are little-endian, as is this machine.
+const hostLittleEndian = true
