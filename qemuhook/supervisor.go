@@ -1,0 +1,659 @@
+package qemuhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/hostreader"
+)
+
+// Verdict sources: where a supervisor verdict comes from.
+const (
+	SourceRegion  = "region"  // the region's health (hostreader.Watcher)
+	SourceQMP     = "qmp"     // a QMP event
+	SourceERST    = "erst"    // a new panic/oops record in the ERST store
+	SourceProcess = "process" // the QEMU process itself
+)
+
+// Supervisor states besides the region states of hostreader.State
+// ("absent", "alive", "stale", "rebooted", "panicked", "corrupt", "torn",
+// "unknown"), which region verdicts carry.
+const (
+	StatePanicked     = "panicked"     // GUEST_PANICKED, or an ERST panic record
+	StatePaused       = "paused"       // QMP STOP
+	StateRunning      = "running"      // QMP RESUME
+	StateReset        = "reset"        // QMP RESET
+	StateShutdown     = "shutdown"     // QMP SHUTDOWN
+	StateWatchdog     = "watchdog"     // QMP WATCHDOG
+	StateExited       = "exited"       // QEMU exited
+	StateDisconnected = "disconnected" // QMP connection lost (attach mode)
+)
+
+// Verdict is one entry of a Supervisor's verdict stream: what was seen,
+// from which source, when, with the evidence.
+type Verdict struct {
+	Time   time.Time `json:"time"`
+	State  string    `json:"state"`
+	Source string    `json:"source"`
+	// Reason is a one-line explanation (escaped: safe to print).
+	Reason string `json:"reason,omitempty"`
+	// Region is the region verdict (source region), else the latest one
+	// known when this verdict was made (nil before the first).
+	Region *hostreader.Verdict `json:"region,omitempty"`
+	// Event is the QMP event (source qmp).
+	Event *Event `json:"event,omitempty"`
+	// Panic is the panic evidence (state panicked).
+	Panic *PanicReport `json:"panic,omitempty"`
+	// Exit describes how QEMU ended (state exited).
+	Exit *ExitReport `json:"exit,omitempty"`
+}
+
+// String renders the verdict on one line.
+func (v Verdict) String() string {
+	s := fmt.Sprintf("%s %-9s [%s]", v.Time.Format("15:04:05.000"), v.State, v.Source)
+	if v.Reason != "" {
+		s += " " + v.Reason
+	}
+	return s
+}
+
+// PanicReport is the evidence of a guest panic. Every string in it comes
+// from the guest and has been escaped (hostreader.EscapeLog).
+type PanicReport struct {
+	// Source is "pvpanic" (QMP GUEST_PANICKED) or "erst" (a record the
+	// kernel's pstore wrote).
+	Source string `json:"source"`
+	// Reason and Count are the pstore dump's ("Panic", 1) for ERST.
+	Reason string `json:"reason,omitempty"`
+	Count  int    `json:"count,omitempty"`
+	// PanicLine is "Kernel panic - not syncing: ..." when known.
+	PanicLine string `json:"panic_line,omitempty"`
+	// OopsLines are the oops/BUG lines of the log.
+	OopsLines []string `json:"oops_lines,omitempty"`
+	// RecordIDs are the ERST record ids of the dump.
+	RecordIDs []uint64 `json:"record_ids,omitempty"`
+	// Text is the reassembled kernel log of the dump.
+	Text string `json:"text,omitempty"`
+}
+
+// ExitReport says how QEMU ended.
+type ExitReport struct {
+	Code   int    `json:"code"`             // exit status, -1 if killed by a signal
+	Signal string `json:"signal,omitempty"` // the signal, if killed by one
+	// Expected is true when QEMU exited after a SHUTDOWN event or because
+	// the supervisor stopped it.
+	Expected bool     `json:"expected"`
+	Stderr   []string `json:"stderr,omitempty"` // last lines of QEMU's stderr
+}
+
+// SupervisorOptions tunes a Supervisor. Zero values select defaults.
+type SupervisorOptions struct {
+	// Watch tunes the region watcher (default interval 1 s, K 3). Stamp
+	// is always on: the host time is written into the region each round.
+	Watch hostreader.WatchOptions
+	// QMP tunes the QMP session.
+	QMP QMPOptions
+	// Start tunes the QEMU launch (Launch only).
+	Start StartOptions
+	// ERSTInterval is how often the ERST file is checked for new records
+	// (default 1 s); after GUEST_PANICKED it is checked every 100 ms for
+	// up to ERSTWait (default 15 s), since the kernel writes pstore after
+	// the pvpanic notifier.
+	ERSTInterval, ERSTWait time.Duration
+	// ConsoleTee receives a copy of the guest's serial output.
+	ConsoleTee io.Writer
+	// ConsoleBuffer is the console ring size (default DefaultConsoleBuffer).
+	ConsoleBuffer int
+	// Buffer is the capacity of the Verdicts channel (default 256). The
+	// caller must drain it; while it is full the supervisor waits.
+	Buffer int
+}
+
+// AttachConfig names the pieces of an already running VM.
+type AttachConfig struct {
+	// QMPSocket is the VM's QMP unix socket (required).
+	QMPSocket string
+	// RegionPath is the region backing file (required); RegionOffset its
+	// offset in that file (the guest-physical address for the fixed
+	// placement) and RegionSize the bytes to map (0: to the end of file).
+	RegionPath   string
+	RegionOffset int64
+	RegionSize   int64
+	// ERSTPath is the ERST backing file, optional.
+	ERSTPath string
+	// SerialSocket is the serial unix socket, optional (QEMU accepts one
+	// client: leave it empty if something else reads the console).
+	SerialSocket string
+}
+
+// Summary is what a supervised run came to.
+type Summary struct {
+	// Last is the last verdict emitted.
+	Last Verdict `json:"last"`
+	// Region is the last region verdict (nil if none).
+	Region *hostreader.Verdict `json:"region,omitempty"`
+	// Ticks and Boots are from the last region verdict.
+	Ticks uint32 `json:"ticks"`
+	Boots uint32 `json:"boots"`
+	// Panic is the best panic evidence seen (ERST over pvpanic).
+	Panic *PanicReport `json:"panic,omitempty"`
+	// Exit is how QEMU ended (nil if it did not, or in attach mode).
+	Exit *ExitReport `json:"exit,omitempty"`
+	// Verdicts is the number of verdicts emitted.
+	Verdicts int `json:"verdicts"`
+	// DroppedEvents counts QMP events dropped by the session buffer.
+	DroppedEvents uint64 `json:"dropped_events,omitempty"`
+}
+
+const watchName = "vm"
+
+// Supervisor watches one VM: its region (through hostreader's Watcher,
+// stamping host time), its QMP events, its ERST store and, when it
+// launched it, the QEMU process; and merges all of it into one verdict
+// stream. Use Launch or Attach to create one.
+type Supervisor struct {
+	opts     SupervisorOptions
+	proc     *Process
+	qmp      *QMP
+	con      *Console
+	watcher  *hostreader.Watcher
+	erstPath string
+
+	cancel   context.CancelFunc
+	out      chan Verdict
+	done     chan struct{}
+	panicked chan struct{} // closed at the first GUEST_PANICKED
+	panOnce  sync.Once
+	erstOut  chan PanicReport
+	erstDone chan struct{}
+
+	mu        sync.Mutex
+	sum       Summary
+	lastRV    *hostreader.Verdict
+	stopping  bool
+	sawShut   bool
+	erstFound bool
+}
+
+// NewChannel builds the diagnostic SSDT for rc (acpi.Build) into
+// workdir/diag.aml and returns the Channel for machine with its backing
+// file in workdir ("region" for ivshmem, "ram" for the fixed placement;
+// an old one is removed so the run starts with an empty region).
+func NewChannel(workdir string, rc acpi.Config, machine string) (Channel, error) {
+	if err := os.MkdirAll(workdir, 0o755); err != nil {
+		return Channel{}, fmt.Errorf("qemuhook: workdir: %w", err)
+	}
+	b, err := acpi.Build(rc)
+	if err != nil {
+		return Channel{}, err
+	}
+	ssdt := filepath.Join(workdir, "diag.aml")
+	if err := os.WriteFile(ssdt, b, 0o644); err != nil {
+		return Channel{}, fmt.Errorf("qemuhook: writing SSDT: %w", err)
+	}
+	backing := filepath.Join(workdir, "region")
+	if rc.Placement == acpi.PlaceFixed {
+		backing = filepath.Join(workdir, "ram")
+	}
+	if err := os.Remove(backing); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Channel{}, fmt.Errorf("qemuhook: removing old region file: %w", err)
+	}
+	return Channel{SSDTPath: ssdt, Region: rc, BackingPath: backing, Machine: machine}, nil
+}
+
+// Launch starts QEMU for cfg (Start) and supervises it. cfg needs a
+// QMPSocket. Cancelling ctx or calling Close stops supervision and kills
+// QEMU. The ERST store, when configured, is started empty (an existing
+// file is removed) so any record in it belongs to this run.
+func Launch(ctx context.Context, cfg Config, opts SupervisorOptions) (*Supervisor, error) {
+	if cfg.QMPSocket == "" {
+		return nil, cfgErr("QMPSocket", "empty: the supervisor needs QMP")
+	}
+	if cfg.ERSTPath != "" {
+		if err := os.Remove(cfg.ERSTPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("qemuhook: removing old ERST file: %w", err)
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	p, err := Start(rctx, cfg, opts.Start)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ch := cfg.channel()
+	s, err := newSupervisor(rctx, cancel, opts, p, AttachConfig{
+		QMPSocket: cfg.QMPSocket, SerialSocket: cfg.SerialSocket, ERSTPath: cfg.ERSTPath,
+		RegionPath: ch.BackingPath, RegionOffset: ch.RegionOffset(), RegionSize: int64(ch.Region.Size),
+	})
+	if err != nil {
+		cancel()
+		p.Kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Attach supervises a VM that is already running. Close (or ctx) stops
+// supervision; QEMU is left running.
+func Attach(ctx context.Context, ac AttachConfig, opts SupervisorOptions) (*Supervisor, error) {
+	if ac.QMPSocket == "" {
+		return nil, cfgErr("QMPSocket", "empty: attach needs the VM's QMP socket")
+	}
+	if ac.RegionPath == "" {
+		return nil, cfgErr("RegionPath", "empty: attach needs the region backing file")
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	s, err := newSupervisor(rctx, cancel, opts, nil, ac)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts SupervisorOptions, p *Process, ac AttachConfig) (*Supervisor, error) {
+	if opts.ERSTInterval <= 0 {
+		opts.ERSTInterval = time.Second
+	}
+	if opts.ERSTWait <= 0 {
+		opts.ERSTWait = 15 * time.Second
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 256
+	}
+	opts.Watch.Stamp = true
+	s := &Supervisor{
+		opts: opts, proc: p, erstPath: ac.ERSTPath, cancel: cancel,
+		out: make(chan Verdict, opts.Buffer), done: make(chan struct{}),
+		panicked: make(chan struct{}), erstOut: make(chan PanicReport, 8), erstDone: make(chan struct{}),
+	}
+	var err error
+	fail := func(e error) (*Supervisor, error) {
+		if s.con != nil {
+			s.con.Close()
+		}
+		if s.qmp != nil {
+			s.qmp.Close()
+		}
+		if s.watcher != nil {
+			s.watcher.Close()
+		}
+		return nil, e
+	}
+	if ac.SerialSocket != "" {
+		cctx, c := context.WithTimeout(ctx, 10*time.Second)
+		s.con, err = DialConsole(cctx, ac.SerialSocket, opts.ConsoleBuffer)
+		c()
+		if err != nil {
+			return fail(err)
+		}
+		if opts.ConsoleTee != nil {
+			s.con.SetTee(opts.ConsoleTee)
+		}
+	}
+	s.qmp, err = DialQMP(ctx, ac.QMPSocket, opts.QMP)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := hostreader.OpenRegion(ac.RegionPath, hostreader.OpenOptions{Offset: ac.RegionOffset, Size: ac.RegionSize, Writable: true})
+	if err != nil {
+		return fail(fmt.Errorf("qemuhook: region: %w", err))
+	}
+	s.watcher = hostreader.NewWatcher(ctx, opts.Watch)
+	if err := s.watcher.AddRegion(watchName, r); err != nil {
+		r.Close()
+		return fail(err)
+	}
+	var baseline []byte
+	if s.erstPath != "" {
+		baseline, _ = os.ReadFile(s.erstPath) // records already there are not news
+	}
+	go s.pollERST(ctx, baseline)
+	go s.loop(ctx)
+	return s, nil
+}
+
+// Verdicts returns the merged verdict stream. It is closed when
+// supervision ends (QEMU exited, the QMP connection was lost in attach
+// mode, Close, or ctx).
+func (s *Supervisor) Verdicts() <-chan Verdict { return s.out }
+
+// Done is closed when supervision has ended and everything is released.
+func (s *Supervisor) Done() <-chan struct{} { return s.done }
+
+// QMP returns the QMP session (for on-demand diagnostics).
+func (s *Supervisor) QMP() *QMP { return s.qmp }
+
+// Console returns the serial console, nil when none is configured.
+func (s *Supervisor) Console() *Console { return s.con }
+
+// Process returns the QEMU process, nil in attach mode.
+func (s *Supervisor) Process() *Process { return s.proc }
+
+// Summary returns what the run came to so far.
+func (s *Supervisor) Summary() Summary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sum := s.sum
+	if s.qmp != nil {
+		sum.DroppedEvents = s.qmp.Dropped()
+	}
+	return sum
+}
+
+// Close stops supervision, kills QEMU if the supervisor launched it,
+// releases everything and waits until it is done. The verdict stream is
+// drained and closed.
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.cancel()
+	for range s.out {
+	}
+	<-s.done
+	return nil
+}
+
+// emit sends a verdict and records it in the summary.
+func (s *Supervisor) emit(ctx context.Context, v Verdict) {
+	s.mu.Lock()
+	if v.Region == nil && s.lastRV != nil {
+		rv := *s.lastRV
+		v.Region = &rv
+	}
+	s.sum.Last = v
+	s.sum.Verdicts++
+	if v.Panic != nil && (s.sum.Panic == nil || v.Panic.Source == "erst") {
+		s.sum.Panic = v.Panic
+	}
+	if v.Exit != nil {
+		s.sum.Exit = v.Exit
+	}
+	s.mu.Unlock()
+	select {
+	case s.out <- v:
+	case <-ctx.Done():
+	}
+}
+
+func (s *Supervisor) loop(ctx context.Context) {
+	defer close(s.done)
+	defer close(s.out)
+	defer s.release()
+	var procDone <-chan struct{}
+	if s.proc != nil {
+		procDone = s.proc.Done()
+	}
+	changes := s.watcher.Changes()
+	events := s.qmp.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
+			}
+			s.onRegion(ctx, c)
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if end := s.onEvent(ctx, ev); end != nil {
+				s.finish(ctx, changes, end)
+				return
+			}
+		case rep := <-s.erstOut:
+			s.onERST(ctx, rep)
+		case <-procDone:
+			s.finish(ctx, changes, s.exitVerdict())
+			return
+		}
+	}
+}
+
+// finish ends a run: wait (bounded) for the ERST record of a reported
+// panic, take a last region verdict, emit the end verdict.
+func (s *Supervisor) finish(ctx context.Context, changes <-chan hostreader.Change, end *Verdict) {
+	select {
+	case <-s.panicked:
+		s.mu.Lock()
+		found := s.erstFound
+		s.mu.Unlock()
+		if !found && s.erstPath != "" {
+			t := time.NewTimer(s.opts.ERSTWait)
+			defer t.Stop()
+		wait:
+			for {
+				select {
+				case rep := <-s.erstOut:
+					s.onERST(ctx, rep)
+					break wait
+				case c, ok := <-changes:
+					if !ok {
+						changes = nil
+						continue
+					}
+					s.onRegion(ctx, c)
+				case <-s.erstDone:
+					break wait
+				case <-t.C:
+					break wait
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	default:
+	}
+	// Drain a pending ERST report found at the last moment.
+	select {
+	case rep := <-s.erstOut:
+		s.onERST(ctx, rep)
+	default:
+	}
+	if v, ok := s.watcher.Verdict(watchName); ok {
+		s.mu.Lock()
+		s.setRegion(v)
+		s.mu.Unlock()
+	}
+	if end != nil {
+		s.emit(ctx, *end)
+	}
+}
+
+func (s *Supervisor) release() {
+	s.cancel()
+	s.watcher.Close()
+	s.qmp.Close()
+	if s.con != nil {
+		s.con.Close()
+	}
+	if s.proc != nil {
+		s.proc.Kill()
+	}
+	<-s.erstDone
+}
+
+func (s *Supervisor) setRegion(v hostreader.Verdict) {
+	rv := v
+	s.lastRV = &rv
+	s.sum.Region = &rv
+	s.sum.Ticks = v.Snapshot.Ticks
+	s.sum.Boots = v.Snapshot.Boots
+}
+
+func (s *Supervisor) onRegion(ctx context.Context, c hostreader.Change) {
+	s.mu.Lock()
+	s.setRegion(c.Verdict)
+	s.mu.Unlock()
+	rv := c.Verdict
+	s.emit(ctx, Verdict{Time: rv.At, State: rv.State.String(), Source: SourceRegion, Reason: rv.String(), Region: &rv})
+}
+
+// onEvent handles a QMP event; it returns the final verdict when
+// supervision must end (attach mode: connection lost).
+func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
+	e := ev
+	v := Verdict{Time: ev.Time, Source: SourceQMP, Event: &e}
+	if v.Time.IsZero() {
+		v.Time = time.Now()
+	}
+	switch ev.Name {
+	case EventGuestPanicked:
+		v.State = StatePanicked
+		v.Reason = "pvpanic: guest kernel panicked (GUEST_PANICKED, action " + hostreader.EscapeLog(ev.Action) + ")"
+		v.Panic = &PanicReport{Source: "pvpanic"}
+		_ = s.watcher.ReportPanic(watchName, hostreader.PanicEvidence{Source: "pvpanic", At: v.Time, Detail: "QMP GUEST_PANICKED"})
+		s.panOnce.Do(func() { close(s.panicked) })
+	case EventStop:
+		v.State, v.Reason = StatePaused, "VM stopped (QMP STOP): the guest cannot tick, the region will go stale"
+	case EventResume:
+		v.State, v.Reason = StateRunning, "VM resumed (QMP RESUME)"
+	case EventReset:
+		v.State, v.Reason = StateReset, "reset ("+hostreader.EscapeLog(ev.Reason)+")"
+	case EventShutdown:
+		s.mu.Lock()
+		s.sawShut = true
+		s.mu.Unlock()
+		v.State, v.Reason = StateShutdown, "shutdown ("+hostreader.EscapeLog(ev.Reason)+")"
+	case EventWatchdog:
+		v.State, v.Reason = StateWatchdog, "guest watchdog fired (action "+hostreader.EscapeLog(ev.Action)+")"
+	case EventDisconnected:
+		if s.proc != nil {
+			return nil // the process exit will tell more
+		}
+		v.State, v.Reason = StateDisconnected, "QMP connection lost: "+hostreader.EscapeLog(string(ev.Data))
+		return &v
+	default:
+		return nil
+	}
+	s.emit(ctx, v)
+	return nil
+}
+
+func (s *Supervisor) onERST(ctx context.Context, rep PanicReport) {
+	s.mu.Lock()
+	s.erstFound = true
+	s.mu.Unlock()
+	detail := rep.PanicLine
+	if detail == "" && len(rep.OopsLines) > 0 {
+		detail = rep.OopsLines[0]
+	}
+	var id uint64
+	if len(rep.RecordIDs) > 0 {
+		id = rep.RecordIDs[0]
+	}
+	now := time.Now()
+	_ = s.watcher.ReportPanic(watchName, hostreader.PanicEvidence{Source: "erst", At: now, Detail: detail, RecordID: id})
+	r := rep
+	reason := fmt.Sprintf("ERST: %s#%d", rep.Reason, rep.Count)
+	if detail != "" {
+		reason += ": " + detail
+	}
+	s.emit(ctx, Verdict{Time: now, State: StatePanicked, Source: SourceERST, Reason: reason, Panic: &r})
+}
+
+func (s *Supervisor) exitVerdict() *Verdict {
+	st := s.proc.State()
+	s.mu.Lock()
+	expected := s.stopping || s.sawShut
+	s.mu.Unlock()
+	ex := &ExitReport{Code: -1, Expected: expected, Stderr: s.proc.Stderr()}
+	reason := "QEMU exited"
+	if st != nil {
+		ex.Code = st.ExitCode()
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			ex.Signal = ws.Signal().String()
+		}
+		reason = "QEMU " + st.String()
+	}
+	if !expected {
+		reason += " unexpectedly"
+	}
+	if len(ex.Stderr) > 0 {
+		reason += ": " + hostreader.EscapeLog(ex.Stderr[len(ex.Stderr)-1])
+	}
+	return &Verdict{Time: time.Now(), State: StateExited, Source: SourceProcess, Reason: reason, Exit: ex}
+}
+
+// pollERST watches the ERST file for new panic/oops dumps. It reads the
+// file every ERSTInterval (every 100 ms for ERSTWait after a
+// GUEST_PANICKED), decodes it only when its bytes changed, and reports
+// each new dump (by boot, reason and count) once it holds its panic or
+// oops line.
+func (s *Supervisor) pollERST(ctx context.Context, baseline []byte) {
+	defer close(s.erstDone)
+	if s.erstPath == "" {
+		return
+	}
+	type key struct {
+		boot   uint64
+		reason string
+		count  int
+	}
+	reported := map[key]bool{}
+	if st, err := hostreader.DecodeERST(baseline); err == nil {
+		for _, e := range st.Events() {
+			reported[key{e.Boot, e.Reason, e.Count}] = true
+		}
+	}
+	last := baseline
+	var fastUntil time.Time
+	panicked := s.panicked
+	for {
+		interval := s.opts.ERSTInterval
+		if time.Now().Before(fastUntil) {
+			interval = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-panicked:
+			panicked = nil
+			fastUntil = time.Now().Add(s.opts.ERSTWait)
+		case <-time.After(interval):
+		}
+		b, err := os.ReadFile(s.erstPath)
+		if err != nil || bytes.Equal(b, last) {
+			continue
+		}
+		last = b
+		st, err := hostreader.DecodeERST(b)
+		if err != nil {
+			continue // QEMU may not have initialised the store yet
+		}
+		for _, e := range st.Events() {
+			k := key{e.Boot, e.Reason, e.Count}
+			if reported[k] || (e.PanicLine == "" && len(e.OopsLines) == 0) {
+				continue
+			}
+			reported[k] = true
+			rep := PanicReport{Source: "erst", Reason: hostreader.EscapeLog(e.Reason), Count: e.Count,
+				PanicLine: hostreader.EscapeLog(e.PanicLine), Text: hostreader.EscapeLog(e.Text)}
+			for _, l := range e.OopsLines {
+				rep.OopsLines = append(rep.OopsLines, hostreader.EscapeLog(l))
+			}
+			for _, p := range e.Parts {
+				rep.RecordIDs = append(rep.RecordIDs, p.ID)
+			}
+			select {
+			case s.erstOut <- rep:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}

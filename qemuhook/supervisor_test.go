@@ -1,0 +1,231 @@
+package qemuhook
+
+import (
+	"context"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/internal/testguest"
+)
+
+// checkNoLeak fails the test if goroutines started during it are still
+// running shortly after it ends.
+func checkNoLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<16)
+			t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
+		}
+	})
+}
+
+// nextVerdict waits for a verdict matching state and source ("" = any).
+func nextVerdict(t *testing.T, ch <-chan Verdict, state, source string, within time.Duration, seen *[]Verdict) Verdict {
+	t.Helper()
+	tm := time.After(within)
+	for {
+		select {
+		case v, ok := <-ch:
+			require.True(t, ok, "verdicts closed while waiting for %s/%s; seen %v", state, source, *seen)
+			*seen = append(*seen, v)
+			t.Logf("verdict: %s", v)
+			if (state == "" || v.State == state) && (source == "" || v.Source == source) {
+				return v
+			}
+		case <-tm:
+			t.Fatalf("no %s verdict from %s within %v; seen %v", state, source, within, *seen)
+		}
+	}
+}
+
+func idleConfig(t *testing.T, dir string) Config {
+	rc := acpi.DefaultConfig()
+	return Config{MemoryMB: 64,
+		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "region")},
+		QMPSocket: filepath.Join(dir, "qmp"), SerialSocket: filepath.Join(dir, "serial"),
+		ERSTPath: filepath.Join(dir, "erst"), Extra: []string{"-S"}}
+}
+
+// TestSupervisorPanic: the real guest panics; pvpanic, the ERST record
+// (decoded panic line) and QEMU's exit come out of one stream, and the
+// region file keeps the evidence afterwards.
+func TestSupervisorPanic(t *testing.T) {
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModePanic, 4*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := Launch(ctx, cfg, SupervisorOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	var seen []Verdict
+	alive := nextVerdict(t, s.Verdicts(), "alive", SourceRegion, 90*time.Second, &seen)
+	require.NotNil(t, alive.Region)
+	assert.GreaterOrEqual(t, alive.Region.Snapshot.Ticks, uint32(1))
+	pv := nextVerdict(t, s.Verdicts(), StatePanicked, SourceQMP, 60*time.Second, &seen)
+	require.NotNil(t, pv.Panic)
+	assert.Equal(t, "pvpanic", pv.Panic.Source)
+	assert.Equal(t, "run", pv.Event.Action)
+	ev := nextVerdict(t, s.Verdicts(), StatePanicked, SourceERST, 30*time.Second, &seen)
+	require.NotNil(t, ev.Panic)
+	assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", ev.Panic.PanicLine)
+	assert.Equal(t, "Panic", ev.Panic.Reason)
+	assert.NotEmpty(t, ev.Panic.RecordIDs)
+	assert.Contains(t, ev.Panic.Text, "acpidiag-guest: panicking now")
+	ex := nextVerdict(t, s.Verdicts(), StateExited, SourceProcess, 60*time.Second, &seen)
+	require.NotNil(t, ex.Exit)
+	assert.Equal(t, 0, ex.Exit.Code)
+	assert.True(t, ex.Exit.Expected, "QEMU exited after SHUTDOWN (-no-reboot, panic=-1)")
+	for v := range s.Verdicts() {
+		seen = append(seen, v)
+	}
+	<-s.Done()
+	sum := s.Summary()
+	require.NotNil(t, sum.Panic)
+	assert.Equal(t, "erst", sum.Panic.Source)
+	assert.Equal(t, StateExited, sum.Last.State)
+	assert.Equal(t, uint32(1), sum.Boots)
+	assert.GreaterOrEqual(t, sum.Ticks, uint32(2))
+	assert.Equal(t, len(seen), sum.Verdicts)
+	// The shutdown event came before the exit.
+	var states []string
+	for _, v := range seen {
+		states = append(states, v.State+"/"+v.Source)
+	}
+	assert.Contains(t, states, StateShutdown+"/"+SourceQMP)
+
+	// The region file survives QEMU: read it on its own.
+	r, err := hostreader.OpenRegion(cfg.Channel.BackingPath, hostreader.OpenOptions{})
+	require.NoError(t, err)
+	defer r.Close()
+	snap, err := r.Snapshot()
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), snap.Boots)
+	assert.Equal(t, sum.Ticks, snap.Ticks)
+}
+
+// TestSupervisorStopGoesStale: QMP stop is reported, and the region then
+// really goes stale; after cont it is alive again. Close kills QEMU.
+func TestSupervisorStopGoesStale(t *testing.T) {
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModeAlive, -1))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := Launch(ctx, cfg, SupervisorOptions{Watch: hostreader.WatchOptions{Interval: 250 * time.Millisecond}})
+	require.NoError(t, err)
+	defer s.Close()
+	var seen []Verdict
+	nextVerdict(t, s.Verdicts(), "alive", SourceRegion, 90*time.Second, &seen)
+	require.NoError(t, s.QMP().Execute(ctx, "stop", nil, nil))
+	nextVerdict(t, s.Verdicts(), StatePaused, SourceQMP, 10*time.Second, &seen)
+	stale := nextVerdict(t, s.Verdicts(), "stale", SourceRegion, 15*time.Second, &seen)
+	assert.Greater(t, stale.Region.Age, 3*time.Second)
+	require.NoError(t, s.QMP().Execute(ctx, "cont", nil, nil))
+	nextVerdict(t, s.Verdicts(), StateRunning, SourceQMP, 10*time.Second, &seen)
+	nextVerdict(t, s.Verdicts(), "alive", SourceRegion, 15*time.Second, &seen)
+
+	p := s.Process()
+	require.NoError(t, s.Close())
+	assert.True(t, p.Exited(), "Close kills the QEMU it launched")
+	_, ok := <-s.Verdicts()
+	assert.False(t, ok)
+}
+
+// TestSupervisorUnexpectedExit: QEMU killed from outside is a verdict with
+// the signal; the stream then ends.
+func TestSupervisorUnexpectedExit(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := idleConfig(t, dir)
+	s, err := Launch(context.Background(), cfg, SupervisorOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	var seen []Verdict
+	// Nothing runs (-S): the region has no header.
+	nextVerdict(t, s.Verdicts(), "absent", SourceRegion, 10*time.Second, &seen)
+	require.NoError(t, syscall.Kill(s.Process().Pid(), syscall.SIGKILL))
+	v := nextVerdict(t, s.Verdicts(), StateExited, SourceProcess, 10*time.Second, &seen)
+	require.NotNil(t, v.Exit)
+	assert.False(t, v.Exit.Expected)
+	assert.Equal(t, "killed", v.Exit.Signal)
+	assert.Equal(t, -1, v.Exit.Code)
+	assert.Contains(t, v.Reason, "unexpectedly")
+	_, ok := <-s.Verdicts()
+	assert.False(t, ok)
+	<-s.Done()
+}
+
+// TestSupervisorQEMUErrorStderr: QEMU exiting with an error shows its
+// stderr in the exit verdict.
+func TestSupervisorContextCancel(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := idleConfig(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := Launch(ctx, cfg, SupervisorOptions{})
+	require.NoError(t, err)
+	p := s.Process()
+	var seen []Verdict
+	nextVerdict(t, s.Verdicts(), "absent", SourceRegion, 10*time.Second, &seen)
+	cancel()
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("supervisor still running 10 s after cancel")
+	}
+	assert.True(t, p.Exited(), "cancel kills the QEMU it launched")
+}
+
+// TestSupervisorAttach: attach to a QEMU someone else started; killing it
+// ends the stream with a disconnected verdict; QEMU outlives Close
+// otherwise.
+func TestSupervisorAttach(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := idleConfig(t, dir)
+	p, err := Start(context.Background(), cfg, StartOptions{})
+	require.NoError(t, err)
+	defer p.Kill()
+	ac := AttachConfig{QMPSocket: cfg.QMPSocket, RegionPath: cfg.Channel.BackingPath, ERSTPath: cfg.ERSTPath}
+	s, err := Attach(context.Background(), ac, SupervisorOptions{})
+	require.NoError(t, err)
+	var seen []Verdict
+	nextVerdict(t, s.Verdicts(), "absent", SourceRegion, 10*time.Second, &seen)
+	require.NoError(t, s.QMP().Execute(context.Background(), "cont", nil, nil))
+	nextVerdict(t, s.Verdicts(), StateRunning, SourceQMP, 10*time.Second, &seen)
+	require.NoError(t, s.Close())
+	assert.False(t, p.Exited(), "attach mode leaves QEMU running")
+
+	s, err = Attach(context.Background(), ac, SupervisorOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	p.Kill()
+	v := nextVerdict(t, s.Verdicts(), StateDisconnected, SourceQMP, 10*time.Second, &seen)
+	assert.True(t, strings.HasPrefix(v.Reason, "QMP connection lost"))
+	_, ok := <-s.Verdicts()
+	assert.False(t, ok)
+
+	_, err = Attach(context.Background(), AttachConfig{RegionPath: "x"}, SupervisorOptions{})
+	assert.ErrorContains(t, err, "QMPSocket")
+	_, err = Attach(context.Background(), AttachConfig{QMPSocket: "x"}, SupervisorOptions{})
+	assert.ErrorContains(t, err, "RegionPath")
+}
