@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -100,3 +101,5 @@ func (a *amlWriter) tick() {
 	a.r.store(region.OffEchoHi, a.r.load(region.OffHostStampHi))
 	a.r.store(region.OffSeq, seq+2) // even
 }
+
+func unsafePointer(p *[numWords]uint32) unsafe.Pointer { return unsafe.Pointer(p) }

@@ -469,19 +469,19 @@ func (t *Tracker) slots(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 
 // msValue decodes a (lo, hi) pair of milliseconds since the Unix epoch,
 // judged against the host time now (Unix ns). 0 means none. A pair lying
-// in the future by about 2^32 ms is a torn write (high word newer than low
-// word, see StampHostTime) and is corrected; any other value more than
-// futureSlack after now is refused as implausible.
+// more than 2^31 ms in the future is a torn write (high word newer than
+// low word, see StampHostTime: off by 2^32 ms) and is corrected; any other
+// value more than futureSlack after now is refused as implausible.
 func msValue(lo, hi uint32, now int64) (int64, bool) {
 	v := uint64(hi)<<32 | uint64(lo)
 	if v == 0 || v > math.MaxInt64/1_000_000 {
 		return 0, false
 	}
 	limit := (now + int64(futureSlack)) / 1_000_000
-	if int64(v) > limit && hi > 0 {
-		if w := v - 1<<32; int64(w) <= limit {
-			v = w
-		}
+	if int64(v) > limit+1<<31 && hi > 0 {
+		// More than 2^31 ms (24.8 days) ahead: a high word newer than its
+		// low word; the pair was (hi-1, lo).
+		v -= 1 << 32
 	}
 	if int64(v) > limit {
 		return 0, false
