@@ -310,8 +310,8 @@ func TestVerdictPeriodBounds(t *testing.T) {
 
 func TestSlotVerdicts(t *testing.T) {
 	img := newImage(4096)
-	setSlot(img, 0, 1, 200, "web")         // 200 ms promise
-	setSlot(img, 3, 9, 0, "noperiod")      // no promise
+	setSlot(img, 0, 1, 200, "web")          // 200 ms promise
+	setSlot(img, 3, 9, 0, "noperiod")       // no promise
 	setSlot(img, 5, 1, 1000, "\x1b]0;evil") // hostile tag
 	var tr Tracker
 	v := tr.Update(snapOf(t, img, t0))
