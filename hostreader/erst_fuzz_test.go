@@ -1,10 +1,59 @@
 package hostreader
 
 import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
+
+// smallStore builds a 12 KiB store (record_size 4096) from the header and
+// CPER framing of a real fixture, holding one compressed and one plain
+// record: a compact seed whose every field mutations reach quickly.
+func smallStore(tb testing.TB) []byte {
+	real := readCase(tb, "q35_sysrq_deflate")
+	const rs = 4096
+	b := make([]byte, 3*rs)
+	copy(b, real[:ERSTHeaderSize])
+	le := binary.LittleEndian
+	le.PutUint32(b[erstOffRecordSize:], rs)
+	le.PutUint32(b[erstOffStorageOffset:], rs)
+	text := "Panic#1 Part1\n<4>[    9.000000] Oops: 0002 [#1] SMP\n<0>[    9.100000] Kernel panic - not syncing: Fatal exception\n"
+	var z bytes.Buffer
+	w, _ := flate.NewWriter(&z, flate.BestCompression)
+	w.Write([]byte(text))
+	w.Close()
+	bodies := [][]byte{z.Bytes(), []byte("Panic#1 Part2\n<6>[    0.000000] Linux version 6.1\n")}
+	for i, body := range bodies {
+		slot := 1 + i
+		o := slot * rs
+		copy(b[o:], real[8192:8192+200])
+		if i == 1 {
+			copy(b[o+CPERHeaderSize+secOffType:], SectionDmesg[:])
+		}
+		copy(b[o+200:], body)
+		le.PutUint32(b[o+cperOffRecordLength:], uint32(200+len(body)))
+		le.PutUint32(b[o+CPERHeaderSize+secOffLength:], uint32(len(body)))
+		le.PutUint64(b[o+cperOffRecordID:], uint64(slot))
+		le.PutUint64(b[erstOffMap+8*slot:], uint64(slot))
+	}
+	return b
+}
+
+func TestSmallStoreSeed(t *testing.T) {
+	s, err := DecodeERST(smallStore(t))
+	require.NoError(t, err)
+	require.Empty(t, s.Errors)
+	evs := s.Events()
+	require.Len(t, evs, 1)
+	assert.Equal(t, "Kernel panic - not syncing: Fatal exception", evs[0].PanicLine)
+	assert.Equal(t, []string{"Oops: 0002 [#1] SMP"}, evs[0].OopsLines)
+}
 
 // FuzzDecodeERST feeds arbitrary bytes (seeded with every real fixture and
 // some damaged variants) to DecodeERST and Events: no panic, header errors
@@ -15,6 +64,7 @@ func FuzzDecodeERST(f *testing.F) {
 		f.Add(b)
 		f.Add(b[:0x2000+300])
 	}
+	f.Add(smallStore(f))
 	f.Add([]byte("ERSTSTOR"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeERST(data)
