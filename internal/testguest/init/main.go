@@ -462,8 +462,33 @@ func oops() {
 	logf("oopsing now (loading %s in a child process)", filepath.Base(names[0]))
 	cmd := exec.Command("/init", oopsArg, names[0])
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	err := cmd.Run()
-	logf("oops loader ended: %v; still running", err)
+	if err := cmd.Start(); err != nil {
+		logf("oops loader: %v", err)
+		return
+	}
+	// The oops kills only the loading thread; the loader's other (Go
+	// runtime) threads live on, so the process never exits by itself. Watch
+	// the kernel's taint instead: bit 7 (D) is set once a task died in an oops.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			logf("oops loader exited (%v) without an oops; still running", err)
+			return
+		case <-deadline:
+			logf("no oops 30s after loading the module (kernel taint %s); still running", readTrim("/proc/sys/kernel/tainted"))
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		taint, err := strconv.ParseUint(readTrim("/proc/sys/kernel/tainted"), 10, 64)
+		if err == nil && taint&(1<<7) != 0 {
+			_ = cmd.Process.Kill()
+			logf("oops done: kernel tainted D (taint %d); loader killed; still running", taint)
+			return
+		}
+	}
 }
 
 // livelock takes every CPU with an unthrottled SCHED_FIFO 99 busy loop.
