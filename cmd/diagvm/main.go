@@ -1,0 +1,251 @@
+// Command diagvm launches QEMU with acpidiag's diagnostic channel wired,
+// supervises it over QMP and prints health verdicts as they change; it can
+// also attach to a running VM, and `diagvm demo` boots the bundled test
+// guest, shows it alive, makes it panic and prints the decoded panic.
+//
+// It is a thin layer over qemuhook (NewChannel, Config, Launch, Attach,
+// Follow, RunDemo); run "diagvm --help".
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/qemuhook"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK         = 0
+	exitError      = 1
+	exitUsage      = 2
+	exitPanicked   = 3 // the guest panicked
+	exitQEMUDied   = 4 // QEMU ended unexpectedly (signal, error status)
+	exitNoEvidence = 5 // demo: the expected evidence was not seen
+)
+
+const usageText = `diagvm: run or watch a VM with acpidiag's agent-less health channel.
+
+Modes:
+  diagvm run --kernel K [--initrd I] [--append ARGS] [--machine pc|q35]
+             [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
+             [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--json] [--workdir DIR]
+             [--console] [-- extra qemu args]
+      Build the diagnostic SSDT into the workdir, boot QEMU with the region,
+      pvpanic and ERST wired, print each verdict as it happens and a summary
+      when QEMU exits.
+  diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE] [--json]
+      Supervise a VM started elsewhere (with the arguments of
+      "ssdtgen qemu-args"); ends when its QMP connection closes.
+  diagvm demo [--panic-after D] [--json] [--console] [--keep]
+      Build and boot the bundled test guest (needs "make deps guest"), show
+      it alive, make it panic, print the panic decoded from ERST.
+
+Exit status: 0 clean, 1 error, 2 usage, 3 the guest panicked, 4 QEMU ended
+unexpectedly, 5 (demo) the expected evidence was not seen.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "attach":
+		return cmdAttach(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "diagvm: unknown mode %q (run, attach, demo; see --help)\n", args[0])
+	return exitUsage
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText+"\nFlags of "+name+":\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func fail(stderr io.Writer, code int, format string, a ...any) int {
+	fmt.Fprintf(stderr, "diagvm: "+format+"\n", a...)
+	return code
+}
+
+// exitCode maps a run's summary to the exit status.
+func exitCode(sum qemuhook.Summary) int {
+	switch {
+	case sum.Panic != nil:
+		return exitPanicked
+	case sum.Exit != nil && !sum.Exit.Expected:
+		return exitQEMUDied
+	case sum.Exit != nil && sum.Exit.Code != 0:
+		return exitQEMUDied
+	}
+	return exitOK
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("diagvm run", stderr)
+	kernel := fs.String("kernel", "", "guest kernel (QEMU -kernel), required")
+	initrd := fs.String("initrd", "", "initramfs (QEMU -initrd)")
+	appendArgs := fs.String("append", "", "guest kernel command line (console=ttyS0 and panic=-1 are added when absent)")
+	machine := fs.String("machine", qemuhook.MachineQ35, "machine type: q35 or pc")
+	firmware := fs.String("firmware", qemuhook.FirmwareSeaBIOS, "firmware: seabios or ovmf")
+	smp := fs.Int("smp", 1, "vCPUs")
+	memory := fs.Int("memory", 512, "guest RAM in MiB")
+	tick := fs.Duration("tick", acpi.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
+	regionSpec := fs.String("region", "ivshmem", "region placement: ivshmem, ivshmem:SLOT or fixed:ADDR")
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	workdir := fs.String("workdir", "", "directory for the SSDT, region, ERST store and sockets (default: a new temporary directory, kept)")
+	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
+	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	extra := fs.Args()
+	if *kernel == "" {
+		return fail(stderr, exitUsage, "run: --kernel is required")
+	}
+	rc := acpi.DefaultConfig()
+	p, slot, addr, err := acpi.ParseRegionSpec(*regionSpec)
+	if err != nil {
+		return fail(stderr, exitUsage, "run: --region: %v", err)
+	}
+	rc.Placement, rc.Slot, rc.Address, rc.Tick = p, slot, addr, *tick
+	if err := rc.Validate(); err != nil {
+		return fail(stderr, exitUsage, "run: %v", err)
+	}
+	dir := *workdir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "diagvm"); err != nil {
+			return fail(stderr, exitError, "run: %v", err)
+		}
+	}
+	ch, err := qemuhook.NewChannel(dir, rc, *machine)
+	if err != nil {
+		return fail(stderr, exitError, "run: %v", err)
+	}
+	cfg := qemuhook.Config{
+		Machine: *machine, Firmware: *firmware, SMP: *smp, MemoryMB: *memory,
+		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs,
+		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true,
+		QMPSocket: filepath.Join(dir, "qmp.sock"), SerialSocket: filepath.Join(dir, "serial.sock"),
+		Workdir: dir, Extra: extra,
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(stderr, exitUsage, "run: %v", err)
+	}
+	opts := qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}}
+	if *console {
+		opts.ConsoleTee = stderr
+	}
+	start := time.Now()
+	if !*asJSON {
+		fmt.Fprintf(stdout, "diagvm: booting %s (%s, %s), workdir %s\n", *kernel, cfg.Machine, cfg.Firmware, dir)
+	}
+	s, err := qemuhook.Launch(ctx, cfg, opts)
+	if err != nil {
+		return fail(stderr, exitError, "run: %v", err)
+	}
+	defer s.Close()
+	sum, err := qemuhook.Follow(ctx, s, stdout, qemuhook.FollowOptions{JSON: *asJSON, Start: start})
+	if err != nil {
+		return fail(stderr, exitError, "run: %v", err)
+	}
+	if !*asJSON {
+		fmt.Fprintf(stdout, "region file %s and ERST store %s are kept\n", ch.BackingPath, cfg.ERSTPath)
+	}
+	return exitCode(sum)
+}
+
+func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("diagvm attach", stderr)
+	qmpSock := fs.String("qmp", "", "the VM's QMP unix socket, required")
+	regionPath := fs.String("region", "", "the region backing file, required")
+	offset := fs.String("region-offset", "0", "offset of the region in the file (fixed placement: its guest-physical address)")
+	erst := fs.String("erst", "", "the ERST backing file (optional)")
+	serial := fs.String("serial", "", "the serial unix socket (optional; QEMU serves one client)")
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return fail(stderr, exitUsage, "attach: unexpected argument %q", fs.Arg(0))
+	}
+	if *qmpSock == "" || *regionPath == "" {
+		return fail(stderr, exitUsage, "attach: --qmp and --region are required")
+	}
+	off, err := strconv.ParseInt(*offset, 0, 64)
+	if err != nil || off < 0 {
+		return fail(stderr, exitUsage, "attach: --region-offset %q is not a non-negative number", *offset)
+	}
+	ac := qemuhook.AttachConfig{QMPSocket: *qmpSock, RegionPath: *regionPath, RegionOffset: off, ERSTPath: *erst, SerialSocket: *serial}
+	if off > 0 {
+		ac.RegionSize = int64(acpi.DefaultSize)
+	}
+	s, err := qemuhook.Attach(ctx, ac, qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}})
+	if err != nil {
+		return fail(stderr, exitError, "attach: %v", err)
+	}
+	defer s.Close()
+	sum, err := qemuhook.Follow(ctx, s, stdout, qemuhook.FollowOptions{JSON: *asJSON, Progress: -1})
+	if err != nil {
+		return fail(stderr, exitError, "attach: %v", err)
+	}
+	return exitCode(sum)
+}
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("diagvm demo", stderr)
+	after := fs.Duration("panic-after", 15*time.Second, "when the guest panics, counted from its /init")
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
+	keep := fs.Bool("keep", false, "keep the temporary workdir (region file, ERST store)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return fail(stderr, exitUsage, "demo: unexpected argument %q", fs.Arg(0))
+	}
+	opts := qemuhook.DemoOptions{PanicAfter: *after, JSON: *asJSON, Keep: *keep}
+	if *console {
+		opts.Console = stderr
+	}
+	_, err := qemuhook.RunDemo(ctx, stdout, opts)
+	var de *qemuhook.DemoError
+	switch {
+	case errors.As(err, &de):
+		return fail(stderr, exitNoEvidence, "%v", err)
+	case err != nil:
+		return fail(stderr, exitError, "%v", err)
+	}
+	return exitOK
+}
