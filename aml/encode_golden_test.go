@@ -94,6 +94,8 @@ var goldenCases = map[string][]Term{
 		Name("P001", Package(One, Str("a"), Package(Int(2)), Buffer([]byte{3}))),
 		Name("P002", PackageN(5, One)),
 		Name("P003", Package(N(`\_SB`), Str("b"))),
+		Name("P004", VarPackage(Int(0x100), One)), // iasl: a constant count > 255 makes a VarPackage
+		Name("P005", PackageN(0xFF, One)),
 		Method("MPKG", 1, false, 0,
 			Store(VarPackage(A(0), Int(1), Int(2)), L(0)),
 			Return(L(0)),
