@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qemuhook"
+)
+
+func runCLI(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsage(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{nil, exitUsage, "Modes:"},
+		{[]string{"fly"}, exitUsage, `unknown mode "fly"`},
+		{[]string{"run"}, exitUsage, "--kernel is required"},
+		{[]string{"run", "--kernel", "k", "--region", "pcie"}, exitUsage, "--region"},
+		{[]string{"run", "--kernel", "k", "--tick", "50ms"}, exitUsage, "Tick"},
+		{[]string{"run", "--kernel", "/nonexistent/vmlinuz", "--workdir", t.TempDir()}, exitUsage, "Kernel: not readable"},
+		{[]string{"run", "--kernel", "k", "--machine", "microvm", "--workdir", t.TempDir()}, exitUsage, "microvm"},
+		{[]string{"attach"}, exitUsage, "--qmp and --region are required"},
+		{[]string{"attach", "--qmp", "q", "--region", "r", "--region-offset", "-4"}, exitUsage, "--region-offset"},
+		{[]string{"attach", "--qmp", "q", "--region", "r", "x"}, exitUsage, `unexpected argument "x"`},
+		{[]string{"demo", "x"}, exitUsage, `unexpected argument "x"`},
+		{[]string{"run", "--bogus"}, exitUsage, "flag provided but not defined"},
+	} {
+		code, _, stderr := runCLI(t, ctx, tc.args...)
+		assert.Equal(t, tc.code, code, "%v: %s", tc.args, stderr)
+		assert.Contains(t, stderr, tc.msg, "%v", tc.args)
+	}
+	code, out, _ := runCLI(t, ctx, "--help")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "diagvm demo")
+}
+
+// TestAttachCLI attaches to a real (idle) QEMU and ends when it is killed.
+func TestAttachCLI(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	dir, err := os.MkdirTemp("", "dv")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	require.NoError(t, err)
+	cfg := qemuhook.Config{MemoryMB: 64, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), ERSTPath: filepath.Join(dir, "erst"), Extra: []string{"-S"}}
+	p, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{})
+	require.NoError(t, err)
+	defer p.Kill()
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		p.Kill()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code, out, stderr := runCLI(t, ctx, "attach", "--json", "--qmp", cfg.QMPSocket, "--region", ch.BackingPath, "--erst", cfg.ERSTPath)
+	assert.Equal(t, exitOK, code, stderr)
+	var types, states []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m struct {
+			Type    string `json:"type"`
+			Verdict struct {
+				State string `json:"state"`
+			} `json:"verdict"`
+			Last struct {
+				State string `json:"state"`
+			} `json:"last"`
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+		types = append(types, m.Type)
+		states = append(states, m.Verdict.State+m.Last.State)
+	}
+	assert.Equal(t, []string{"verdict", "verdict", "summary"}, types, out)
+	assert.Equal(t, []string{"absent", "disconnected", "disconnected"}, states, out)
+}
+
+// TestRunCLIRealGuest boots the test guest with diagvm run; the guest
+// powers off after a few seconds alive.
+func TestRunCLIRealGuest(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	k, err := testguest.Kernel()
+	if errors.Is(err, testguest.ErrNoKernel) {
+		if fixtures.InCI() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	ird, err := testguest.Build(context.Background(), "")
+	require.NoError(t, err)
+	dir, err := os.MkdirTemp("", "dv")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code, out, stderr := runCLI(t, ctx, "run", "--kernel", k.Vmlinuz, "--initrd", ird.Path, "--memory", "256",
+		"--append", testguest.BootArgs(testguest.ModePoweroff, 4*time.Second), "--workdir", dir, "--", "-name", "diagvm-test")
+	assert.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out, stderr)
+	assert.Contains(t, out, "alive     [region]")
+	assert.Contains(t, out, "shutdown  [qmp] shutdown (guest-shutdown)")
+	assert.Contains(t, out, "qemu:         exit code 0 (expected)")
+	assert.Contains(t, out, "panic:        none")
+	assert.Regexp(t, `boots:\s+1\n`, out)
+	_, err = os.Stat(filepath.Join(dir, "region"))
+	assert.NoError(t, err, "the region file is kept")
+}
