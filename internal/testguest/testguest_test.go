@@ -223,3 +223,22 @@ func TestBuildWithoutKernel(t *testing.T) {
 	_, err := Build(context.Background(), t.TempDir())
 	require.ErrorIs(t, err, ErrNoKernel)
 }
+
+// BenchmarkBuildReuse measures Build when the archive is already there (the
+// case of every test run after the first): two `go` invocations for the
+// input hash, no compile.
+func BenchmarkBuildReuse(b *testing.B) {
+	mods := b.TempDir()
+	k := KernelFiles{Modules: []string{filepath.Join(mods, "pvpanic.ko")}}
+	require.NoError(b, os.WriteFile(k.Modules[0], []byte("module"), 0o644))
+	out := b.TempDir()
+	_, err := BuildFor(context.Background(), out, k)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := BuildFor(context.Background(), out, k)
+		if err != nil || !r.Reused {
+			b.Fatalf("reuse failed: %v %+v", err, r)
+		}
+	}
+}
