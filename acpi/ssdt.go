@@ -92,10 +92,17 @@ func Terms(c Config) []aml.Term {
 				aml.OperationRegion(namePCIRegion, aml.PCIConfig, aml.Zero, aml.Int(0x20)),
 				aml.Field(namePCIRegion, aml.DWordAcc, false, aml.Preserve,
 					aml.FieldUnit(namePCIIDs, 32),
-					aml.FieldUnit(namePCICmd, 16),
 					aml.Offset(0x18),
 					aml.FieldUnit(namePCIBAR2, 32),
 					aml.FieldUnit(namePCIBAR3, 32),
+				),
+				// The command register gets 16-bit accesses of its own, so
+				// that setting a bit never rewrites the status register's
+				// write-1-to-clear bits at 0x06. (AnyAcc would do this too,
+				// but ACPICA then reads the 32-bit units byte by byte.)
+				aml.Field(namePCIRegion, aml.WordAcc, false, aml.Preserve,
+					aml.Offset(0x04),
+					aml.FieldUnit(namePCICmd, 16),
 				),
 			)),
 		)
@@ -173,9 +180,8 @@ func tickBody(c Config) []aml.Term {
 				aml.Store(aml.Int(noBase), n(nameBase)),
 				aml.If(aml.LAnd(aml.LEqual(ids, aml.Int(IvshmemIDs)), aml.LEqual(bar3, aml.Zero)),
 					aml.If(aml.LAnd(aml.LNotEqual(aml.Local(0), aml.Zero), aml.LLessEqual(aml.Local(0), aml.Int(maxBase))),
-						aml.If(aml.LNot(aml.And(cmd, aml.Int(pciMemDecode), nil)),
-							aml.Or(cmd, aml.Int(pciMemDecode), cmd),
-						),
+						// Memory decode on (a no-op write when it already is).
+						aml.Or(cmd, aml.Int(pciMemDecode), cmd),
 						aml.Store(aml.Local(0), n(nameBase)),
 					),
 				),

@@ -10,10 +10,14 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
             Field (DGPC, DWordAcc, NoLock, Preserve)
             {
                 PVID, 32,
-                PCMD, 16,
                 Offset (0x18),
                 BAR2, 32,
                 BAR3, 32
+            }
+            Field (DGPC, WordAcc, NoLock, Preserve)
+            {
+                Offset (0x04),
+                PCMD, 16
             }
         }
     }
@@ -36,10 +40,7 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
                     {
                         If (((Local0 != Zero) && (Local0 <= 0xFFFF0000)))
                         {
-                            If (!(\_SB.PCI0.DGIV.PCMD & 0x02))
-                            {
-                                \_SB.PCI0.DGIV.PCMD |= 0x02
-                            }
+                            \_SB.PCI0.DGIV.PCMD |= 0x02
                             DGBA = Local0
                         }
                     }
