@@ -3,8 +3,12 @@ package aml
 import (
 	ebin "encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 )
+
+// scanRing is the number of recycled nodes of the declaration pass.
+const scanRing = 64
 
 // MaxDecodeDepth is the deepest nesting of terms Decode accepts; deeper
 // input is refused with a *DecodeError rather than exhausting the stack.
@@ -14,29 +18,78 @@ const MaxDecodeDepth = 256
 // bytes it was decoded from (Node implements Term), and prints as ASL
 // (Format).
 //
-// Which fields are used depends on Op:
-//   - named objects (Device, Method, Name, OperationRegion, CreateXField,
-//     External, Alias, ...): Name is the name they define;
-//   - OpNamePath and OpCall: Name is the referenced name;
-//   - integer constants (Zero, One, Ones, BytePrefix..QWordPrefix,
-//     OpByteData..OpQWordData) and field list entries: Value;
-//   - String: Data holds the characters (without the terminating NUL);
-//     Buffer: Args[0] is the size, Data the initializer bytes;
-//   - every other operand, in encoding order: Args;
-//   - TermLists (Scope, Device, Method, If, Else, While, ...), Package
-//     elements and Field lists: Children.
+// The node is kept small (72 bytes; a DSDT decodes to about one node per
+// three bytes): operands and children share Kids, and the name or data
+// bytes share Bytes. Use the accessor methods:
+//   - Name: the name a named object defines (Device, Method, Name,
+//     OperationRegion, CreateXField, External, Alias, ...), the name an
+//     OpNamePath or OpCall refers to, a field unit's segment;
+//   - Data: a String's characters (without the NUL), a Buffer's
+//     initializer bytes (its size is Args()[0]);
+//   - Args: the operands in encoding order (the defined name excluded):
+//     TermArgs, targets, and raw data operands such as method flags;
+//   - Children: the TermList of Scope, Device, Method, If, Else, While,
+//     ..., a Package's elements, a Field's entries.
 //
-// Slices (Name, Data) alias the decoded input.
+// Integer constants (Zero, One, Ones, BytePrefix..QWordPrefix,
+// OpByteData..OpQWordData) and field entries keep their value in Value.
+// Bytes aliases the decoded input.
 type Node struct {
 	Op       Op
-	PkgBytes uint8   // bytes of the PkgLength encoding (1-4); 0 when the construct has none
-	Off      int     // offset of the first byte, relative to the start of the decoded body
-	Len      int     // length in bytes of the whole construct
-	Name     RawName // defined or referenced name
-	Value    uint64  // integer value, raw data operand, field width or access attributes
-	Data     []byte  // String characters or Buffer initializer bytes
-	Args     []*Node // operands in encoding order (the defined Name excluded)
-	Children []*Node // TermList, Package elements or FieldList
+	PkgBytes uint8  // bytes of the PkgLength encoding (1-4); 0 when the construct has none
+	NArgs    uint8  // Kids[:NArgs] are operands, Kids[NArgs:] children
+	Off      int32  // offset of the first byte, relative to the start of the decoded body
+	Len      int32  // length in bytes of the whole construct
+	Value    uint64 // integer value, raw data operand, field width or access attributes
+	Bytes    []byte // name (RawName) or data bytes, see Name and Data
+	Kids     []*Node
+}
+
+// hasName reports whether Bytes holds a name for op.
+func (o Op) hasName() bool {
+	switch o {
+	case OpNamePath, OpCall, OpFieldUnit:
+		return true
+	}
+	if s := o.spec(); s != nil {
+		return s.named
+	}
+	return false
+}
+
+// Name returns the name the node defines or refers to, or nil.
+func (n *Node) Name() RawName {
+	if n.Op.hasName() {
+		return RawName(n.Bytes)
+	}
+	return nil
+}
+
+// Data returns a String's characters or a Buffer's initializer bytes, or
+// nil for other nodes.
+func (n *Node) Data() []byte {
+	if n.Op == StringPrefix || n.Op == BufferOp {
+		return n.Bytes
+	}
+	return nil
+}
+
+// Args returns the operands.
+func (n *Node) Args() []*Node {
+	k := int(n.NArgs)
+	if k > len(n.Kids) {
+		k = len(n.Kids)
+	}
+	return n.Kids[:k]
+}
+
+// Children returns the TermList, Package elements or Field entries.
+func (n *Node) Children() []*Node {
+	k := int(n.NArgs)
+	if k > len(n.Kids) {
+		k = len(n.Kids)
+	}
+	return n.Kids[k:]
 }
 
 // RawName is an AML NameString as encoded in the byte stream (root or
@@ -77,21 +130,32 @@ func (e *DecodeError) Error() string {
 // MaxDecodeDepth) returns a *DecodeError with the byte offset; memory use
 // is bounded by a small multiple of len(body).
 func Decode(body []byte) (*Node, error) {
+	if len(body) > math.MaxInt32 {
+		return nil, &DecodeError{Off: math.MaxInt32, Msg: fmt.Sprintf("body of %d bytes is larger than 2 GiB", len(body))}
+	}
 	p := newDecoder(body)
 	// Pass 1: collect declarations. Errors are reported by pass 2, which
 	// may succeed where pass 1 failed (a forward reference to a method).
 	p.scan = true
-	_, _ = p.termList(0, len(body))
+	_ = p.pushTerms(len(body))
 	p.scan = false
 	p.reset()
 	root := p.alloc(OpRoot, 0)
-	children, err := p.termList(0, len(body))
-	if err != nil {
+	if err := p.pushTerms(len(body)); err != nil {
 		return nil, err
 	}
-	root.Children = children
-	root.Len = len(body)
+	root.Kids = p.commit(0)
+	root.Len = int32(len(body))
 	return root, nil
+}
+
+// predefined are the objects an ACPI OS creates before loading tables.
+var predefined = []struct {
+	path string
+	argc int8
+}{
+	{"_GPE", -1}, {"_PR_", -1}, {"_SB_", -1}, {"_SI_", -1}, {"_TZ_", -1},
+	{"_GL_", -1}, {"_OS_", -1}, {"_REV", -1}, {"_OSI", 1},
 }
 
 type decoder struct {
@@ -101,7 +165,8 @@ type decoder struct {
 	scan  bool
 
 	slab    []Node
-	first   []Node
+	ring    *[scanRing]Node
+	ringAt  int
 	nodes   int
 	maxNode int
 
@@ -120,16 +185,20 @@ func newDecoder(b []byte) *decoder {
 		n = 1 << 16
 	}
 	p := &decoder{b: b, maxNode: len(b) + 16}
-	p.first = make([]Node, n)
-	p.slab = p.first
+	p.slab = make([]Node, n)
+	p.ring = new([scanRing]Node)
 	p.ns = make(map[string]int8)
 	p.meth = make(map[uint32]struct{})
+	// Objects every ACPI OS predefines (ACPI 6.5, 5.7), as ACPICA does.
+	for _, pre := range predefined {
+		p.declare([]byte(pre.path), pre.argc)
+	}
 	return p
 }
 
 func (p *decoder) reset() {
 	p.pos, p.depth, p.nodes = 0, 0, 0
-	p.slab = p.first
+	p.ring = nil
 	p.stack = p.stack[:0]
 	p.ptrs = nil
 	p.scope = p.scope[:0]
@@ -140,6 +209,16 @@ func (p *decoder) errf(off int, format string, args ...any) *DecodeError {
 }
 
 func (p *decoder) alloc(op Op, off int) *Node {
+	if p.scan {
+		// Pass 1 keeps no tree: recycle a small ring of nodes.
+		// Nothing is read back from ring nodes (see operands), so they
+		// need no clearing.
+		n := &p.ring[p.ringAt%len(p.ring)]
+		p.ringAt++
+		n.Op, n.Off = op, int32(off)
+		p.nodes++
+		return n
+	}
 	if len(p.slab) == 0 {
 		n := (len(p.b)-off)/4 + 16
 		if n > 1<<14 {
@@ -147,9 +226,10 @@ func (p *decoder) alloc(op Op, off int) *Node {
 		}
 		p.slab = make([]Node, n)
 	}
+	// Slab memory is fresh from make: already zero.
 	n := &p.slab[0]
 	p.slab = p.slab[1:]
-	*n = Node{Op: op, Off: off}
+	n.Op, n.Off = op, int32(off)
 	p.nodes++
 	return n
 }
@@ -157,7 +237,8 @@ func (p *decoder) alloc(op Op, off int) *Node {
 // commit moves p.stack[start:] into the pointer arena and returns it.
 func (p *decoder) commit(start int) []*Node {
 	k := len(p.stack) - start
-	if k == 0 {
+	if k == 0 || p.scan {
+		p.stack = p.stack[:start]
 		return nil
 	}
 	if len(p.ptrs)+k > cap(p.ptrs) {
@@ -179,19 +260,16 @@ func (p *decoder) commit(start int) []*Node {
 	return p.ptrs[s : s+k : s+k]
 }
 
-// termList parses terms from p.pos up to end.
-func (p *decoder) termList(start, end int) ([]*Node, error) {
-	p.pos = start
-	s0 := len(p.stack)
+// pushTerms parses terms from p.pos up to end onto p.stack.
+func (p *decoder) pushTerms(end int) error {
 	for p.pos < end {
 		n, err := p.term(end, ctxTerm)
 		if err != nil {
-			p.stack = p.stack[:s0]
-			return nil, err
+			return err
 		}
 		p.stack = append(p.stack, n)
 	}
-	return p.commit(s0), nil
+	return nil
 }
 
 type termCtx uint8
@@ -281,16 +359,16 @@ func (p *decoder) term0(end int, ctx termCtx) (*Node, error) {
 	case StringPrefix:
 		for i := p.pos; i < end; i++ {
 			if p.b[i] == 0 {
-				n.Data = p.b[p.pos:i]
+				n.Bytes = p.b[p.pos:i:i]
 				p.pos = i + 1
-				n.Len = p.pos - start
+				n.Len = int32(p.pos - start)
 				return n, nil
 			}
 		}
 		return nil, &DecodeError{Off: start, Op: "String", Msg: fmt.Sprintf("no terminating NUL before the enclosing package ends at %#x", end)}
 	}
 	if sp.args == "" {
-		n.Len = oplen
+		n.Len = int32(oplen)
 		return n, nil
 	}
 	if err := p.operands(n, sp, start, end); err != nil {
@@ -299,17 +377,17 @@ func (p *decoder) term0(end int, ctx termCtx) (*Node, error) {
 		}
 		return nil, err
 	}
-	n.Len = p.pos - start
+	n.Len = int32(p.pos - start)
 	return n, nil
 }
 
 func (p *decoder) imm(n *Node, end, size int) (*Node, error) {
 	if p.pos+size > end {
-		return nil, &DecodeError{Off: n.Off, Op: n.Op.String(), Msg: fmt.Sprintf("needs %d data bytes, the enclosing package ends at %#x", size, end)}
+		return nil, &DecodeError{Off: int(n.Off), Op: n.Op.String(), Msg: fmt.Sprintf("needs %d data bytes, the enclosing package ends at %#x", size, end)}
 	}
 	n.Value = leUint(p.b[p.pos : p.pos+size])
 	p.pos += size
-	n.Len = p.pos - n.Off
+	n.Len = int32(p.pos) - n.Off
 	return n, nil
 }
 
@@ -411,7 +489,7 @@ func (p *decoder) nameTerm(end int, ctx termCtx) (*Node, error) {
 		return nil, err
 	}
 	n := p.alloc(OpNamePath, start)
-	n.Name = name
+	n.Bytes = name
 	if ctx == ctxTerm {
 		if argc := p.lookupMethod(name); argc >= 0 {
 			n.Op = OpCall
@@ -427,10 +505,11 @@ func (p *decoder) nameTerm(end int, ctx termCtx) (*Node, error) {
 				}
 				p.stack = append(p.stack, a)
 			}
-			n.Args = p.commit(s0)
+			n.Kids = p.commit(s0)
+			n.NArgs = uint8(argc)
 		}
 	}
-	n.Len = p.pos - start
+	n.Len = int32(p.pos - start)
 	return n, nil
 }
 
@@ -438,7 +517,12 @@ func (p *decoder) nameTerm(end int, ctx termCtx) (*Node, error) {
 func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 	pkgEnd := end
 	s0 := len(p.stack)
-	committed := false
+	nargs := -1
+	// In the scan pass nodes come from a recycled ring: read nothing back
+	// from n or from operand nodes once other nodes have been allocated.
+	op := n.Op
+	var defName RawName
+	var prevByte uint64
 	saved, entered := p.scope, false
 	defer func() {
 		if entered {
@@ -467,10 +551,11 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 			if err != nil {
 				return err
 			}
-			n.Name = name
+			n.Bytes = name
+			defName = name
 			if sp.scope {
 				entered = true
-				p.enterScope(name, n.Op == ScopeOp)
+				p.enterScope(name, op == ScopeOp)
 			}
 		case aRefName:
 			at := p.pos
@@ -479,17 +564,17 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 				return err
 			}
 			a := p.alloc(OpNamePath, at)
-			a.Name = name
-			a.Len = p.pos - at
+			a.Bytes = name
+			a.Len = int32(p.pos - at)
 			p.stack = append(p.stack, a)
 		case aByte, aWord, aDWord:
-			size, op := 1, OpByteData
+			size, dop := 1, OpByteData
 			if sp.args[i] == aWord {
-				size, op = 2, OpWordData
+				size, dop = 2, OpWordData
 			} else if sp.args[i] == aDWord {
-				size, op = 4, OpDWordData
+				size, dop = 4, OpDWordData
 			}
-			a := p.alloc(op, p.pos)
+			a := p.alloc(dop, p.pos)
 			if _, err := p.imm(a, pkgEnd, size); err != nil {
 				err.(*DecodeError).Op = ""
 				return err
@@ -497,10 +582,11 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 			if size == 1 {
 				flags = byte(a.Value)
 			}
-			p.stack = append(p.stack, a)
-			if p.scan && i == len(sp.args)-1 && n.Op == ExternalOp {
-				p.declareExternal(n.Name, p.stack[len(p.stack)-2].Value, a.Value)
+			if p.scan && i == len(sp.args)-1 && op == ExternalOp {
+				p.declareExternal(defName, prevByte, a.Value)
 			}
+			prevByte = a.Value
+			p.stack = append(p.stack, a)
 		case aTermArg, aDataRef, aSuper, aTarget:
 			ctx := ctxTerm
 			switch sp.args[i] {
@@ -517,49 +603,45 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 			}
 			p.stack = append(p.stack, a)
 		case aTerms, aFields, aElems, aBytes:
-			n.Args = p.commit(s0)
-			committed = true
+			nargs = len(p.stack) - s0
 			switch sp.args[i] {
 			case aTerms:
-				if p.scan && n.Op == MethodOp {
+				if p.scan && op == MethodOp {
 					p.declare(p.scope, int8(flags&7))
 					p.pos = pkgEnd
 					break
 				}
-				if p.scan && sp.scope && n.Op != ScopeOp {
+				if p.scan && sp.scope && op != ScopeOp {
 					p.declare(p.scope, -1)
 				}
-				c, err := p.termList(p.pos, pkgEnd)
-				if err != nil {
+				if err := p.pushTerms(pkgEnd); err != nil {
 					return err
 				}
-				n.Children = c
 			case aFields:
-				if err := p.fieldList(n, pkgEnd); err != nil {
+				if err := p.fieldList(pkgEnd); err != nil {
 					return err
 				}
 			case aElems:
-				s1 := len(p.stack)
 				for p.pos < pkgEnd {
 					e, err := p.term(pkgEnd, ctxRef)
 					if err != nil {
-						p.stack = p.stack[:s1]
 						return err
 					}
 					p.stack = append(p.stack, e)
 				}
-				n.Children = p.commit(s1)
 			case aBytes:
-				n.Data = p.b[p.pos:pkgEnd:pkgEnd]
+				n.Bytes = p.b[p.pos:pkgEnd:pkgEnd]
 				p.pos = pkgEnd
 			}
 		}
 	}
-	if !committed {
-		n.Args = p.commit(s0)
+	if nargs < 0 {
+		nargs = len(p.stack) - s0
 	}
-	if p.scan && !sp.scope && n.Name != nil {
-		p.declareRel(n.Name, -1)
+	n.Kids = p.commit(s0)
+	n.NArgs = uint8(nargs)
+	if p.scan && !sp.scope && defName != nil {
+		p.declareRel(defName, -1)
 	}
 	if p.pos != pkgEnd && sp.args[0] == aPkg {
 		return p.errf(p.pos, "package declared to end at %#x, contents end at %#x", pkgEnd, p.pos)
@@ -567,8 +649,7 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 	return nil
 }
 
-func (p *decoder) fieldList(n *Node, end int) error {
-	s0 := len(p.stack)
+func (p *decoder) fieldList(end int) error {
 	for p.pos < end {
 		at := p.pos
 		c := p.b[at]
@@ -597,16 +678,16 @@ func (p *decoder) fieldList(n *Node, end int) error {
 				if err != nil {
 					return err
 				}
-				e.Args = []*Node{a}
+				e.Kids, e.NArgs = p.one(a), 1
 			} else {
 				a := p.alloc(OpNamePath, p.pos)
 				name, err := p.nameString(end)
 				if err != nil {
 					return err
 				}
-				a.Name = name
-				a.Len = p.pos - a.Off
-				e.Args = []*Node{a}
+				a.Bytes = name
+				a.Len = int32(p.pos) - a.Off
+				e.Kids, e.NArgs = p.one(a), 1
 			}
 		case c == 0x03: // ExtendedAccessField
 			if at+4 > end {
@@ -624,7 +705,7 @@ func (p *decoder) fieldList(n *Node, end int) error {
 				return p.errf(at, "invalid field name %q", seg)
 			}
 			e = p.alloc(OpFieldUnit, at)
-			e.Name = RawName(seg)
+			e.Bytes = seg
 			p.pos += 4
 			v, w, err := p.pkgLength(end)
 			if err != nil {
@@ -632,16 +713,22 @@ func (p *decoder) fieldList(n *Node, end int) error {
 			}
 			e.Value, e.PkgBytes = uint64(v), uint8(w)
 			if p.scan {
-				p.declareRel(e.Name, -1)
+				p.declareRel(RawName(seg), -1)
 			}
 		default:
 			return p.errf(at, "invalid field list entry 0x%02X", c)
 		}
-		e.Len = p.pos - at
+		e.Len = int32(p.pos - at)
 		p.stack = append(p.stack, e)
 	}
-	n.Children = p.commit(s0)
 	return nil
+}
+
+// one returns a one-element Kids slice holding a.
+func (p *decoder) one(a *Node) []*Node {
+	s := len(p.stack)
+	p.stack = append(p.stack, a)
+	return p.commit(s)
 }
 
 // ---- namespace -------------------------------------------------------

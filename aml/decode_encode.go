@@ -12,8 +12,8 @@ var errNodeShape = errors.New("node operands do not match the opcode")
 
 func nodeErr(n *Node, err error) error {
 	path := ""
-	if n.Name != nil {
-		path = n.Name.String()
+	if n.Name() != nil {
+		path = n.Name().String()
 	}
 	return &EncodeError{Construct: n.Op.String(), Path: path, Err: err}
 }
@@ -28,7 +28,7 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 	var err error
 	switch {
 	case n.Op == OpRoot:
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			if b, err = c.AppendAML(b); err != nil {
 				return b, err
 			}
@@ -38,7 +38,7 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 		if b, err = appendRawName(b, n); err != nil {
 			return b, err
 		}
-		for _, a := range n.Args {
+		for _, a := range n.Args() {
 			if b, err = a.AppendAML(b); err != nil {
 				return b, err
 			}
@@ -55,10 +55,10 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 	case n.Op == OpQWordData:
 		return appendLEValue(b, n, 8)
 	case n.Op == OpFieldUnit:
-		if len(n.Name) != 4 || !isLeadNameChar(n.Name[0]) || !isNameChar(n.Name[1]) || !isNameChar(n.Name[2]) || !isNameChar(n.Name[3]) {
-			return b, nodeErr(n, fmt.Errorf("field unit name %q: %w", []byte(n.Name), ErrBadName))
+		if len(n.Name()) != 4 || !isLeadNameChar(n.Name()[0]) || !isNameChar(n.Name()[1]) || !isNameChar(n.Name()[2]) || !isNameChar(n.Name()[3]) {
+			return b, nodeErr(n, fmt.Errorf("field unit name %q: %w", []byte(n.Name()), ErrBadName))
 		}
-		b = append(b, n.Name...)
+		b = append(b, n.Name()...)
 		return appendPkgValue(b, n, n.Value)
 	case n.Op == OpFieldReserved:
 		b = append(b, 0x00)
@@ -74,10 +74,10 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 		}
 		return append(b, 0x03, byte(n.Value), byte(n.Value>>8), byte(n.Value>>16)), nil
 	case n.Op == OpFieldConnect:
-		if len(n.Args) != 1 {
-			return b, nodeErr(n, fmt.Errorf("%d operands, want 1: %w", len(n.Args), errNodeShape))
+		if len(n.Args()) != 1 {
+			return b, nodeErr(n, fmt.Errorf("%d operands, want 1: %w", len(n.Args()), errNodeShape))
 		}
-		return n.Args[0].AppendAML(append(b, 0x02))
+		return n.Args()[0].AppendAML(append(b, 0x02))
 	}
 
 	sp := n.Op.spec()
@@ -101,12 +101,12 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 	case QWordPrefix:
 		return appendLEValue(b, n, 8)
 	case StringPrefix:
-		for i, c := range n.Data {
+		for i, c := range n.Data() {
 			if c == 0 {
 				return b, nodeErr(n, fmt.Errorf("NUL at index %d: %w", i, ErrBadString))
 			}
 		}
-		b = append(b, n.Data...)
+		b = append(b, n.Data()...)
 		return append(b, 0), nil
 	}
 
@@ -128,25 +128,25 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 				return b, err
 			}
 		case aTerms, aFields, aElems:
-			for _, c := range n.Children {
+			for _, c := range n.Children() {
 				if b, err = c.AppendAML(b); err != nil {
 					return b, err
 				}
 			}
 		case aBytes:
-			b = append(b, n.Data...)
+			b = append(b, n.Data()...)
 		default:
-			if arg >= len(n.Args) {
-				return b, nodeErr(n, fmt.Errorf("%d operands, want more: %w", len(n.Args), errNodeShape))
+			if arg >= len(n.Args()) {
+				return b, nodeErr(n, fmt.Errorf("%d operands, want more: %w", len(n.Args()), errNodeShape))
 			}
-			if b, err = n.Args[arg].AppendAML(b); err != nil {
+			if b, err = n.Args()[arg].AppendAML(b); err != nil {
 				return b, err
 			}
 			arg++
 		}
 	}
-	if arg != len(n.Args) {
-		return b, nodeErr(n, fmt.Errorf("%d operands, want %d: %w", len(n.Args), arg, errNodeShape))
+	if arg != len(n.Args()) {
+		return b, nodeErr(n, fmt.Errorf("%d operands, want %d: %w", len(n.Args()), arg, errNodeShape))
 	}
 	if pkgAt >= 0 {
 		return fixPkgLength(b, n, pkgAt, width)
@@ -155,14 +155,14 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 }
 
 func appendRawName(b []byte, n *Node) ([]byte, error) {
-	if len(n.Name) == 0 {
+	if len(n.Name()) == 0 {
 		return b, nodeErr(n, fmt.Errorf("empty name: %w", ErrBadName))
 	}
-	d := decoder{b: n.Name}
-	if _, err := d.nameString(len(n.Name)); err != nil || d.pos != len(n.Name) {
-		return b, nodeErr(n, fmt.Errorf("malformed name path % x: %w", []byte(n.Name), ErrBadName))
+	d := decoder{b: n.Name()}
+	if _, err := d.nameString(len(n.Name())); err != nil || d.pos != len(n.Name()) {
+		return b, nodeErr(n, fmt.Errorf("malformed name path % x: %w", []byte(n.Name()), ErrBadName))
 	}
-	return append(b, n.Name...), nil
+	return append(b, n.Name()...), nil
 }
 
 func appendLEValue(b []byte, n *Node, size int) ([]byte, error) {

@@ -1,6 +1,9 @@
 package aml
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Op identifies the kind of a decoded Node. For real AML opcodes it is the
 // opcode byte (e.g. Op(StoreOp)), or 0x5B00 | second byte for extended
@@ -72,6 +75,7 @@ type opSpec struct {
 	name  string
 	args  string
 	scope bool // opens a namespace scope named by its NameString
+	named bool // has a NameString it defines (set from args)
 }
 
 var (
@@ -191,6 +195,10 @@ func init() {
 	}
 	for k, v := range ext {
 		extTable[k] = v
+	}
+	for i := range opTable {
+		opTable[i].named = strings.IndexByte(opTable[i].args, aDefName) >= 0
+		extTable[i].named = strings.IndexByte(extTable[i].args, aDefName) >= 0
 	}
 }
 

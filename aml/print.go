@@ -31,7 +31,7 @@ func Format(w io.Writer, n *Node) error { return FormatWith(w, n, FormatOptions{
 func FormatWith(w io.Writer, n *Node, o FormatOptions) error {
 	pr := &printer{w: w, o: o, buf: make([]byte, 0, 32<<10)}
 	if n.Op == OpRoot {
-		pr.terms(n.Children, 0)
+		pr.terms(n.Children(), 0)
 	} else {
 		pr.terms([]*Node{n}, 0)
 	}
@@ -105,7 +105,7 @@ func isBlock(n *Node) bool {
 
 func (p *printer) terms(list []*Node, depth int) {
 	for i, n := range list {
-		p.line(n.Off, depth)
+		p.line(int(n.Off), depth)
 		p.stmt(n, depth)
 		p.str("\n")
 		// A blank line after a block, as iasl does, unless an Else follows.
@@ -120,9 +120,9 @@ func (p *printer) block(n *Node, depth int) {
 	p.line(-1, depth)
 	p.str("{\n")
 	if n.Op == ExtendedOp(FieldOp) || n.Op == ExtendedOp(IndexFieldOp) || n.Op == ExtendedOp(BankFieldOp) {
-		p.fields(n.Children, depth+1)
+		p.fields(n.Children(), depth+1)
 	} else {
-		p.terms(n.Children, depth+1)
+		p.terms(n.Children(), depth+1)
 	}
 	p.line(-1, depth)
 	p.str("}")
@@ -131,14 +131,14 @@ func (p *printer) block(n *Node, depth int) {
 func (p *printer) name(n RawName) { p.str(n.String()) }
 
 func arg(n *Node, i int) *Node {
-	if i < len(n.Args) {
-		return n.Args[i]
+	if i < len(n.Args()) {
+		return n.Args()[i]
 	}
 	return nil
 }
 
 var (
-	regionSpaces = []string{"SystemMemory", "SystemIO", "PCI_Config", "EmbeddedControl", "SMBus", "SystemCMOS", "PciBarTarget", "IPMI", "GeneralPurposeIo", "GenericSerialBus", "PCC"}
+	regionSpaces = []string{"SystemMemory", "SystemIO", "PCI_Config", "EmbeddedControl", "SMBus", "SystemCMOS", "PCIBARTarget", "IPMI", "GeneralPurposeIo", "GenericSerialBus", "PCC", "PlatformRtMechanism"}
 	accessTypes  = []string{"AnyAcc", "ByteAcc", "WordAcc", "DWordAcc", "QWordAcc", "BufferAcc"}
 	updateRules  = []string{"Preserve", "WriteAsOnes", "WriteAsZeros"}
 	objectTypes  = []string{"UnknownObj", "IntObj", "StrObj", "BuffObj", "PkgObj", "FieldUnitObj", "DeviceObj", "EventObj", "MethodObj", "MutexObj", "OpRegionObj", "PowerResObj", "ProcessorObj", "ThermalZoneObj", "BuffFieldObj", "DDBHandleObj"}
@@ -169,7 +169,7 @@ func (p *printer) stmt(n *Node, depth int) {
 	case ScopeOp, ExtendedOp(DeviceOp), ExtendedOp(ThermalZoneOp):
 		p.str(n.Op.String())
 		p.str(" (")
-		p.name(n.Name)
+		p.name(n.Name())
 		p.str(")")
 		p.block(n, depth)
 	case MethodOp:
@@ -179,7 +179,7 @@ func (p *printer) stmt(n *Node, depth int) {
 			flags = f.Value
 		}
 		p.str("Method (")
-		p.name(n.Name)
+		p.name(n.Name())
 		p.str(", ")
 		p.buf = strconv.AppendUint(p.buf, flags&7, 10)
 		if flags&8 != 0 {
@@ -196,8 +196,8 @@ func (p *printer) stmt(n *Node, depth int) {
 	case ExtendedOp(ProcessorOp), ExtendedOp(PowerResOp):
 		p.str(n.Op.String())
 		p.str(" (")
-		p.name(n.Name)
-		for _, a := range n.Args {
+		p.name(n.Name())
+		for _, a := range n.Args() {
 			p.str(", ")
 			p.expr(a, depth)
 		}
@@ -213,7 +213,7 @@ func (p *printer) stmt(n *Node, depth int) {
 		p.block(n, depth)
 	case ElseOp:
 		// Else { If (...) {...} [Else {...}] } prints as ElseIf, as iasl does.
-		if c := n.Children; (len(c) == 1 && c[0].Op == IfOp) || (len(c) == 2 && c[0].Op == IfOp && c[1].Op == ElseOp) {
+		if c := n.Children(); (len(c) == 1 && c[0].Op == IfOp) || (len(c) == 2 && c[0].Op == IfOp && c[1].Op == ElseOp) {
 			p.str("ElseIf (")
 			if a := arg(c[0], 0); a != nil {
 				p.expr(a, depth)
@@ -222,7 +222,7 @@ func (p *printer) stmt(n *Node, depth int) {
 			p.block(c[0], depth)
 			if len(c) == 2 {
 				p.str("\n")
-				p.line(c[1].Off, depth)
+				p.line(int(c[1].Off), depth)
 				p.stmt(c[1], depth)
 			}
 			return
@@ -232,8 +232,8 @@ func (p *printer) stmt(n *Node, depth int) {
 	case ExtendedOp(FieldOp), ExtendedOp(IndexFieldOp), ExtendedOp(BankFieldOp):
 		p.str(n.Op.String())
 		p.str(" (")
-		for i, a := range n.Args {
-			if i == len(n.Args)-1 {
+		for i, a := range n.Args() {
+			if i == len(n.Args())-1 {
 				p.fieldFlags(a.Value)
 				break
 			}
@@ -250,11 +250,11 @@ func (p *printer) stmt(n *Node, depth int) {
 func (p *printer) fields(list []*Node, depth int) {
 	var bit uint64
 	for i, e := range list {
-		p.line(e.Off, depth)
+		p.line(int(e.Off), depth)
 		last := i == len(list)-1
 		switch e.Op {
 		case OpFieldUnit:
-			p.name(e.Name)
+			p.name(e.Name())
 			p.str(",   ")
 			p.buf = strconv.AppendUint(p.buf, e.Value, 10)
 			if !last {
@@ -379,25 +379,25 @@ func (p *printer) expr(n *Node, depth int) {
 		p.integer(n)
 		return
 	case StringPrefix:
-		p.quote(n.Data)
+		p.quote(n.Data())
 		return
 	case OpNamePath:
-		p.name(n.Name)
+		p.name(n.Name())
 		return
 	case OpNullTarget:
 		return
 	case OpCall:
-		p.name(n.Name)
+		p.name(n.Name())
 		p.str(" (")
-		p.args(n.Args, depth)
+		p.args(n.Args(), depth)
 		p.str(")")
 		return
 	case NameOp:
 		p.str("Name (")
-		p.name(n.Name)
+		p.name(n.Name())
 		p.str(", ")
 		if v := arg(n, 0); v != nil {
-			if v.Op == DWordPrefix && isIDName(n.Name) {
+			if v.Op == DWordPrefix && isIDName(n.Name()) {
 				if id, ok := eisaID(v.Value); ok {
 					p.str("EisaId (\"")
 					p.str(id)
@@ -420,11 +420,11 @@ func (p *printer) expr(n *Node, depth int) {
 		p.str("\n")
 		p.line(-1, depth)
 		p.str("{")
-		for i, e := range n.Children {
+		for i, e := range n.Children() {
 			p.str("\n")
-			p.line(e.Off, depth+1)
+			p.line(int(e.Off), depth+1)
 			p.expr(e, depth+1)
-			if i < len(n.Children)-1 {
+			if i < len(n.Children())-1 {
 				p.str(",")
 			}
 		}
@@ -440,14 +440,14 @@ func (p *printer) expr(n *Node, depth int) {
 		p.str(")\n")
 		p.line(-1, depth)
 		p.str("{")
-		dataOff := n.Off + n.Len - len(n.Data)
-		for i, c := range n.Data {
+		dataOff := int(n.Off+n.Len) - len(n.Data())
+		for i, c := range n.Data() {
 			if i%8 == 0 {
 				p.str("\n")
 				p.line(dataOff+i, depth+1)
 			}
 			p.hex(uint64(c), 2)
-			if i < len(n.Data)-1 {
+			if i < len(n.Data())-1 {
 				p.str(",")
 				if i%8 != 7 {
 					p.str(" ")
@@ -476,19 +476,23 @@ func (p *printer) expr(n *Node, depth int) {
 			if neg != "" {
 				p.str(neg)
 				p.str(" (")
-				p.args(a.Args, depth)
+				p.args(a.Args(), depth)
 				p.str(")")
 				return
 			}
 		}
 	case ExtendedOp(OpRegionOp):
 		p.str("OperationRegion (")
-		p.name(n.Name)
+		p.name(n.Name())
 		p.str(", ")
 		if a := arg(n, 0); a != nil {
-			p.enum(regionSpaces, a.Value, 2)
+			if a.Value == 0x7F {
+				p.str("FFixedHW")
+			} else {
+				p.enum(regionSpaces, a.Value, 2)
+			}
 		}
-		for _, a := range n.Args[min(1, len(n.Args)):] {
+		for _, a := range n.Args()[min(1, len(n.Args())):] {
 			p.str(", ")
 			p.expr(a, depth)
 		}
@@ -496,7 +500,7 @@ func (p *printer) expr(n *Node, depth int) {
 		return
 	case ExternalOp:
 		p.str("External (")
-		p.name(n.Name)
+		p.name(n.Name())
 		if a := arg(n, 0); a != nil {
 			p.str(", ")
 			p.enum(objectTypes, a.Value, 2)
@@ -510,7 +514,7 @@ func (p *printer) expr(n *Node, depth int) {
 		return
 	case MatchOp:
 		p.str("Match (")
-		for i, a := range n.Args {
+		for i, a := range n.Args() {
 			if i > 0 {
 				p.str(", ")
 			}
@@ -534,7 +538,7 @@ func (p *printer) expr(n *Node, depth int) {
 	p.str(n.Op.String())
 	p.str(" (")
 	if sp == nil {
-		p.args(n.Args, depth)
+		p.args(n.Args(), depth)
 		p.str(")")
 		return
 	}
@@ -561,7 +565,7 @@ func (p *printer) expr(n *Node, depth int) {
 			p.str(", ")
 		}
 		if i == nameAt {
-			p.name(n.Name)
+			p.name(n.Name())
 		} else if parts[i] != nil {
 			p.expr(parts[i], depth)
 		}
