@@ -242,3 +242,38 @@ func BenchmarkBuildReuse(b *testing.B) {
 		}
 	}
 }
+
+// FuzzKernelIn: any manifest bytes give a KernelFiles or an error, never a
+// panic, and never a path outside the cache directory.
+func FuzzKernelIn(f *testing.F) {
+	f.Add([]byte(goodManifest))
+	f.Add([]byte("version=1\nvmlinuz=v\nmodule=m.ko\n"))
+	f.Add([]byte("vmlinuz=../v\n"))
+	f.Add([]byte("\x00=\n=\n#\n"))
+	if c, err := CacheDir(); err == nil {
+		if b, err := os.ReadFile(filepath.Join(c, "kernel", "manifest")); err == nil {
+			f.Add(b) // the real manifest written by scripts/fetch-kernel.sh
+		}
+	}
+	dir := f.TempDir()
+	for _, name := range []string{"v", "m.ko", "vmlinuz-6.1.0-56-amd64", "extra/oops.ko", "modules/pvpanic.ko", "modules/pvpanic-mmio.ko"} {
+		p := filepath.Join(dir, name)
+		require.NoError(f, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(f, os.WriteFile(p, []byte("x"), 0o644))
+	}
+	f.Fuzz(func(t *testing.T, manifest []byte) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "manifest"), manifest, 0o644))
+		k, err := KernelIn(dir)
+		if err != nil {
+			return
+		}
+		for _, p := range append([]string{k.Vmlinuz, k.OopsModule}, k.Modules...) {
+			if p == "" {
+				continue
+			}
+			rel, err := filepath.Rel(dir, p)
+			require.NoError(t, err)
+			require.False(t, rel == ".." || len(rel) > 2 && rel[:3] == "../", "path %q escapes the cache", p)
+		}
+	})
+}

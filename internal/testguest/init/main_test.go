@@ -54,3 +54,20 @@ func TestParseOptionsLastWins(t *testing.T) {
 	require.Empty(t, problems)
 	assert.Equal(t, "reboot", o.mode)
 }
+
+// FuzzParseOptions: any command line gives valid options (a mode from the
+// list, a slot in range, a tag that fits, positive periods), never a panic.
+func FuzzParseOptions(f *testing.F) {
+	f.Add("console=ttyS0 panic=-1 loglevel=4 acpidiag.mode=panic acpidiag.after=3s")
+	f.Add("acpidiag.app_slot=7 acpidiag.app_tag=testapp acpidiag.app_period=100ms acpidiag.debug=1")
+	f.Add("acpidiag.mode= acpidiag.after=-1ns acpidiag.app_slot=99999999999999999999 acpidiag.=")
+	f.Fuzz(func(t *testing.T, cmdline string) {
+		o, _ := parseOptions(cmdline)
+		assert.Contains(t, modes, o.mode)
+		assert.GreaterOrEqual(t, o.after, time.Duration(0))
+		assert.GreaterOrEqual(t, o.appPeriod, time.Millisecond)
+		assert.GreaterOrEqual(t, o.debugPeriod, time.Millisecond)
+		assert.True(t, o.appSlot >= 0 && o.appSlot < 8, "slot %d", o.appSlot)
+		assert.LessOrEqual(t, len(o.appTag), 8)
+	})
+}
