@@ -230,6 +230,9 @@ func ReadERSTFile(path string) (*ERSTStore, error) {
 		return nil, fmt.Errorf("erst: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxERSTFileSize {
+		return nil, fmt.Errorf("erst: %s: %d bytes, larger than %d: not an ERST store", path, fi.Size(), MaxERSTFileSize)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxERSTFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("erst: reading %s: %w", path, err)

@@ -303,3 +303,14 @@ func BenchmarkEvents(b *testing.B) {
 		}
 	}
 }
+
+func TestReadERSTFileTooLarge(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "huge")
+	f, err := os.Create(p)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(MaxERSTFileSize+1)) // sparse: no disk used
+	require.NoError(t, f.Close())
+	_, err = ReadERSTFile(p)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than")
+}
