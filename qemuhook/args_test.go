@@ -90,7 +90,7 @@ func TestChannelArgsErrors(t *testing.T) {
 }
 
 // testSSDT writes the diagnostic SSDT for rc (acpi.Build) into dir.
-func testSSDT(t *testing.T, dir string, rc acpi.Config) string {
+func testSSDT(t testing.TB, dir string, rc acpi.Config) string {
 	t.Helper()
 	b, err := acpi.Build(rc)
 	require.NoError(t, err)
@@ -360,7 +360,7 @@ func TestStartReportsQEMUError(t *testing.T) {
 
 // shortTempDir returns a temporary directory with a short path (unix
 // socket paths are limited to 107 bytes; t.TempDir can exceed that).
-func shortTempDir(t *testing.T) string {
+func shortTempDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "qh")
 	require.NoError(t, err)

@@ -58,7 +58,7 @@ func TestWriteSummaryText(t *testing.T) {
 	var b bytes.Buffer
 	sum := Summary{Last: Verdict{State: StateExited, Source: SourceProcess, Reason: "QEMU signal: killed unexpectedly"},
 		Ticks: 7, Boots: 2, Verdicts: 5,
-		Exit:  &ExitReport{Code: -1, Signal: "killed", Stderr: []string{"qemu: boom"}},
+		Exit: &ExitReport{Code: -1, Signal: "killed", Stderr: []string{"qemu: boom"}},
 		Panic: &PanicReport{Source: "erst", Reason: "Panic", Count: 1, RecordIDs: []uint64{0x10}, PanicLine: "Kernel panic - not syncing: x",
 			Text: "<6>[    1.0] hello\n<6>[    2.0] sysrq: Trigger a crash\n<0>[    2.1] Kernel panic - not syncing: x\n<4>[    2.2] CPU: 0\n"}}
 	require.NoError(t, WriteSummary(&b, sum, false))

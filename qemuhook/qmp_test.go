@@ -23,7 +23,7 @@ import (
 
 // startIdleQEMU starts a real QEMU stopped in prelaunch (-S) with a QMP
 // socket and returns the process and config.
-func startIdleQEMU(t *testing.T, dir string, extra ...string) (*Process, Config) {
+func startIdleQEMU(t testing.TB, dir string, extra ...string) (*Process, Config) {
 	t.Helper()
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	rc := acpi.DefaultConfig()

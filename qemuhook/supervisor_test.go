@@ -229,3 +229,38 @@ func TestSupervisorAttach(t *testing.T) {
 	_, err = Attach(context.Background(), AttachConfig{QMPSocket: "x"}, SupervisorOptions{})
 	assert.ErrorContains(t, err, "RegionPath")
 }
+
+// TestSupervisorPlacements: the region ticks alive with the fixed
+// placement (guest RAM backed by the file, memmap= on the kernel command
+// line) and with ivshmem under OVMF (BAR2 kept below 4 GiB by the
+// generated -fw_cfg and -cpu phys-bits arguments).
+func TestSupervisorPlacements(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		firmware string
+		fixed    bool
+	}{{"fixed-seabios", FirmwareSeaBIOS, true}, {"ivshmem-ovmf", FirmwareOVMF, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkNoLeak(t)
+			dir := shortTempDir(t)
+			cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModeAlive, -1))
+			cfg.Firmware = tc.firmware
+			if tc.fixed {
+				rc := acpi.DefaultConfig()
+				rc.Placement, rc.Address = acpi.PlaceFixed, 0x8000000
+				cfg.Channel = Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "ram")}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			s, err := Launch(ctx, cfg, SupervisorOptions{})
+			require.NoError(t, err)
+			defer s.Close()
+			var seen []Verdict
+			v := nextVerdict(t, s.Verdicts(), "alive", SourceRegion, 150*time.Second, &seen)
+			assert.Equal(t, uint32(1), v.Region.Snapshot.Boots)
+			if tc.fixed {
+				assert.Contains(t, strings.Join(s.Process().Args, " "), "memmap=64K$0x8000000")
+			}
+		})
+	}
+}
