@@ -80,6 +80,11 @@ const (
 // inflates to more than MaxRecordText bytes (or past MaxStoreText in total).
 var ErrTextTooLarge = errors.New("decompressed text exceeds the limit")
 
+// ErrUnsupportedCompression is wrapped by the RecordError of a DMESG_Z
+// record compressed with something other than deflate (the guest chose
+// another pstore.compress algorithm; the section type does not say which).
+var ErrUnsupportedCompression = errors.New("unsupported pstore compression")
+
 // ERSTFormatError reports why a file cannot be read as an ERST store at all
 // (a bad storage header). Off is the byte offset of the offending field.
 type ERSTFormatError struct {
@@ -420,6 +425,11 @@ func (d *decoder) decodeRecord(rec []byte, base int64, slot int, id uint64, reco
 			r.Kind = KindDmesgZ
 			r.Compressed = true
 			text, err := d.inflate(body)
+			if err != nil && len(body) >= 4 && string(body[:4]) == "\x28\xb5\x2f\xfd" {
+				err = fmt.Errorf("zstd frame (guest pstore.compress=zstd): %w", ErrUnsupportedCompression)
+			} else if err != nil && !errors.Is(err, ErrTextTooLarge) {
+				err = fmt.Errorf("not a valid raw deflate stream (pstore's default compressor; lzo/lz4/842 are not decoded): %w", err)
+			}
 			if err != nil {
 				ferr := &fieldError{off: base + int64(primary.Offset), field: "section[0] deflate data", err: err}
 				return nil, append(errs, ferr.toRecordError(slot, id))

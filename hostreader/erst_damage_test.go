@@ -411,3 +411,16 @@ func TestRecordErrorFormat(t *testing.T) {
 	fe := &ERSTFormatError{Off: 0, Field: "magic", Msg: "m"}
 	assert.Equal(t, "erst: magic at offset 0x0: m", fe.Error())
 }
+
+func TestERSTZstdRecord(t *testing.T) {
+	b := cloneCase(t, "q35_sysrq_deflate")
+	// A zstd frame header (magic 28 b5 2f fd) in place of the deflate data.
+	putBody(t, b, 1, []byte{0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x10, 0x81, 0x00, 0x00})
+	s, err := DecodeERST(b)
+	require.NoError(t, err)
+	errs := recordErrors(s, 1)
+	require.Len(t, errs, 1)
+	assert.ErrorIs(t, errs[0], ErrUnsupportedCompression)
+	assert.Contains(t, errs[0].Error(), "zstd")
+	assert.Equal(t, []int{2}, slotsOf(s))
+}
