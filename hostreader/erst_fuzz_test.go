@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -105,6 +107,31 @@ func FuzzDecodeERST(f *testing.F) {
 			if ev.PanicLine != "" && !strings.HasPrefix(ev.PanicLine, panicPrefix) {
 				t.Fatalf("panic line %q", ev.PanicLine)
 			}
+		}
+	})
+}
+
+// FuzzEscapeLog: whatever the guest wrote, the escaped text is valid UTF-8
+// with no control byte other than newline and tab, and only printable runes.
+func FuzzEscapeLog(f *testing.F) {
+	for _, s := range []string{"plain\n", "\x1b[2J\x07", "bad \xff utf8", "\u202e bidi", `back\slash`, "\u009b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := EscapeLog(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("invalid UTF-8 out of %q", s)
+		}
+		for _, r := range out {
+			if r == '\n' || r == '\t' {
+				continue
+			}
+			if !unicode.IsPrint(r) {
+				t.Fatalf("non-printable %U in output for %q", r, s)
+			}
+		}
+		if strings.Count(out, "\n") != strings.Count(s, "\n") {
+			t.Fatal("newlines changed")
 		}
 	})
 }
