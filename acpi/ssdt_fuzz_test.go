@@ -10,10 +10,10 @@ import (
 	"github.com/acpidiag/acpidiag/fixtures"
 )
 
-// FuzzWriteASL: any bytes given to "ssdtgen --asl"-style printing either
-// print or return an error; never a panic or a hang. Seeded with our tables
+// FuzzDescribeTable: any bytes given to "ssdtgen --asl"/"ssdtgen decode"
+// printing either print or return an error; never a panic or a hang. Seeded with our tables
 // and every real QEMU DSDT/SSDT of the fixtures.
-func FuzzWriteASL(f *testing.F) {
+func FuzzDescribeTable(f *testing.F) {
 	for _, c := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
 		b, err := acpi.Build(c)
 		if err != nil {
@@ -30,7 +30,7 @@ func FuzzWriteASL(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = acpi.WriteASL(io.Discard, b)
+		_ = acpi.DescribeTable(io.Discard, b, acpi.DescribeOptions{Offsets: len(b)%2 == 0})
 	})
 }
 
@@ -55,14 +55,14 @@ func FuzzParseRegionSpec(f *testing.F) {
 	})
 }
 
-func BenchmarkWriteASLQEMUDSDT(b *testing.B) {
+func BenchmarkDescribeTableQEMUDSDT(b *testing.B) {
 	tbl, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := acpi.WriteASL(io.Discard, tbl); err != nil {
+		if err := acpi.DescribeTable(io.Discard, tbl, acpi.DescribeOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

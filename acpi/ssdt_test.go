@@ -318,16 +318,16 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-func TestWriteASLCompilesBack(t *testing.T) {
-	// The ASL printed for the generated table compiles with the real iasl
-	// into the same AML body.
+func TestDescribeTableCompilesBack(t *testing.T) {
+	// The ASL that acpi.DescribeTable ("ssdtgen --asl") prints for the
+	// generated table compiles with the real iasl into the same AML body.
 	var fe *acpi.FormatError
-	require.ErrorAs(t, acpi.WriteASL(io.Discard, []byte("SSDT")), &fe)
+	require.ErrorAs(t, acpi.DescribeTable(io.Discard, []byte("SSDT"), acpi.DescribeOptions{}), &fe)
 	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
 		b, err := acpi.Build(cfg)
 		require.NoError(t, err)
 		var asl bytes.Buffer
-		require.NoError(t, acpi.WriteASL(&asl, b))
+		require.NoError(t, acpi.DescribeTable(&asl, b, acpi.DescribeOptions{}))
 		require.Contains(t, asl.String(), `DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 0x00000001)`)
 		require.Contains(t, asl.String(), "ThermalZone (DIAG)")
 		if strings.Contains(asl.String(), "If (_OSI)\n") {
