@@ -148,6 +148,7 @@ type verdictJSON struct {
 	AgeMs          *int64      `json:"age_ms,omitempty"`
 	HostStamp      *time.Time  `json:"host_stamp,omitempty"`
 	EchoMs         uint64      `json:"echo_ms"`
+	EchoImpl       bool        `json:"echo_implausible,omitempty"`
 	Header         headerJSON  `json:"header"`
 	Seq            uint32      `json:"seq"`
 	Attempts       int         `json:"attempts"`
@@ -205,7 +206,7 @@ func (v Verdict) MarshalJSON() ([]byte, error) {
 		State: v.State, Reason: v.Reason, Field: v.Field, Fault: v.Fault,
 		At: v.At.UTC(), Ticks: s.Ticks, Boots: s.Boots, PeriodDs: s.Period, PeriodMs: v.Period.Milliseconds(),
 		TimerLo: s.TimerLo, LastTickSource: v.LastTickSource.String(),
-		EchoMs: uint64(s.EchoHi)<<32 | uint64(s.EchoLo),
+		EchoMs: uint64(s.EchoHi)<<32 | uint64(s.EchoLo), EchoImpl: v.EchoImplausible,
 		Header: headerJSON{s.Magic, s.Version, s.HeaderSize, s.RegionSize, s.Avail},
 		Seq:    s.Seq, Attempts: s.Attempts, Torn: s.Torn,
 		OSI:     osiJSON{Raw: s.OSI, Names: OSINames(s.OSI)},
