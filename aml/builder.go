@@ -82,6 +82,7 @@ type containerTerm struct {
 	nhead     uint8
 	check     error // argument error found by the constructor, reported at encode time
 	terms     []Term
+	inl       [inlineTerms]Term
 }
 
 // AppendAML appends Op PkgLength NameString [head] TermList.
@@ -105,25 +106,32 @@ func (c *containerTerm) AppendAML(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+func newContainer(proto containerTerm, terms []Term) *containerTerm {
+	c := new(containerTerm)
+	*c = proto
+	c.terms = own(&c.inl, terms)
+	return c
+}
+
 // Scope returns Scope(path) {terms}.
 func Scope(path string, terms ...Term) Term {
-	return &containerTerm{construct: "Scope", code: [2]byte{ScopeOp}, ncode: 1, path: path, terms: terms}
+	return newContainer(containerTerm{construct: "Scope", code: [2]byte{ScopeOp}, ncode: 1, path: path}, terms)
 }
 
 // Device returns Device(path) {terms}.
 func Device(path string, terms ...Term) Term {
-	return &containerTerm{construct: "Device", code: [2]byte{ExtOpPrefix, DeviceOp}, ncode: 2, path: path, terms: terms}
+	return newContainer(containerTerm{construct: "Device", code: [2]byte{ExtOpPrefix, DeviceOp}, ncode: 2, path: path}, terms)
 }
 
 // ThermalZone returns ThermalZone(path) {terms}.
 func ThermalZone(path string, terms ...Term) Term {
-	return &containerTerm{construct: "ThermalZone", code: [2]byte{ExtOpPrefix, ThermalZoneOp}, ncode: 2, path: path, terms: terms}
+	return newContainer(containerTerm{construct: "ThermalZone", code: [2]byte{ExtOpPrefix, ThermalZoneOp}, ncode: 2, path: path}, terms)
 }
 
 // PowerResource returns PowerResource(path, systemLevel, resourceOrder) {terms}.
 func PowerResource(path string, systemLevel byte, resourceOrder uint16, terms ...Term) Term {
-	return &containerTerm{construct: "PowerResource", code: [2]byte{ExtOpPrefix, PowerResOp}, ncode: 2, path: path,
-		head: [3]byte{systemLevel, byte(resourceOrder), byte(resourceOrder >> 8)}, nhead: 3, terms: terms}
+	return newContainer(containerTerm{construct: "PowerResource", code: [2]byte{ExtOpPrefix, PowerResOp}, ncode: 2, path: path,
+		head: [3]byte{systemLevel, byte(resourceOrder), byte(resourceOrder >> 8)}, nhead: 3}, terms)
 }
 
 // MaxSyncLevel is the largest method or mutex synchronization level.
@@ -132,7 +140,7 @@ const MaxSyncLevel = 15
 // Method returns Method(path, nargs, Serialized|NotSerialized, syncLevel)
 // {terms}. nargs is 0-7 and syncLevel 0-15; other values are encode errors.
 func Method(path string, nargs int, serialized bool, syncLevel int, terms ...Term) Term {
-	c := &containerTerm{construct: "Method", code: [2]byte{MethodOp}, ncode: 1, path: path, nhead: 1, terms: terms}
+	c := newContainer(containerTerm{construct: "Method", code: [2]byte{MethodOp}, ncode: 1, path: path, nhead: 1}, terms)
 	switch {
 	case nargs < 0 || nargs > MaxArgs:
 		c.check = fmt.Errorf("argument count %d, want 0-%d: %w", nargs, MaxArgs, ErrOutOfRange)
@@ -336,7 +344,7 @@ const maxFieldBits = 1<<32 - 1
 // Field returns Field(region, access, lock, update) {elems}: named units over
 // an OperationRegion.
 func Field(region string, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
-	f := &fieldTerm{region: region, elems: elems}
+	f := &fieldTerm{region: region, elems: append([]FieldElement(nil), elems...)}
 	switch {
 	case access > BufferAcc:
 		f.check = fmt.Errorf("access type %d, want 0-%d: %w", access, BufferAcc, ErrOutOfRange)

@@ -173,22 +173,18 @@ type decoder struct {
 	stack []*Node
 	ptrs  []*Node
 
-	scope []byte              // current scope: concatenated 4-byte segments, root = empty
-	ns    map[string]int8     // absolute path -> argument count, -1 = not a method
-	meth  map[uint32]struct{} // last segments of methods
-	key   []byte
+	scope  []byte              // current scope: concatenated 4-byte segments, root = empty
+	scopes []byte              // stack of scope paths (see enterScope)
+	ns     map[string]int8     // absolute path -> argument count, -1 = not a method
+	meth   map[uint32]struct{} // last segments of methods
+	key    []byte
 }
 
 func newDecoder(b []byte) *decoder {
-	n := len(b)/3 + 16
-	if n > 1<<16 {
-		n = 1 << 16
-	}
 	p := &decoder{b: b, maxNode: len(b) + 16}
-	p.slab = make([]Node, n)
 	p.ring = new([scanRing]Node)
-	p.ns = make(map[string]int8)
-	p.meth = make(map[uint32]struct{})
+	p.ns = make(map[string]int8, len(b)/32+len(predefined))
+	p.meth = make(map[uint32]struct{}, len(b)/256+1)
 	// Objects every ACPI OS predefines (ACPI 6.5, 5.7), as ACPICA does.
 	for _, pre := range predefined {
 		p.declare([]byte(pre.path), pre.argc)
@@ -196,12 +192,20 @@ func newDecoder(b []byte) *decoder {
 	return p
 }
 
+// Nodes and Kids pointers are allocated in chunks below the Go runtime's
+// 32 KiB large-object size: large allocations take the heap lock.
+const (
+	nodeChunk = 448  // 448 * 72 bytes
+	ptrChunk  = 3968 // 3968 * 8 bytes
+)
+
 func (p *decoder) reset() {
 	p.pos, p.depth, p.nodes = 0, 0, 0
 	p.ring = nil
 	p.stack = p.stack[:0]
 	p.ptrs = nil
-	p.scope = p.scope[:0]
+	p.scope = nil
+	p.scopes = p.scopes[:0]
 }
 
 func (p *decoder) errf(off int, format string, args ...any) *DecodeError {
@@ -220,9 +224,9 @@ func (p *decoder) alloc(op Op, off int) *Node {
 		return n
 	}
 	if len(p.slab) == 0 {
-		n := (len(p.b)-off)/4 + 16
-		if n > 1<<14 {
-			n = 1 << 14
+		n := (len(p.b)-off)/3 + 1
+		if n > nodeChunk {
+			n = nodeChunk
 		}
 		p.slab = make([]Node, n)
 	}
@@ -242,12 +246,9 @@ func (p *decoder) commit(start int) []*Node {
 		return nil
 	}
 	if len(p.ptrs)+k > cap(p.ptrs) {
-		c := len(p.b) / 4
-		if c < 64 {
-			c = 64
-		}
-		if c > 1<<14 {
-			c = 1 << 14
+		c := (len(p.b)-p.pos)/3 + 1
+		if c > ptrChunk {
+			c = ptrChunk
 		}
 		if c < k {
 			c = k
@@ -523,10 +524,11 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 	op := n.Op
 	var defName RawName
 	var prevByte uint64
-	saved, entered := p.scope, false
+	saved, mark := p.scope, -1
 	defer func() {
-		if entered {
+		if mark >= 0 {
 			p.scope = saved
+			p.scopes = p.scopes[:mark]
 		}
 	}()
 	var flags byte
@@ -554,8 +556,7 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 			n.Bytes = name
 			defName = name
 			if sp.scope {
-				entered = true
-				p.enterScope(name, op == ScopeOp)
+				mark = p.enterScope(name, op == ScopeOp)
 			}
 		case aRefName:
 			at := p.pos
@@ -777,7 +778,12 @@ func absPath(dst []byte, scope []byte, name RawName) ([]byte, bool) {
 	return append(dst, segs...), true
 }
 
-func (p *decoder) enterScope(name RawName, search bool) {
+// enterScope makes the scope named by name (relative to the current one)
+// current. The new path is appended to p.scopes, a stack of paths that
+// operands truncates back to mark when the construct ends; earlier paths are never modified, so p.scope may
+// keep pointing into an older backing array after a reallocation.
+func (p *decoder) enterScope(name RawName, search bool) (mark int) {
+	mark = len(p.scopes)
 	if search {
 		// Scope() refers to an existing object: apply the search rules.
 		root, parents, segs := splitName(name)
@@ -785,17 +791,20 @@ func (p *decoder) enterScope(name RawName, search bool) {
 			for base := len(p.scope); base >= 0; base -= 4 {
 				p.key = append(append(p.key[:0], p.scope[:base]...), segs...)
 				if _, ok := p.ns[string(p.key)]; ok {
-					p.scope = append(p.scope[:0:0], p.key...)
-					return
+					p.scopes = append(p.scopes, p.key...)
+					p.scope = p.scopes[mark:len(p.scopes):len(p.scopes)]
+					return mark
 				}
 			}
 		}
 	}
-	abs, ok := absPath(nil, p.scope, name)
+	abs, ok := absPath(p.scopes, p.scope, name)
 	if !ok {
-		abs = append([]byte(nil), p.scope...)
+		abs = append(p.scopes, p.scope...)
 	}
-	p.scope = abs
+	p.scopes = abs
+	p.scope = p.scopes[mark:len(p.scopes):len(p.scopes)]
+	return mark
 }
 
 // declare records the absolute path abs (argc -1 = not a method).

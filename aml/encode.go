@@ -19,7 +19,22 @@ const MaxPkgLength = 1<<28 - 1
 // bytes after the 36-byte ACPI header) when terms are the top-level terms of
 // a DefinitionBlock.
 func Encode(terms ...Term) ([]byte, error) {
-	return AppendEncode(make([]byte, 0, 512), terms...)
+	return AppendEncode(make([]byte, 0, 1024), terms...)
+}
+
+// inlineTerms is how many child terms a node stores inside itself; longer
+// lists get one slice of their own. Constructors copy their variadic
+// arguments, so the caller's argument array stays on its stack and later
+// changes to a caller's slice do not change the tree.
+const inlineTerms = 2
+
+// own copies terms into inl when they fit, else into one new slice.
+func own(inl *[inlineTerms]Term, terms []Term) []Term {
+	if len(terms) <= inlineTerms {
+		n := copy(inl[:], terms)
+		return inl[:n:n]
+	}
+	return append([]Term(nil), terms...)
 }
 
 // AppendEncode appends the encodings of terms to dst and returns the

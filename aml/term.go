@@ -138,6 +138,7 @@ type pkgTerm struct {
 	count int  // NumElements for Package (-1: len(elems))
 	n     Term // VarNumElements for VarPackage
 	elems []Term
+	inl   [inlineTerms]Term
 }
 
 // MaxPackageElements is the largest NumElements of a Package (one byte);
@@ -146,11 +147,19 @@ const MaxPackageElements = 255
 
 // Package returns a package of elems (ASL "Package () {...}"); at most 255.
 // Elements are data objects (Int, Str, Buffer, Package) or names.
-func Package(elems ...Term) Term { return &pkgTerm{count: -1, elems: elems} }
+func Package(elems ...Term) Term {
+	t := &pkgTerm{count: -1}
+	t.elems = own(&t.inl, elems)
+	return t
+}
 
 // PackageN returns a package of n elements, the first of which are elems
 // (ASL "Package (n) {...}"); n must be in len(elems)..255.
-func PackageN(n int, elems ...Term) Term { return &pkgTerm{count: n, elems: elems} }
+func PackageN(n int, elems ...Term) Term {
+	t := &pkgTerm{count: n}
+	t.elems = own(&t.inl, elems)
+	return t
+}
 
 // VarPackage returns a package whose element count is the term n (ASL
 // "Package (n) {...}" with n > 255 or not a constant), initialised with elems.
@@ -158,7 +167,9 @@ func VarPackage(n Term, elems ...Term) Term {
 	if n == nil {
 		n = nilTerm{}
 	}
-	return &pkgTerm{n: n, elems: elems}
+	t := &pkgTerm{n: n}
+	t.elems = own(&t.inl, elems)
+	return t
 }
 
 // AppendAML appends PackageOp/VarPackageOp, PkgLength, the count and the
@@ -277,7 +288,7 @@ func Debug() Term { return extOp(DebugOp) }
 // ---------------------------------------------------------------------------
 // Operators with operands
 
-// opTerm is an operator: 1-2 opcode bytes, up to 5 operands, optionally a
+// opTerm is an operator: 1-2 opcode bytes, up to 4 operands, optionally a
 // trailing name (CreateXField) or word (Acquire).
 type opTerm struct {
 	construct string
@@ -286,7 +297,7 @@ type opTerm struct {
 	nargs     uint8
 	nullable  uint8 // bit i: operand i may be nil (Target => NullName)
 	super     uint8 // bit i: operand i must be a SuperName (not a literal)
-	args      [5]Term
+	args      [4]Term
 	name      string // trailing NameString (CreateXField), "" if none
 	word      int32  // trailing word (Acquire timeout), -1 if none
 }
@@ -637,12 +648,17 @@ const MaxArgs = 7
 type callTerm struct {
 	path string
 	args []Term
+	inl  [inlineTerms]Term
 }
 
 // Call returns the invocation of the method path with args (at most 7), e.g.
 // Call("\\_OSI", Str("Linux")). The callee's argument count is not known to
 // the encoder; the AML loader checks it.
-func Call(path string, args ...Term) Term { return &callTerm{path: path, args: args} }
+func Call(path string, args ...Term) Term {
+	c := &callTerm{path: path}
+	c.args = own(&c.inl, args)
+	return c
+}
 
 // AppendAML appends the method's name and its arguments.
 func (c *callTerm) AppendAML(b []byte) ([]byte, error) {
@@ -673,15 +689,26 @@ type IfTerm struct {
 	body    []Term
 	els     []Term
 	hasElse bool
+	inl     [inlineTerms]Term
+	elsInl  [1]Term
 }
 
 // If returns If(pred) {terms}. Call Else on the result to add an Else
 // branch; an Else whose only term is another If is an ElseIf.
-func If(pred Term, terms ...Term) *IfTerm { return &IfTerm{pred: pred, body: terms} }
+func If(pred Term, terms ...Term) *IfTerm {
+	t := &IfTerm{pred: pred}
+	t.body = own(&t.inl, terms)
+	return t
+}
 
 // Else adds the Else branch to the If and returns it.
 func (t *IfTerm) Else(terms ...Term) Term {
-	t.els = terms
+	if len(terms) == 1 {
+		t.elsInl[0] = terms[0]
+		t.els = t.elsInl[:]
+	} else {
+		t.els = append([]Term(nil), terms...)
+	}
 	t.hasElse = true
 	return t
 }
@@ -690,7 +717,8 @@ func (t *IfTerm) Else(terms ...Term) Term {
 // Else/ElseIf may be called again.
 func (t *IfTerm) ElseIf(pred Term, terms ...Term) *IfTerm {
 	inner := If(pred, terms...)
-	t.els = []Term{inner}
+	t.elsInl[0] = inner
+	t.els = t.elsInl[:]
 	t.hasElse = true
 	return inner
 }
@@ -726,10 +754,15 @@ func (t *IfTerm) AppendAML(b []byte) ([]byte, error) {
 type whileTerm struct {
 	pred Term
 	body []Term
+	inl  [inlineTerms]Term
 }
 
 // While returns While(pred) {terms}.
-func While(pred Term, terms ...Term) Term { return &whileTerm{pred: pred, body: terms} }
+func While(pred Term, terms ...Term) Term {
+	t := &whileTerm{pred: pred}
+	t.body = own(&t.inl, terms)
+	return t
+}
 
 // AppendAML appends WhileOp PkgLength Predicate TermList.
 func (t *whileTerm) AppendAML(b []byte) ([]byte, error) {
