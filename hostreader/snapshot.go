@@ -1,6 +1,7 @@
 package hostreader
 
 import (
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -138,10 +139,8 @@ func (r *Region) readWords(s *Snapshot) {
 		sl := &s.Slots[i]
 		sl.Beat = ld(base + region.SlotBeat)
 		sl.PeriodMs = ld(base + region.SlotPeriodMs)
-		lo := ld(base + region.SlotTag)
-		hi := ld(base + region.SlotTag + 4)
-		sl.Tag = [region.SlotTagLen]byte{byte(lo), byte(lo >> 8), byte(lo >> 16), byte(lo >> 24),
-			byte(hi), byte(hi >> 8), byte(hi >> 16), byte(hi >> 24)}
+		binary.LittleEndian.PutUint32(sl.Tag[0:4], ld(base+region.SlotTag))
+		binary.LittleEndian.PutUint32(sl.Tag[4:8], ld(base+region.SlotTag+4))
 	}
 }
 
