@@ -3,7 +3,6 @@ package hostreader
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -94,5 +93,4 @@ func checkPrintable(t *testing.T, v Verdict) {
 			}
 		}
 	}
-	_ = io.Discard
 }

@@ -255,6 +255,9 @@ func TestEchoTornPairIsCorrected(t *testing.T) {
 	assert.True(t, v.EchoImplausible)
 	assert.Equal(t, StateUnknown, v.State)
 	assert.Contains(t, v.Reason, "future")
+	js, err := json.Marshal(v)
+	require.NoError(t, err)
+	assert.Contains(t, string(js), `"echo_implausible":true`)
 	// So is one beyond int64 milliseconds.
 	putWord(img, region.OffEchoHi, 0xffffffff)
 	v = Assess(snapOf(t, img, now), VerdictConfig{}, nil)
