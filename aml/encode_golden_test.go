@@ -70,6 +70,12 @@ var goldenCases = map[string][]Term{
 		Name("K001", One),
 		Name("K002", Ones),
 	},
+	"eisaid": {
+		Name("E000", EISAID("PNP0A03")),
+		Name("E001", EISAID("AAA0000")), // small value: iasl optimizes it to a WordPrefix
+		Name("E002", EISAID("ZZZFFFF")),
+		Name("E003", EISAID("QEM0001")),
+	},
 	"string": {
 		Name("S000", Str("")),
 		Name("S001", Str("hello, world")),

@@ -245,6 +245,9 @@ func TestEncodeErrors(t *testing.T) {
 		{"else body", If(One).Else(nil), ErrNilTerm, "TermList", "", nil, "nil term"},
 		{"alias", Alias("A", "1"), ErrBadName, "Alias", "1", nil, "digit"},
 		{"event", Event(""), ErrBadName, "Event", "", nil, "empty"},
+		{"eisaid short", EISAID("PNP0A0"), ErrBadString, "EisaId", "", nil, "6 characters long"},
+		{"eisaid letter", EISAID("PnP0A03"), ErrBadString, "EisaId", "", nil, "'n' at offset 1 is not A-Z"},
+		{"eisaid hex", EISAID("PNP0a03"), ErrBadString, "EisaId", "", nil, "'a' at offset 4 is not 0-9 or A-F"},
 		{"too many segments", NameString(strings.Repeat("A.", 255) + "A"), ErrBadName, "NameString", "", nil, "256 segments, at most 255"},
 	} {
 		t.Run(tc.what, func(t *testing.T) {

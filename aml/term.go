@@ -780,3 +780,53 @@ func (t *whileTerm) AppendAML(b []byte) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ---------------------------------------------------------------------------
+// EISA ids
+
+type eisaTerm string
+
+// EISAID returns the integer of a compressed EISA id such as "PNP0A03" or
+// "QEM0001" (ASL EisaId): three letters A-Z and four upper-case hex digits.
+// It is encoded like Int of that value (iasl applies the same integer
+// optimization).
+func EISAID(id string) Term { return eisaTerm(id) }
+
+// EISAIDValue returns the 32-bit value of a compressed EISA id.
+func EISAIDValue(id string) (uint32, error) {
+	if len(id) != 7 {
+		return 0, fmt.Errorf("EISA id %q is %d characters long, want 7 (3 letters, 4 hex digits): %w", id, len(id), ErrBadString)
+	}
+	var v uint32
+	for i := 0; i < 3; i++ {
+		c := id[i]
+		if c < 'A' || c > 'Z' {
+			return 0, fmt.Errorf("EISA id %q: character %q at offset %d is not A-Z: %w", id, c, i, ErrBadString)
+		}
+		v = v<<5 | uint32(c-'A'+1)
+	}
+	for i := 3; i < 7; i++ {
+		c := id[i]
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, fmt.Errorf("EISA id %q: character %q at offset %d is not 0-9 or A-F: %w", id, c, i, ErrBadString)
+		}
+		v = v<<4 | uint32(d)
+	}
+	// The id is stored big-endian in a little-endian integer.
+	return v<<24 | v>>24 | (v>>8)&0xFF00 | (v<<8)&0xFF0000, nil
+}
+
+// AppendAML appends the id's integer.
+func (e eisaTerm) AppendAML(b []byte) ([]byte, error) {
+	v, err := EISAIDValue(string(e))
+	if err != nil {
+		return b, newErr("EisaId", "", err)
+	}
+	return appendInt(b, uint64(v)), nil
+}
