@@ -337,7 +337,16 @@ func (q *QMP) dial(ctx context.Context) (*conn, qmp.Version, error) {
 	}
 	c.SetDeadline(time.Time{})
 	cn := &conn{c: c, pending: map[uint64]chan reply{}, done: make(chan struct{})}
+	// Add under q.mu with the closed check, so Close's Wait never races
+	// with an Add from a concurrent Reconnect.
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		c.Close()
+		return nil, qmp.Version{}, ErrClosed
+	}
 	q.readers.Add(1)
+	q.mu.Unlock()
 	go q.read(cn, lr)
 	return cn, version, nil
 }
