@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
-	"github.com/acpidiag/acpidiag/internal/testguest"
 )
 
 func TestParseRegistersReal(t *testing.T) {
@@ -175,53 +173,4 @@ func TestConsoleRing(t *testing.T) {
 	_, err = con.WaitFor(ctx, m, "never")
 	assert.ErrorIs(t, err, ErrConsoleClosed)
 	con.Close()
-}
-
-// TestSysRqRealGuest boots the test guest and captures SysRq dumps from
-// its serial console.
-func TestSysRqRealGuest(t *testing.T) {
-	dir := shortTempDir(t)
-	cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModeAlive, -1))
-	_, q, con := bootGuest(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	_, err := con.WaitFor(ctx, 0, "acpidiag-guest: ready")
-	require.NoError(t, err, "guest did not boot: %s", con.Tail(2000))
-
-	_, err = SysRq(ctx, q, con, 'c', SysRqOptions{})
-	require.ErrorContains(t, err, "AllowAny")
-	_, err = SysRq(ctx, q, con, '!', SysRqOptions{})
-	require.ErrorContains(t, err, "not a SysRq key")
-
-	for key, want := range map[byte]string{'m': "Mem-Info", 't': "task:", 'w': "Show Blocked State", 'l': "Show backtrace of all active CPUs"} {
-		out, err := SysRq(ctx, q, con, key, SysRqOptions{})
-		require.NoError(t, err, "sysrq %c", key)
-		assert.Contains(t, string(out), want, "sysrq %c", key)
-		t.Logf("sysrq %c: %d bytes", key, len(out))
-	}
-	regs, err := Registers(ctx, q)
-	require.NoError(t, err)
-	require.Len(t, regs, 1)
-	assert.True(t, regs[0].HasIP)
-	assert.True(t, strings.Contains(regs[0].Text, "RAX="), "a booted Linux runs in 64-bit mode")
-}
-
-// TestNMIPanicsRealGuest: inject-nmi with unknown_nmi_panic=1 panics the
-// guest: GUEST_PANICKED arrives and the panic text reaches the console.
-func TestNMIPanicsRealGuest(t *testing.T) {
-	dir := shortTempDir(t)
-	cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModeAlive, -1, "unknown_nmi_panic=1"))
-	p, q, con := bootGuest(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	_, err := con.WaitFor(ctx, 0, "pvpanic bound")
-	require.NoError(t, err, "guest did not boot: %s", con.Tail(2000))
-	mark := con.Mark()
-	require.NoError(t, InjectNMI(ctx, q))
-	ev := waitEvent(t, q.Events(), EventGuestPanicked, 30*time.Second)
-	assert.Equal(t, "run", ev.Action)
-	out, err := con.WaitFor(ctx, mark, "Kernel panic - not syncing")
-	require.NoError(t, err, "%s", out)
-	assert.Contains(t, string(out), "NMI")
-	require.NoError(t, p.Wait(ctx), "panic=-1 + -no-reboot: QEMU exits cleanly")
 }

@@ -58,21 +58,3 @@ func guestConfig(t *testing.T, dir, appendArgs string) Config {
 		QMPSocket: filepath.Join(dir, "qmp"), SerialSocket: filepath.Join(dir, "serial"),
 	}
 }
-
-// bootGuest starts the test guest and attaches a QMP session and console.
-func bootGuest(t *testing.T, cfg Config) (*Process, *QMP, *Console) {
-	t.Helper()
-	ctx := context.Background()
-	p, err := Start(ctx, cfg, StartOptions{})
-	require.NoError(t, err)
-	t.Cleanup(p.Kill)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	con, err := DialConsole(cctx, cfg.SerialSocket, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { con.Close() })
-	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() { q.Close() })
-	return p, q, con
-}

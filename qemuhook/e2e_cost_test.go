@@ -1,0 +1,101 @@
+//go:build e2e
+
+package qemuhook
+
+import (
+	"regexp"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	spinRoundLine = regexp.MustCompile(`acpidiag-guest: spin: round=(\d+) tick=(on|off) iterations=(\d+) ns=(\d+) ticks=(-?\d+)`)
+	spinReadLine  = regexp.MustCompile(`acpidiag-guest: spin: read temp_ns=(\d+) type_ns=(\d+) calls=(\d+)`)
+)
+
+type spinRound struct {
+	on    bool
+	rate  float64 // iterations per guest ns
+	ticks int64
+}
+
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	require.NoError(t, err)
+	return n
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// TestE2ETickCPUCost measures what a 100 ms diagnostic tick costs the
+// guest CPU. The guest (mode=spin, one vCPU) counts iterations of a
+// CPU-bound loop in 500 ms windows of guest time while switching the ACPI
+// thermal zone's polling on and off in turn, so both halves see the same
+// host load; the region's tick count proves each window's state. It then
+// times reads of the zone's temp file (each runs _TMP) against reads of
+// its type file (no AML): the difference is the guest time of one _TMP.
+func TestE2ETickCPUCost(t *testing.T) {
+	t.Parallel()
+	vm := startE2E(t, e2eSpec{Machine: MachineQ35, Firmware: FirmwareSeaBIOS,
+		Tick: 100 * time.Millisecond, Interval: 100 * time.Millisecond,
+		Append: "console=ttyS0 panic=-1 loglevel=4 acpidiag.mode=spin acpidiag.after=2s acpidiag.app=0 thermal.tzp=1"})
+	vm.waitAlive()
+	vm.waitConsole(0, e2eBoot+time.Minute, "acpidiag-guest: spin: done")
+	con := string(vm.s.Console().Tail(1 << 20))
+
+	var rounds []spinRound
+	for _, m := range spinRoundLine.FindAllStringSubmatch(con, -1) {
+		rounds = append(rounds, spinRound{on: m[2] == "on",
+			rate: float64(atoi(t, m[3])) / float64(atoi(t, m[4])), ticks: atoi(t, m[5])})
+	}
+	require.Len(t, rounds, 24, "spin rounds on the console")
+	// Round 0 warms up; then pairs (on, off) = rounds (2k, 2k+1).
+	var costs []float64
+	var onTicks, offTicks []int64
+	for k := 2; k+1 < len(rounds); k += 2 {
+		on, off := rounds[k], rounds[k+1]
+		require.True(t, on.on)
+		require.False(t, off.on)
+		costs = append(costs, 100*(1-on.rate/off.rate))
+		onTicks = append(onTicks, on.ticks)
+		offTicks = append(offTicks, off.ticks)
+	}
+	// The switch really switched: ~5 ticks per 500 ms window with polling
+	// on, at most the one already queued with it off.
+	for i := range onTicks {
+		assert.GreaterOrEqual(t, onTicks[i], int64(3), "ticks in an 'on' window: %v", onTicks)
+		assert.LessOrEqual(t, offTicks[i], int64(1), "ticks in an 'off' window: %v", offTicks)
+	}
+	sorted := append([]float64(nil), costs...)
+	sort.Float64s(sorted)
+	loopCost := median(costs)
+	t.Logf("per-pair loop slowdown with the 100 ms tick on (%%): %.2f", sorted)
+	logNumber(t, "tick_cpu_cost_loop_100ms", "%.2f%% median over %d on/off pairs of 500 ms (range %.2f..%.2f%%); ticks per on window %v",
+		loopCost, len(costs), sorted[0], sorted[len(sorted)-1], onTicks)
+
+	m := spinReadLine.FindStringSubmatch(con)
+	require.NotNil(t, m, "read cost line")
+	temp, typ := time.Duration(atoi(t, m[1])), time.Duration(atoi(t, m[2]))
+	perTMP := temp - typ
+	require.Positive(t, perTMP, "reading temp (runs _TMP) must cost more than reading type")
+	pct := 100 * perTMP.Seconds() / (100 * time.Millisecond).Seconds()
+	logNumber(t, "tmp_guest_time", "%v per _TMP (temp read %v, type read %v): %.2f%% of a vCPU at 10 Hz, %.3f%% at 1 Hz",
+		perTMP, temp, typ, pct, pct/10)
+	// Sanity (not an issue bound): a 10 Hz tick must not eat a sizeable
+	// part of a vCPU.
+	assert.Less(t, pct, 5.0)
+	assert.Less(t, loopCost, 5.0)
+}
