@@ -31,8 +31,11 @@ const MaxDecodeDepth = 256
 //   - Children: the TermList of Scope, Device, Method, If, Else, While,
 //     ..., a Package's elements, a Field's entries.
 //
-// Integer constants (Zero, One, Ones, BytePrefix..QWordPrefix,
-// OpByteData..OpQWordData) and field entries keep their value in Value.
+// Integer constants (Zero, One, Ones, BytePrefix..QWordPrefix) and field
+// entries keep their value in Value. So do the raw data operands some
+// operators have (a Method's flags, an OperationRegion's space, a
+// Package's element count, Processor's id/address/length, ...): they are
+// packed little-endian in encoding order, see Raw.
 // Bytes aliases the decoded input.
 type Node struct {
 	Op       Op
@@ -74,7 +77,34 @@ func (n *Node) Data() []byte {
 	return nil
 }
 
-// Args returns the operands.
+// Raw returns the i-th raw data operand (ByteData, WordData or DWordData
+// in the grammar: Method flags, Field flags, OperationRegion space,
+// External type and argument count, Mutex sync level, Acquire timeout,
+// Package element count, Processor id / PblkAddr / PblkLen, PowerResource
+// level / order, Match operators, Fatal type / code), unpacked from Value.
+// ok is false when the operator has no such operand.
+func (n *Node) Raw(i int) (v uint64, ok bool) {
+	s := n.Op.spec()
+	if s == nil {
+		return 0, false
+	}
+	shift, k := uint(0), 0
+	for j := 0; j < len(s.args); j++ {
+		size := rawSize(s.args[j])
+		if size == 0 {
+			continue
+		}
+		if k == i {
+			return n.Value >> shift & (1<<(8*uint(size)) - 1), true
+		}
+		shift += 8 * uint(size)
+		k++
+	}
+	return 0, false
+}
+
+// Args returns the operands: TermArgs, names and targets in encoding order
+// (raw data operands are in Value, see Raw).
 func (n *Node) Args() []*Node {
 	k := int(n.NArgs)
 	if k > len(n.Kids) {
@@ -133,19 +163,39 @@ func Decode(body []byte) (*Node, error) {
 	if len(body) > math.MaxInt32 {
 		return nil, &DecodeError{Off: math.MaxInt32, Msg: fmt.Sprintf("body of %d bytes is larger than 2 GiB", len(body))}
 	}
+	// Fast path: one pass that declares objects as it meets them. It is
+	// exact unless a name looked up in a TermArg position gets declared
+	// (or shadowed) later in the table; then, or on any error, decode
+	// again with a separate declaration pass.
+	p := newDecoder(body)
+	p.optimistic, p.decl = true, true
+	if root, err := p.tree(); err == nil && !p.redo {
+		return root, nil
+	}
+	return decodeTwoPass(body)
+}
+
+// decodeTwoPass decodes with a first pass that only collects declarations
+// (skipping method bodies) and a second that builds the tree.
+func decodeTwoPass(body []byte) (*Node, error) {
 	p := newDecoder(body)
 	// Pass 1: collect declarations. Errors are reported by pass 2, which
 	// may succeed where pass 1 failed (a forward reference to a method).
-	p.scan = true
+	p.scan, p.decl = true, true
 	_ = p.pushTerms(len(body))
-	p.scan = false
+	p.scan, p.decl = false, false
 	p.reset()
+	return p.tree()
+}
+
+// tree parses the whole body into a root node.
+func (p *decoder) tree() (*Node, error) {
 	root := p.alloc(OpRoot, 0)
-	if err := p.pushTerms(len(body)); err != nil {
+	if err := p.pushTerms(len(p.b)); err != nil {
 		return nil, err
 	}
 	root.Kids = p.commit(0)
-	root.Len = int32(len(body))
+	root.Len = int32(len(p.b))
 	return root, nil
 }
 
@@ -162,7 +212,13 @@ type decoder struct {
 	b     []byte
 	pos   int
 	depth int
-	scan  bool
+	scan  bool // declaration pass: no tree, method bodies skipped
+
+	decl       bool             // record declarations (outside method bodies)
+	inMethod   int              // depth of method bodies being parsed
+	optimistic bool             // single pass: note lookups that later declarations could change
+	looked     map[uint32]uint8 // last segments of names looked up so far (optimistic)
+	redo       bool             // a declaration came after a lookup of the same segment
 
 	slab    []Node
 	ring    *[scanRing]Node
@@ -185,6 +241,7 @@ func newDecoder(b []byte) *decoder {
 	p.ring = new([scanRing]Node)
 	p.ns = make(map[string]int8, len(b)/32+len(predefined))
 	p.meth = make(map[uint32]struct{}, len(b)/256+1)
+	p.looked = make(map[uint32]uint8, len(b)/256+1)
 	// Objects every ACPI OS predefines (ACPI 6.5, 5.7), as ACPICA does.
 	for _, pre := range predefined {
 		p.declare([]byte(pre.path), pre.argc)
@@ -192,11 +249,12 @@ func newDecoder(b []byte) *decoder {
 	return p
 }
 
-// Nodes and Kids pointers are allocated in chunks below the Go runtime's
-// 32 KiB large-object size: large allocations take the heap lock.
+// Nodes and Kids pointers are allocated in chunks sized from the input
+// (about one node per three bytes of AML), capped so that a huge input does
+// not allocate everything up front.
 const (
-	nodeChunk = 448  // 448 * 72 bytes
-	ptrChunk  = 3968 // 3968 * 8 bytes
+	nodeChunk = 4096 // nodes per slab allocation (at most)
+	ptrChunk  = 8192 // Kids pointers per allocation (at most)
 )
 
 func (p *decoder) reset() {
@@ -523,7 +581,8 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 	// from n or from operand nodes once other nodes have been allocated.
 	op := n.Op
 	var defName RawName
-	var prevByte uint64
+	var prevByte, raw uint64
+	var rawShift uint
 	saved, mark := p.scope, -1
 	defer func() {
 		if mark >= 0 {
@@ -569,25 +628,21 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 			a.Len = int32(p.pos - at)
 			p.stack = append(p.stack, a)
 		case aByte, aWord, aDWord:
-			size, dop := 1, OpByteData
-			if sp.args[i] == aWord {
-				size, dop = 2, OpWordData
-			} else if sp.args[i] == aDWord {
-				size, dop = 4, OpDWordData
+			size := rawSize(sp.args[i])
+			if p.pos+size > pkgEnd {
+				return p.errf(p.pos, "needs %d data bytes, the enclosing package ends at %#x", size, pkgEnd)
 			}
-			a := p.alloc(dop, p.pos)
-			if _, err := p.imm(a, pkgEnd, size); err != nil {
-				err.(*DecodeError).Op = ""
-				return err
+			v := leUint(p.b[p.pos : p.pos+size])
+			p.pos += size
+			if rawShift == 0 {
+				flags = byte(v)
 			}
-			if size == 1 {
-				flags = byte(a.Value)
+			if p.declaring() && i == len(sp.args)-1 && op == ExternalOp {
+				p.declareExternal(defName, prevByte, v)
 			}
-			if p.scan && i == len(sp.args)-1 && op == ExternalOp {
-				p.declareExternal(defName, prevByte, a.Value)
-			}
-			prevByte = a.Value
-			p.stack = append(p.stack, a)
+			prevByte = v
+			raw |= v << rawShift
+			rawShift += 8 * uint(size)
 		case aTermArg, aDataRef, aSuper, aTarget:
 			ctx := ctxTerm
 			switch sp.args[i] {
@@ -607,12 +662,23 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 			nargs = len(p.stack) - s0
 			switch sp.args[i] {
 			case aTerms:
-				if p.scan && op == MethodOp {
-					p.declare(p.scope, int8(flags&7))
-					p.pos = pkgEnd
+				if op == MethodOp {
+					if p.declaring() {
+						p.declare(p.scope, int8(flags&7))
+					}
+					if p.scan {
+						p.pos = pkgEnd
+						break
+					}
+					p.inMethod++
+					err := p.pushTerms(pkgEnd)
+					p.inMethod--
+					if err != nil {
+						return err
+					}
 					break
 				}
-				if p.scan && sp.scope && op != ScopeOp {
+				if p.declaring() && sp.scope && op != ScopeOp {
 					p.declare(p.scope, -1)
 				}
 				if err := p.pushTerms(pkgEnd); err != nil {
@@ -623,6 +689,11 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 					return err
 				}
 			case aElems:
+				if p.scan {
+					// Package elements declare nothing.
+					p.pos = pkgEnd
+					break
+				}
 				for p.pos < pkgEnd {
 					e, err := p.term(pkgEnd, ctxRef)
 					if err != nil {
@@ -641,7 +712,10 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 	}
 	n.Kids = p.commit(s0)
 	n.NArgs = uint8(nargs)
-	if p.scan && !sp.scope && defName != nil {
+	if rawShift > 0 {
+		n.Value = raw
+	}
+	if p.declaring() && !sp.scope && defName != nil {
 		p.declareRel(defName, -1)
 	}
 	if p.pos != pkgEnd && sp.args[0] == aPkg {
@@ -713,7 +787,7 @@ func (p *decoder) fieldList(end int) error {
 				return err
 			}
 			e.Value, e.PkgBytes = uint64(v), uint8(w)
-			if p.scan {
+			if p.declaring() {
 				p.declareRel(RawName(seg), -1)
 			}
 		default:
@@ -788,6 +862,7 @@ func (p *decoder) enterScope(name RawName, search bool) (mark int) {
 		// Scope() refers to an existing object: apply the search rules.
 		root, parents, segs := splitName(name)
 		if !root && parents == 0 && len(segs) == 4 {
+			p.noteLookup(segs, lookedName|lookedSensitive)
 			for base := len(p.scope); base >= 0; base -= 4 {
 				p.key = append(append(p.key[:0], p.scope[:base]...), segs...)
 				if _, ok := p.ns[string(p.key)]; ok {
@@ -807,6 +882,23 @@ func (p *decoder) enterScope(name RawName, search bool) (mark int) {
 	return mark
 }
 
+func (p *decoder) declaring() bool { return p.decl && p.inMethod == 0 }
+
+// Flags of decoder.looked.
+const (
+	lookedName      = 1 << iota // a name with this last segment was looked up
+	lookedSensitive             // and the result depends on non-methods too
+)
+
+// noteLookup records, in the optimistic single pass, that a name ending in
+// seg was resolved: a later declaration of that segment may change the
+// result.
+func (p *decoder) noteLookup(seg []byte, flags uint8) {
+	if p.optimistic {
+		p.looked[ebin.LittleEndian.Uint32(seg)] |= flags
+	}
+}
+
 // declare records the absolute path abs (argc -1 = not a method).
 func (p *decoder) declare(abs []byte, argc int8) {
 	if len(abs) < 4 {
@@ -814,6 +906,14 @@ func (p *decoder) declare(abs []byte, argc int8) {
 	}
 	if old, ok := p.ns[string(abs)]; ok && (argc < 0 || old >= 0) {
 		return
+	}
+	if p.optimistic {
+		// A later method may be the target of an earlier lookup; a later
+		// non-method only matters if it may shadow what an earlier lookup
+		// resolved to (a method, or a Scope's object).
+		if f := p.looked[ebin.LittleEndian.Uint32(abs[len(abs)-4:])]; f&lookedSensitive != 0 || (argc >= 0 && f != 0) {
+			p.redo = true
+		}
 	}
 	p.ns[string(abs)] = argc
 	if argc >= 0 {
@@ -843,10 +943,20 @@ func (p *decoder) declareExternal(name RawName, typ, argc uint64) {
 // lookupMethod returns the argument count of the method name refers to from
 // the current scope, or -1 when it does not resolve to a method.
 func (p *decoder) lookupMethod(name RawName) int {
+	argc := p.lookupMethod0(name)
+	if argc >= 0 && p.optimistic {
+		_, _, segs := splitName(name)
+		p.noteLookup(segs[len(segs)-4:], lookedSensitive)
+	}
+	return argc
+}
+
+func (p *decoder) lookupMethod0(name RawName) int {
 	root, parents, segs := splitName(name)
 	if len(segs) < 4 {
 		return -1
 	}
+	p.noteLookup(segs[len(segs)-4:], lookedName)
 	if _, ok := p.meth[ebin.LittleEndian.Uint32(segs[len(segs)-4:])]; !ok {
 		return -1
 	}

@@ -46,14 +46,6 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 		return b, nil
 	case n.Op == OpNullTarget:
 		return append(b, NullName), nil
-	case n.Op == OpByteData:
-		return appendLEValue(b, n, 1)
-	case n.Op == OpWordData:
-		return appendLEValue(b, n, 2)
-	case n.Op == OpDWordData:
-		return appendLEValue(b, n, 4)
-	case n.Op == OpQWordData:
-		return appendLEValue(b, n, 8)
 	case n.Op == OpFieldUnit:
 		if len(n.Name()) != 4 || !isLeadNameChar(n.Name()[0]) || !isNameChar(n.Name()[1]) || !isNameChar(n.Name()[2]) || !isNameChar(n.Name()[3]) {
 			return b, nodeErr(n, fmt.Errorf("field unit name %q: %w", []byte(n.Name()), ErrBadName))
@@ -112,6 +104,7 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 
 	pkgAt, width := -1, 0
 	arg := 0
+	var rawShift uint
 	for i := 0; i < len(sp.args); i++ {
 		switch sp.args[i] {
 		case aPkg:
@@ -135,6 +128,11 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 			}
 		case aBytes:
 			b = append(b, n.Data()...)
+		case aByte, aWord, aDWord:
+			for k := rawSize(sp.args[i]); k > 0; k-- {
+				b = append(b, byte(n.Value>>rawShift))
+				rawShift += 8
+			}
 		default:
 			if arg >= len(n.Args()) {
 				return b, nodeErr(n, fmt.Errorf("%d operands, want more: %w", len(n.Args()), errNodeShape))
@@ -147,6 +145,9 @@ func (n *Node) AppendAML(b []byte) ([]byte, error) {
 	}
 	if arg != len(n.Args()) {
 		return b, nodeErr(n, fmt.Errorf("%d operands, want %d: %w", len(n.Args()), arg, errNodeShape))
+	}
+	if rawShift < 64 && n.Value>>rawShift != 0 {
+		return b, nodeErr(n, fmt.Errorf("value %#x has more than the %d bytes of raw operands: %w", n.Value, rawShift/8, ErrOutOfRange))
 	}
 	if pkgAt >= 0 {
 		return fixPkgLength(b, n, pkgAt, width)

@@ -30,13 +30,6 @@ const (
 	OpCall
 	// OpNullTarget is the NullName (0x00) in a Target position: no target.
 	OpNullTarget
-	// OpByteData, OpWordData, OpDWordData and OpQWordData are raw
-	// little-endian data operands without a prefix (method flags, region
-	// space, Processor's PblkAddr, Acquire's timeout, ...); Value holds them.
-	OpByteData
-	OpWordData
-	OpDWordData
-	OpQWordData
 	// OpFieldUnit is a named field: Name is its 4-character segment, Value
 	// its width in bits, PkgBytes the width of its length encoding.
 	OpFieldUnit
@@ -70,6 +63,19 @@ const (
 	aElems   = 'E' // PackageElementList to the package end -> Children
 	aBytes   = 'X' // byte list to the package end -> Data
 )
+
+// rawSize is the size of a raw data operand kind, 0 for other kinds.
+func rawSize(kind byte) int {
+	switch kind {
+	case aByte:
+		return 1
+	case aWord:
+		return 2
+	case aDWord:
+		return 4
+	}
+	return 0
+}
 
 type opSpec struct {
 	name  string
@@ -207,10 +213,6 @@ var pseudoNames = [...]string{
 	OpNamePath - 0xF000:       "NamePath",
 	OpCall - 0xF000:           "MethodCall",
 	OpNullTarget - 0xF000:     "NullName",
-	OpByteData - 0xF000:       "ByteData",
-	OpWordData - 0xF000:       "WordData",
-	OpDWordData - 0xF000:      "DWordData",
-	OpQWordData - 0xF000:      "QWordData",
 	OpFieldUnit - 0xF000:      "FieldUnit",
 	OpFieldReserved - 0xF000:  "ReservedField",
 	OpFieldAccess - 0xF000:    "AccessAs",

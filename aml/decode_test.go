@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,4 +61,44 @@ func TestDecodeReencodeRealTables(t *testing.T) {
 		require.NoError(t, err, p)
 		require.Equal(t, body, again, p)
 	}
+}
+
+// The single optimistic pass and the two-pass decode must build the same
+// tree; the fallback is taken exactly when a later declaration could change
+// a lookup (the exotic ASL calls a method declared later).
+func TestDecodeSinglePassMatchesTwoPass(t *testing.T) {
+	for p, b := range allTables(t) {
+		body := b[36:]
+		one, err := Decode(body)
+		require.NoError(t, err, p)
+		two, err := decodeTwoPass(body)
+		require.NoError(t, err, p)
+		assert.Equal(t, two.String(), one.String(), p)
+
+		d := newDecoder(body)
+		d.optimistic, d.decl = true, true
+		_, err = d.tree()
+		require.NoError(t, err, p)
+		t.Logf("%s: fallback=%v", p, d.redo)
+	}
+}
+
+func TestDecodeForwardCallFallsBack(t *testing.T) {
+	// Scope (\) { Method (CALR) { Return (LATE (One)) } Method (LATE, 1) { Return (Arg0) } }
+	body := []byte{
+		MethodOp, 0x0C, 'C', 'A', 'L', 'R', 0x00, ReturnOp, 'L', 'A', 'T', 'E', OneOp,
+		MethodOp, 0x08, 'L', 'A', 'T', 'E', 0x01, ReturnOp, Arg0Op,
+	}
+	d := newDecoder(body)
+	d.optimistic, d.decl = true, true
+	_, err := d.tree()
+	require.NoError(t, err) // parses, but LATE was taken as a 0-argument name
+	assert.True(t, d.redo)
+	root, err := Decode(body)
+	require.NoError(t, err)
+	ret := root.Children()[0].Children()[0]
+	require.Equal(t, Op(ReturnOp), ret.Op)
+	call := ret.Args()[0]
+	assert.Equal(t, OpCall, call.Op)
+	assert.Len(t, call.Args(), 1)
 }

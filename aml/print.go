@@ -173,11 +173,7 @@ func (p *printer) stmt(n *Node, depth int) {
 		p.str(")")
 		p.block(n, depth)
 	case MethodOp:
-		f := arg(n, 0)
-		var flags uint64
-		if f != nil {
-			flags = f.Value
-		}
+		flags, _ := n.Raw(0)
 		p.str("Method (")
 		p.name(n.Name())
 		p.str(", ")
@@ -197,9 +193,13 @@ func (p *printer) stmt(n *Node, depth int) {
 		p.str(n.Op.String())
 		p.str(" (")
 		p.name(n.Name())
-		for _, a := range n.Args() {
+		for i := 0; ; i++ {
+			v, ok := n.Raw(i)
+			if !ok {
+				break
+			}
 			p.str(", ")
-			p.expr(a, depth)
+			p.rawHex(n, i, v)
 		}
 		p.str(")")
 		p.block(n, depth)
@@ -232,14 +232,12 @@ func (p *printer) stmt(n *Node, depth int) {
 	case ExtendedOp(FieldOp), ExtendedOp(IndexFieldOp), ExtendedOp(BankFieldOp):
 		p.str(n.Op.String())
 		p.str(" (")
-		for i, a := range n.Args() {
-			if i == len(n.Args())-1 {
-				p.fieldFlags(a.Value)
-				break
-			}
+		for _, a := range n.Args() {
 			p.expr(a, depth)
 			p.str(", ")
 		}
+		flags, _ := n.Raw(0)
+		p.fieldFlags(flags)
 		p.str(")")
 		p.block(n, depth)
 	default:
@@ -344,11 +342,11 @@ func (p *printer) integer(n *Node) {
 		p.str("One")
 	case OnesOp:
 		p.str("Ones")
-	case BytePrefix, OpByteData:
+	case BytePrefix:
 		p.hex(n.Value, 2)
-	case WordPrefix, OpWordData:
+	case WordPrefix:
 		p.hex(n.Value, 4)
-	case DWordPrefix, OpDWordData:
+	case DWordPrefix:
 		p.hex(n.Value, 8)
 	default:
 		p.hex(n.Value, 16)
@@ -374,8 +372,7 @@ func (p *printer) quote(s []byte) {
 // expr prints n inline (Packages and Buffers span several lines).
 func (p *printer) expr(n *Node, depth int) {
 	switch n.Op {
-	case ZeroOp, OneOp, OnesOp, BytePrefix, WordPrefix, DWordPrefix, QWordPrefix,
-		OpByteData, OpWordData, OpDWordData, OpQWordData:
+	case ZeroOp, OneOp, OnesOp, BytePrefix, WordPrefix, DWordPrefix, QWordPrefix:
 		p.integer(n)
 		return
 	case StringPrefix:
@@ -413,7 +410,9 @@ func (p *printer) expr(n *Node, depth int) {
 	case PackageOp, VarPackageOp:
 		p.str(n.Op.String())
 		p.str(" (")
-		if a := arg(n, 0); a != nil {
+		if v, ok := n.Raw(0); ok {
+			p.hex(v, 2)
+		} else if a := arg(n, 0); a != nil {
 			p.expr(a, depth)
 		}
 		p.str(")")
@@ -485,14 +484,12 @@ func (p *printer) expr(n *Node, depth int) {
 		p.str("OperationRegion (")
 		p.name(n.Name())
 		p.str(", ")
-		if a := arg(n, 0); a != nil {
-			if a.Value == 0x7F {
-				p.str("FFixedHW")
-			} else {
-				p.enum(regionSpaces, a.Value, 2)
-			}
+		if space, _ := n.Raw(0); space == 0x7F {
+			p.str("FFixedHW")
+		} else {
+			p.enum(regionSpaces, space, 2)
 		}
-		for _, a := range n.Args()[min(1, len(n.Args())):] {
+		for _, a := range n.Args() {
 			p.str(", ")
 			p.expr(a, depth)
 		}
@@ -501,27 +498,29 @@ func (p *printer) expr(n *Node, depth int) {
 	case ExternalOp:
 		p.str("External (")
 		p.name(n.Name())
-		if a := arg(n, 0); a != nil {
-			p.str(", ")
-			p.enum(objectTypes, a.Value, 2)
-		}
+		typ, _ := n.Raw(0)
+		argc, _ := n.Raw(1)
+		p.str(", ")
+		p.enum(objectTypes, typ, 2)
 		p.str(")")
-		if a, t := arg(n, 1), arg(n, 0); a != nil && t != nil && t.Value == externalMethodObj {
+		if typ == externalMethodObj {
 			p.str("  // ")
-			p.buf = strconv.AppendUint(p.buf, a.Value, 10)
+			p.buf = strconv.AppendUint(p.buf, argc, 10)
 			p.str(" Arguments")
 		}
 		return
 	case MatchOp:
 		p.str("Match (")
+		op1, _ := n.Raw(0)
+		op2, _ := n.Raw(1)
 		for i, a := range n.Args() {
 			if i > 0 {
 				p.str(", ")
 			}
-			if i == 1 || i == 3 {
-				p.enum(matchOps, a.Value, 2)
-			} else {
-				p.expr(a, depth)
+			p.expr(a, depth)
+			if i == 0 || i == 1 {
+				p.str(", ")
+				p.enum(matchOps, []uint64{op1, op2}[i], 2)
 			}
 		}
 		p.str(")")
@@ -542,35 +541,61 @@ func (p *printer) expr(n *Node, depth int) {
 		p.str(")")
 		return
 	}
-	var parts []*Node
-	nameAt := -1
-	ai := 0
+	// parts: -1 = the defined name, -2-k = raw operand k, i >= 0 = Args()[i].
+	var partsBuf [8]int
+	parts := partsBuf[:0]
+	ai, ri := 0, 0
 	for i := 0; i < len(sp.args); i++ {
 		switch sp.args[i] {
 		case aPkg, aTerms, aFields, aElems, aBytes:
 		case aDefName:
-			nameAt = len(parts)
-			parts = append(parts, nil)
+			parts = append(parts, -1)
+		case aByte, aWord, aDWord:
+			parts = append(parts, -2-ri)
+			ri++
 		default:
-			parts = append(parts, arg(n, ai))
+			parts = append(parts, ai)
 			ai++
 		}
 	}
+	args := n.Args()
 	last := len(parts) - 1
-	for last >= 0 && parts[last] != nil && parts[last].Op == OpNullTarget && last != nameAt {
+	for last >= 0 && parts[last] >= 0 && parts[last] < len(args) && args[parts[last]].Op == OpNullTarget {
 		last--
 	}
 	for i := 0; i <= last; i++ {
 		if i > 0 {
 			p.str(", ")
 		}
-		if i == nameAt {
+		switch k := parts[i]; {
+		case k == -1:
 			p.name(n.Name())
-		} else if parts[i] != nil {
-			p.expr(parts[i], depth)
+		case k <= -2:
+			v, _ := n.Raw(-2 - k)
+			p.rawHex(n, -2-k, v)
+		case k < len(args):
+			p.expr(args[k], depth)
 		}
 	}
 	p.str(")")
+}
+
+// rawHex prints raw operand i of n in hex with as many digits as its size.
+func (p *printer) rawHex(n *Node, i int, v uint64) {
+	size := 1
+	if s := n.Op.spec(); s != nil {
+		k := 0
+		for j := 0; j < len(s.args); j++ {
+			if sz := rawSize(s.args[j]); sz > 0 {
+				if k == i {
+					size = sz
+					break
+				}
+				k++
+			}
+		}
+	}
+	p.hex(v, 2*size)
 }
 
 func (p *printer) args(list []*Node, depth int) {
