@@ -92,7 +92,7 @@ type options struct {
 	debugPeriod time.Duration
 }
 
-var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang"}
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
 
 func defaultOptions() options {
 	return options{
@@ -250,6 +250,8 @@ func run() {
 		}
 		logf("userspace hung now: application heartbeat stopped, busy loops at normal priority on every CPU; the kernel keeps running")
 		spawnSpinners("normal")
+	case "spin":
+		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
 	}
 }
 
