@@ -182,6 +182,7 @@ func decodeTwoPass(body []byte) (*Node, error) {
 	// Pass 1: collect declarations. Errors are reported by pass 2, which
 	// may succeed where pass 1 failed (a forward reference to a method).
 	p.scan, p.decl = true, true
+	p.ring = new([scanRing]Node)
 	_ = p.pushTerms(len(body))
 	p.scan, p.decl = false, false
 	p.reset()
@@ -238,7 +239,6 @@ type decoder struct {
 
 func newDecoder(b []byte) *decoder {
 	p := &decoder{b: b, maxNode: len(b) + 16}
-	p.ring = new([scanRing]Node)
 	p.ns = make(map[string]int8, len(b)/32+len(predefined))
 	p.meth = make(map[uint32]struct{}, len(b)/256+1)
 	p.looked = make(map[uint32]uint8, len(b)/256+1)
@@ -282,7 +282,12 @@ func (p *decoder) alloc(op Op, off int) *Node {
 		return n
 	}
 	if len(p.slab) == 0 {
-		n := (len(p.b)-off)/3 + 1
+		// About one node per 3.5 bytes of AML: start with a little less
+		// and size further chunks from what is left.
+		n := (len(p.b)-off)/4 + 16
+		if p.nodes > 0 {
+			n = (len(p.b)-off)/3 + 16
+		}
 		if n > nodeChunk {
 			n = nodeChunk
 		}
@@ -304,7 +309,7 @@ func (p *decoder) commit(start int) []*Node {
 		return nil
 	}
 	if len(p.ptrs)+k > cap(p.ptrs) {
-		c := (len(p.b)-p.pos)/3 + 1
+		c := (len(p.b)-p.pos)/4 + 16
 		if c > ptrChunk {
 			c = ptrChunk
 		}
