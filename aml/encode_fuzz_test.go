@@ -177,7 +177,9 @@ func (v *treeVM) target() Term {
 
 var fuzzVarNames = []string{"V000", "V1", `\V002`, `^V003`, `\_SB.V004`, "V0.V1", `\`, "1BAD", "VVVVV", "v"}
 
-func (v *treeVM) varName(c byte) NameString { return NameString(fuzzVarNames[int(c)%len(fuzzVarNames)]) }
+func (v *treeVM) varName(c byte) NameString {
+	return NameString(fuzzVarNames[int(c)%len(fuzzVarNames)])
+}
 
 func (v *treeVM) stmtList(max int) []Term {
 	k := min(int(v.byte())%(max+1), len(v.stmts))

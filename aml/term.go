@@ -86,8 +86,9 @@ func (s strTerm) AppendAML(b []byte) ([]byte, error) {
 }
 
 type bufTerm struct {
-	size Term // nil: len(data)
-	data []byte
+	size  Term // BufferN's size; Buffer: len(data)
+	sized bool // BufferN
+	data  []byte
 }
 
 // Buffer returns a buffer object initialised with data; its size is
@@ -99,26 +100,20 @@ func Buffer(data []byte) Term { return &bufTerm{data: data} }
 // "Buffer (size) {init}"). A constant size smaller than len(init) is an
 // encode error.
 func BufferN(size Term, init []byte) Term {
-	if size == nil {
-		return &bufTerm{size: nilTerm{}, data: init}
-	}
-	return &bufTerm{size: size, data: init}
+	return &bufTerm{size: size, sized: true, data: init}
 }
-
-// nilTerm stands for a nil operand given to a constructor that otherwise
-// treats nil specially; it always fails to encode.
-type nilTerm struct{}
-
-func (nilTerm) AppendAML(b []byte) ([]byte, error) { return b, newErr("Term", "", ErrNilTerm) }
 
 // AppendAML appends BufferOp, PkgLength, the size and the initial bytes.
 func (t *bufTerm) AppendAML(b []byte) ([]byte, error) {
 	b = append(b, BufferOp)
 	b, at := openPkg(b)
 	var err error
-	if t.size == nil {
+	if !t.sized {
 		b = appendInt(b, uint64(len(t.data)))
 	} else {
+		if t.size == nil {
+			return b, newErr("Buffer", "", fmt.Errorf("size: %w", ErrNilTerm))
+		}
 		if n, ok := t.size.(intTerm); ok && uint64(n) < uint64(len(t.data)) {
 			return b, newErr("Buffer", "", fmt.Errorf("size %d is smaller than the %d initial bytes: %w", uint64(n), len(t.data), ErrTooLong))
 		}
@@ -136,6 +131,7 @@ func (t *bufTerm) AppendAML(b []byte) ([]byte, error) {
 
 type pkgTerm struct {
 	count int  // NumElements for Package (-1: len(elems))
+	vari  bool // VarPackage
 	n     Term // VarNumElements for VarPackage
 	elems []Term
 	inl   [inlineTerms]Term
@@ -164,10 +160,7 @@ func PackageN(n int, elems ...Term) Term {
 // VarPackage returns a package whose element count is the term n (ASL
 // "Package (n) {...}" with n > 255 or not a constant), initialised with elems.
 func VarPackage(n Term, elems ...Term) Term {
-	if n == nil {
-		n = nilTerm{}
-	}
-	t := &pkgTerm{n: n}
+	t := &pkgTerm{n: n, vari: true}
 	t.elems = own(&t.inl, elems)
 	return t
 }
@@ -176,7 +169,7 @@ func VarPackage(n Term, elems ...Term) Term {
 // elements.
 func (t *pkgTerm) AppendAML(b []byte) ([]byte, error) {
 	construct := "Package"
-	if t.n != nil {
+	if t.vari {
 		construct = "VarPackage"
 		b = append(b, VarPackageOp)
 	} else {
@@ -184,7 +177,10 @@ func (t *pkgTerm) AppendAML(b []byte) ([]byte, error) {
 	}
 	b, at := openPkg(b)
 	var err error
-	if t.n != nil {
+	if t.vari {
+		if t.n == nil {
+			return b, newErr(construct, "", fmt.Errorf("element count: %w", ErrNilTerm))
+		}
 		if b, err = t.n.AppendAML(b); err != nil {
 			return b, err
 		}
