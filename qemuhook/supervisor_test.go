@@ -2,6 +2,7 @@ package qemuhook
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -294,4 +295,50 @@ func TestSupervisorPlacements(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSupervisorERSTWithoutPVPanic: a panic record appearing in the ERST
+// store is a verdict on its own (a guest without the pvpanic driver). The
+// record is a real one (shared fixture from a real guest crash), copied into
+// the store of an attached VM; one that was there before attaching is not
+// news.
+func TestSupervisorERSTWithoutPVPanic(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := idleConfig(t, dir)
+	cfg.ERSTPath = ""
+	p, err := Start(context.Background(), cfg, StartOptions{})
+	require.NoError(t, err)
+	defer p.Kill()
+	store := filepath.Join(dir, "store")
+	two, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "erst", "q35_two_panics_deflate", "erst.backing"))
+	require.NoError(t, err)
+	one, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "erst", "q35_sysrq_deflate", "erst.backing"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(store, one, 0o644))
+	s, err := Attach(context.Background(), AttachConfig{QMPSocket: cfg.QMPSocket, RegionPath: cfg.Channel.BackingPath, ERSTPath: store},
+		SupervisorOptions{ERSTInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close()
+	var seen []Verdict
+	nextVerdict(t, s.Verdicts(), "absent", SourceRegion, 10*time.Second, &seen)
+	// Nothing new: the store's panic predates the attach. Change a byte of
+	// an unused slot so the file differs and is decoded again.
+	mod := append([]byte(nil), one...)
+	mod[len(mod)-1] ^= 0xff
+	require.NoError(t, os.WriteFile(store, mod, 0o644))
+	select {
+	case v := <-s.Verdicts():
+		require.NotEqual(t, SourceERST, v.Source, "old record reported: %v", v)
+	case <-time.After(time.Second):
+	}
+	require.NoError(t, os.WriteFile(store, two, 0o644))
+	v := nextVerdict(t, s.Verdicts(), StatePanicked, SourceERST, 10*time.Second, &seen)
+	require.NotNil(t, v.Panic)
+	assert.NotEmpty(t, v.Panic.RecordIDs)
+	assert.True(t, v.Panic.PanicLine != "" || len(v.Panic.OopsLines) > 0)
+	rv := nextVerdict(t, s.Verdicts(), StatePanicked, SourceRegion, 10*time.Second, &seen)
+	assert.Equal(t, "erst", rv.Region.Panic.Source)
+	t.Logf("new ERST dump: %s#%d %q %q", v.Panic.Reason, v.Panic.Count, v.Panic.PanicLine, v.Panic.OopsLines)
 }
