@@ -395,6 +395,9 @@ func (c Config) Validate() error {
 	if err := readable(ch.SSDTPath); err != nil {
 		return &ConfigError{Field: "Channel.SSDTPath", Msg: "not readable", Err: err}
 	}
+	if st, err := os.Stat(ch.SSDTPath); err == nil && (st.Size() < 36 || st.Size() > 65535) {
+		return cfgErr("Channel.SSDTPath", "%d bytes: an ACPI table given to -acpitable must be 36..65535 bytes", st.Size())
+	}
 	if err := writableFile(ch.BackingPath); err != nil {
 		return &ConfigError{Field: "Channel.BackingPath", Msg: "backing file not writable", Err: err}
 	}

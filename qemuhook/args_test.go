@@ -154,8 +154,9 @@ func TestConfigArgsGolden(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	dir := t.TempDir()
-	ssdt := filepath.Join(dir, "diag.aml")
-	require.NoError(t, os.WriteFile(ssdt, []byte("x"), 0o644))
+	ssdt := testSSDT(t, dir, acpi.DefaultConfig())
+	tiny := filepath.Join(dir, "tiny.aml")
+	require.NoError(t, os.WriteFile(tiny, []byte("SSDT"), 0o644))
 	kernel := filepath.Join(dir, "vmlinuz")
 	require.NoError(t, os.WriteFile(kernel, []byte("x"), 0o644))
 	good := func() Config {
@@ -187,6 +188,7 @@ func TestConfigValidate(t *testing.T) {
 		"firmware":                {func(c *Config) { c.Firmware = "coreboot" }, "Firmware", "coreboot", false},
 		"kernel missing":          {func(c *Config) { c.Kernel = filepath.Join(dir, "nokernel") }, "Kernel", "not readable", false},
 		"initrd without kernel":   {func(c *Config) { c.Kernel = ""; c.Initrd = kernel }, "Kernel", "Initrd", false},
+		"ssdt tiny":               {func(c *Config) { c.Channel.SSDTPath = tiny }, "Channel.SSDTPath", "36..65535", false},
 		"ssdt missing":            {func(c *Config) { c.Channel.SSDTPath = filepath.Join(dir, "none.aml") }, "Channel.SSDTPath", "not readable", false},
 		"backing dir ro":          {func(c *Config) { c.Channel.BackingPath = filepath.Join(roDir, "r") }, "Channel.BackingPath", "not writable", true},
 		"backing file ro":         {func(c *Config) { c.Channel.BackingPath = roFile }, "Channel.BackingPath", "not writable", true},
