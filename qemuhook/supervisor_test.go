@@ -342,3 +342,27 @@ func TestSupervisorERSTWithoutPVPanic(t *testing.T) {
 	assert.Equal(t, "erst", rv.Region.Panic.Source)
 	t.Logf("new ERST dump: %s#%d %q %q", v.Panic.Reason, v.Panic.Count, v.Panic.PanicLine, v.Panic.OopsLines)
 }
+
+// TestSupervisorReboot: with AllowReboot the guest's reboot is a QMP reset
+// and a "rebooted" region verdict (boot count 2), then alive again.
+func TestSupervisorReboot(t *testing.T) {
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModeReboot, 3*time.Second))
+	cfg.AllowReboot = true
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s, err := Launch(ctx, cfg, SupervisorOptions{Watch: hostreader.WatchOptions{Interval: 250 * time.Millisecond}})
+	require.NoError(t, err)
+	defer s.Close()
+	var seen []Verdict
+	nextVerdict(t, s.Verdicts(), "alive", SourceRegion, 150*time.Second, &seen)
+	rs := nextVerdict(t, s.Verdicts(), StateReset, SourceQMP, 60*time.Second, &seen)
+	assert.True(t, rs.Event.Guest)
+	rb := nextVerdict(t, s.Verdicts(), "rebooted", SourceRegion, 150*time.Second, &seen)
+	assert.Equal(t, uint32(2), rb.Region.Snapshot.Boots)
+	// (The new boot would reboot again: same command line, a reboot loop
+	// with a rising boot count; one is enough here.)
+	require.NoError(t, s.Close())
+	assert.GreaterOrEqual(t, s.Summary().Boots, uint32(2))
+}
