@@ -147,13 +147,18 @@ func (e *DecodeError) Error() string {
 // table header) into a tree whose root has Op OpRoot and the top-level
 // terms as Children.
 //
-// Method invocations are recognised the way ACPICA's disassembler does: a
-// first pass collects every named object (Methods with their argument
-// counts, and External(..., MethodObj, n) declarations) with its full path;
-// the second pass resolves each name in a TermArg position with the ACPI
-// search rules (single segments: the current scope, then each parent) and
-// takes as many arguments as the method declares. Names that resolve to no
-// method take no arguments.
+// Method invocations are recognised the way ACPICA's disassembler does:
+// every named object declared outside method bodies (Methods with their
+// argument counts, External(..., MethodObj, n), and all other objects,
+// which may shadow a method) is collected with its full path, plus the
+// objects an OS predefines (\_OSI is a 1-argument method); each name in a
+// TermArg position is resolved with the ACPI search rules (a single
+// segment: the current scope, then each parent) and takes as many
+// arguments as the method declares. Names that resolve to no method take
+// no arguments. Decode first tries one pass that collects declarations as
+// it goes; when a later declaration could change an earlier lookup (a
+// call to a method defined further down), it decodes again with a separate
+// declaration pass first, so the result never depends on the order.
 //
 // Malformed input (unknown opcodes, truncated constructs, lengths running
 // past their enclosing package, invalid names, nesting deeper than
