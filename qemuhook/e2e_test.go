@@ -373,7 +373,7 @@ func checkStopCont(t *testing.T, vm *e2eVM) {
 	stale, i := vm.waitVerdict(from, 30*time.Second, "stale after stop", isRegion("stale"))
 	require.NotNil(t, stale.Region)
 	assert.Greater(t, stale.Region.Age, time.Duration(hostreader.DefaultK)*vm.rc.Tick, "stale before K periods")
-	t.Logf("stale %v after QMP stop", stale.Time.Sub(stopAt).Round(time.Millisecond))
+	logNumber(t, "stop_detection_latency_1s", "%v (QMP stop -> stale; 1 s tick, 1 s poll, K 3)", stale.Time.Sub(stopAt).Round(time.Millisecond))
 	st, err := QueryStatus(ctx, vm.s.QMP())
 	require.NoError(t, err)
 	assert.Equal(t, "paused", st.Status)
@@ -386,7 +386,7 @@ func checkStopCont(t *testing.T, vm *e2eVM) {
 	back, _ := vm.waitVerdict(i, 30*time.Second, "alive after cont", isRegion("alive"))
 	assert.Greater(t, back.Region.Snapshot.Ticks, ticksStopped[len(ticksStopped)-1].Ticks, "alive again without a new tick")
 	assert.Equal(t, uint32(1), back.Region.Snapshot.Boots)
-	t.Logf("alive %v after QMP cont", back.Time.Sub(contAt).Round(time.Millisecond))
+	logNumber(t, "cont_to_alive_1s", "%v (QMP cont -> alive)", back.Time.Sub(contAt).Round(time.Millisecond))
 }
 
 // TestE2EPanic: the guest kernel panics (sysrq c). The supervisor reports
