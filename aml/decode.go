@@ -584,6 +584,18 @@ func (p *decoder) nameTerm(end int, ctx termCtx) (*Node, error) {
 
 // operands decodes the operands of n described by sp.args.
 func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
+	if !sp.scope {
+		return p.operands0(n, sp, start, end)
+	}
+	saved, mark := p.scope, len(p.scopes)
+	err := p.operands0(n, sp, start, end)
+	p.scope, p.scopes = saved, p.scopes[:mark]
+	return err
+}
+
+// operands0 is operands without restoring the scope a scope-opening
+// construct (sp.scope) enters.
+func (p *decoder) operands0(n *Node, sp *opSpec, start, end int) error {
 	pkgEnd := end
 	s0 := len(p.stack)
 	nargs := -1
@@ -593,13 +605,6 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 	var defName RawName
 	var prevByte, raw uint64
 	var rawShift uint
-	saved, mark := p.scope, -1
-	defer func() {
-		if mark >= 0 {
-			p.scope = saved
-			p.scopes = p.scopes[:mark]
-		}
-	}()
 	var flags byte
 	for i := 0; i < len(sp.args); i++ {
 		switch sp.args[i] {
@@ -625,7 +630,7 @@ func (p *decoder) operands(n *Node, sp *opSpec, start, end int) error {
 			n.Bytes = name
 			defName = name
 			if sp.scope {
-				mark = p.enterScope(name, op == ScopeOp)
+				p.enterScope(name, op == ScopeOp)
 			}
 		case aRefName:
 			at := p.pos
@@ -864,10 +869,10 @@ func absPath(dst []byte, scope []byte, name RawName) ([]byte, bool) {
 
 // enterScope makes the scope named by name (relative to the current one)
 // current. The new path is appended to p.scopes, a stack of paths that
-// operands truncates back to mark when the construct ends; earlier paths are never modified, so p.scope may
+// operands truncates back when the construct ends; earlier paths are never modified, so p.scope may
 // keep pointing into an older backing array after a reallocation.
-func (p *decoder) enterScope(name RawName, search bool) (mark int) {
-	mark = len(p.scopes)
+func (p *decoder) enterScope(name RawName, search bool) {
+	mark := len(p.scopes)
 	if search {
 		// Scope() refers to an existing object: apply the search rules.
 		root, parents, segs := splitName(name)
@@ -878,7 +883,7 @@ func (p *decoder) enterScope(name RawName, search bool) (mark int) {
 				if _, ok := p.ns[string(p.key)]; ok {
 					p.scopes = append(p.scopes, p.key...)
 					p.scope = p.scopes[mark:len(p.scopes):len(p.scopes)]
-					return mark
+					return
 				}
 			}
 		}
@@ -889,7 +894,6 @@ func (p *decoder) enterScope(name RawName, search bool) (mark int) {
 	}
 	p.scopes = abs
 	p.scope = p.scopes[mark:len(p.scopes):len(p.scopes)]
-	return mark
 }
 
 func (p *decoder) declaring() bool { return p.decl && p.inMethod == 0 }
