@@ -12,6 +12,7 @@ import (
 // region fields. They are checked against user-chosen names in Validate.
 const (
 	nameFirst     = "DGFT" // zone: 0 until the first tick of this boot ran
+	nameOSI       = "DGOS" // zone: OSI word computed by _INI, 0 if _INI never ran
 	namePeriod    = "DGPV" // zone: period _TZP reports, deciseconds
 	nameBase      = "DGBA" // zone: validated ivshmem BAR2 base, noBase = none
 	namePCIRegion = "DGPC" // device: PCI config space region
@@ -79,6 +80,7 @@ func Terms(c Config) []aml.Term {
 	var terms []aml.Term
 	zone := []aml.Term{
 		aml.Name(nameFirst, aml.Zero),
+		aml.Name(nameOSI, aml.Zero),
 		aml.Name(namePeriod, aml.Int(uint64(c.Tick.Milliseconds()/100))),
 	}
 	if c.Placement == PlaceIvshmem {
@@ -113,6 +115,7 @@ func Terms(c Config) []aml.Term {
 			regionField())
 	}
 	zone = append(zone,
+		aml.Method("_INI", 0, false, 0, iniBody()...),
 		aml.Method("_TZP", 0, false, 0, aml.Return(n(namePeriod))),
 		aml.Method("_CRT", 0, false, 0, aml.Return(aml.Int(CriticalTemperature))),
 		aml.Method("_TMP", 0, true, 0, tickBody(c)...),
@@ -164,34 +167,53 @@ func regionField() aml.Term {
 	return aml.Field(nameMemRegion, aml.DWordAcc, false, aml.Preserve, regionFieldElems...)
 }
 
+// iniBody is the body of the zone's _INI: it asks _OSI for each string of
+// region.OSIStrings once, at namespace initialisation, and keeps the bits
+// (+ region.OSIValid) in DGOS for the first tick to copy. Doing this in the
+// tick cost 54 of the first tick's AML terms (acpiexec trace). ACPICA runs
+// _INI of ThermalZone objects as of Devices (nsinit.c); an OS that does not
+// leaves DGOS at 0, so the first tick writes an OSI word without the valid
+// bit: unknown, never wrong.
+func iniBody() []aml.Term {
+	osi := aml.Local(0)
+	body := []aml.Term{aml.Store(aml.Int(uint64(region.OSIValid)), osi)}
+	for i, s := range region.OSIStrings {
+		body = append(body, aml.If(aml.Call("_OSI", aml.Str(s)), aml.Or(osi, aml.Int(1<<i), osi)))
+	}
+	return append(body, aml.Store(osi, n(nameOSI)))
+}
+
 // tickBody is the body of _TMP. Comments give the ASL.
 func tickBody(c Config) []aml.Term {
 	var body []aml.Term
 	if c.Placement == PlaceIvshmem {
 		dev := `\_SB.PCI0.` + c.DeviceName + `.`
 		bar2, bar3, ids, cmd := n(dev+namePCIBAR2), n(dev+namePCIBAR3), n(dev+namePCIIDs), n(dev+namePCICmd)
-		maxBase := uint64(1)<<32 - c.Size
+		// Local0 < baseLimit <=> Local0 <= 2^32 - Size (fits 32 bits: Size >= 4096).
+		baseLimit := uint64(1)<<32 - c.Size + 1
 		body = append(body,
 			// Local0 = BAR2 & 0xFFFFFFF0
 			aml.And(bar2, aml.Int(0xFFFFFFF0), aml.Local(0)),
-			// Cheap re-validation: the cached base still matches BAR2 and
-			// BAR3 is still 0. Otherwise validate from scratch.
-			aml.If(aml.LOr(aml.LNotEqual(aml.Local(0), n(nameBase)), aml.LNotEqual(bar3, aml.Zero)),
-				aml.Store(aml.Int(noBase), n(nameBase)),
-				aml.If(aml.LAnd(aml.LEqual(ids, aml.Int(IvshmemIDs)), aml.LEqual(bar3, aml.Zero)),
-					aml.If(aml.LAnd(aml.LNotEqual(aml.Local(0), aml.Zero), aml.LLessEqual(aml.Local(0), aml.Int(maxBase))),
-						// Memory decode on (a no-op write when it already is).
-						aml.Or(cmd, aml.Int(pciMemDecode), cmd),
-						aml.Store(aml.Local(0), n(nameBase)),
-					),
+			// Cheap re-validation, one test: If ((Local0 ^ DGBA) | BAR3),
+			// i.e. unless the cached base still matches BAR2 and BAR3 is
+			// still 0, validate from scratch.
+			aml.If(aml.Or(aml.Xor(aml.Local(0), n(nameBase), nil), bar3, nil),
+				// If (PVID == ids && !BAR3 && Local0 && Local0 < limit)
+				aml.If(aml.LAnd(
+					aml.LAnd(aml.LEqual(ids, aml.Int(IvshmemIDs)), aml.LNot(bar3)),
+					aml.LAnd(aml.Local(0), aml.LLess(aml.Local(0), aml.Int(baseLimit)))),
+					// Memory decode on (a no-op write when it already is).
+					aml.Or(cmd, aml.Int(pciMemDecode), cmd),
+					aml.Store(aml.Local(0), n(nameBase)),
+				).Else(
+					aml.Store(aml.Int(noBase), n(nameBase)),
+					aml.Return(aml.Int(SafeTemperature)),
 				),
-				aml.If(aml.LEqual(n(nameBase), aml.Int(noBase)), aml.Return(aml.Int(SafeTemperature))),
 			),
 			aml.OperationRegion(nameMemRegion, aml.SystemMemory, n(nameBase), aml.Int(c.Size)),
 			regionField(),
 		)
 	}
-	osi := aml.Local(2)
 	first := []aml.Term{
 		aml.Store(aml.One, n(nameFirst)),
 		aml.Store(aml.Int(uint64(region.Magic)), amlName("magic")),
@@ -200,36 +222,25 @@ func tickBody(c Config) []aml.Term {
 		aml.Store(aml.Int(c.Size), amlName("region_size")),
 		aml.Increment(amlName("boots")),
 		aml.Store(aml.Zero, amlName("ticks")),
-		aml.Store(aml.Int(uint64(region.OSIValid)), osi),
-	}
-	for i, s := range region.OSIStrings {
-		first = append(first, aml.If(aml.Call("_OSI", aml.Str(s)), aml.Or(osi, aml.Int(1<<i), osi)))
-	}
-	first = append(first,
-		aml.Store(osi, amlName("osi")),
+		aml.Store(n(nameOSI), amlName("osi")),
 		aml.Store(n("_REV"), amlName("rev")),
-	)
+	}
 	seq := aml.Local(1)
 	arg := aml.Local(5)
-	body = append(body,
-		// seqlock: Local1 = SEQN | 1 (odd); SEQN = Local1
-		aml.Or(amlName("seq"), aml.One, seq),
-		aml.Store(seq, amlName("seq")),
-		aml.If(aml.LNot(n(nameFirst)), first...),
-		aml.Increment(amlName("ticks")),
-		aml.Store(n(namePeriod), amlName("period")),
-		aml.Store(aml.Timer(), amlName("timer_lo")),
-		aml.Store(amlName("host_stamp_lo"), amlName("echo_lo")),
-		aml.Store(amlName("host_stamp_hi"), amlName("echo_hi")),
+	// Set-period's range check in one unsigned comparison:
+	// MinPeriod <= arg <= MaxPeriod  <=>  arg - MinPeriod < MaxPeriod - MinPeriod + 1
+	// (arg < MinPeriod wraps around to a huge value, in 32- and 64-bit AML).
+	inRange := aml.LLess(aml.Subtract(arg, aml.Int(uint64(region.MinPeriod)), nil),
+		aml.Int(uint64(region.MaxPeriod-region.MinPeriod+1)))
+	mailbox := []aml.Term{
 		aml.Store(amlName("mbx_seq"), aml.Local(3)),
 		aml.If(aml.LNotEqual(aml.Local(3), amlName("mbx_ack")),
 			aml.Store(amlName("mbx_cmd"), aml.Local(4)),
-			aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdPing))),
-				aml.Store(aml.Int(uint64(region.ResultOK)), amlName("mbx_result")),
-				aml.Store(amlName("mbx_arg"), amlName("mbx_value")),
-			).Else(aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdSetPeriod))),
+			// Set-period first: it is the longer branch, so the worst
+			// mailbox tick stays short.
+			aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdSetPeriod))),
 				aml.Store(amlName("mbx_arg"), arg),
-				aml.If(aml.LAnd(aml.LGreaterEqual(arg, aml.Int(uint64(region.MinPeriod))), aml.LLessEqual(arg, aml.Int(uint64(region.MaxPeriod)))),
+				aml.If(inRange,
 					aml.Store(arg, n(namePeriod)),
 					aml.Notify(n(c.ZoneName), aml.Int(0x81)),
 					aml.Store(aml.Int(uint64(region.ResultAccepted)), amlName("mbx_result")),
@@ -237,12 +248,28 @@ func tickBody(c Config) []aml.Term {
 					aml.Store(aml.Int(uint64(region.ResultBadArg)), amlName("mbx_result")),
 				),
 				aml.Store(n(namePeriod), amlName("mbx_value")),
+			).Else(aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdPing))),
+				aml.Store(aml.Int(uint64(region.ResultOK)), amlName("mbx_result")),
+				aml.Store(amlName("mbx_arg"), amlName("mbx_value")),
 			).Else(
 				aml.Store(aml.Int(uint64(region.ResultUnknown)), amlName("mbx_result")),
 				aml.Store(aml.Zero, amlName("mbx_value")),
 			)),
 			aml.Store(aml.Local(3), amlName("mbx_ack")),
 		),
+	}
+	body = append(body,
+		// seqlock: Local1 = SEQN | 1 (odd); SEQN = Local1
+		aml.Or(amlName("seq"), aml.One, seq),
+		aml.Store(seq, amlName("seq")),
+		// The first tick of a boot initialises the header and leaves the
+		// mailbox to the next tick: so that no tick pays for both.
+		aml.If(n(nameFirst), mailbox...).Else(first...),
+		aml.Increment(amlName("ticks")),
+		aml.Store(n(namePeriod), amlName("period")),
+		aml.Store(aml.Timer(), amlName("timer_lo")),
+		aml.Store(amlName("host_stamp_lo"), amlName("echo_lo")),
+		aml.Store(amlName("host_stamp_hi"), amlName("echo_hi")),
 		// SEQN = Local1 + 1 (even)
 		aml.Add(seq, aml.One, amlName("seq")),
 		aml.Return(aml.Int(SafeTemperature)),

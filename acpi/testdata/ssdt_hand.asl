@@ -26,25 +26,41 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
         ThermalZone (DIAG)
         {
             Name (DGFT, Zero)
+            Name (DGOS, Zero)
             Name (DGPV, 10)
             Name (DGBA, One)
+            Method (_INI, 0, NotSerialized)
+            {
+                Local0 = 0x80000000
+                If (_OSI ("Linux")) { Local0 |= 0x01 }
+                If (_OSI ("Windows 2000")) { Local0 |= 0x02 }
+                If (_OSI ("Windows 2001")) { Local0 |= 0x04 }
+                If (_OSI ("Windows 2006")) { Local0 |= 0x08 }
+                If (_OSI ("Windows 2009")) { Local0 |= 0x10 }
+                If (_OSI ("Windows 2012")) { Local0 |= 0x20 }
+                If (_OSI ("Windows 2013")) { Local0 |= 0x40 }
+                If (_OSI ("Windows 2015")) { Local0 |= 0x80 }
+                If (_OSI ("Darwin")) { Local0 |= 0x0100 }
+                DGOS = Local0
+            }
             Method (_TZP, 0, NotSerialized) { Return (DGPV) }
             Method (_CRT, 0, NotSerialized) { Return (3732) }
             Method (_TMP, 0, Serialized)
             {
                 Local0 = (\_SB.PCI0.DGIV.BAR2 & 0xFFFFFFF0)
-                If (((Local0 != DGBA) || (\_SB.PCI0.DGIV.BAR3 != Zero)))
+                If (((Local0 ^ DGBA) | \_SB.PCI0.DGIV.BAR3))
                 {
-                    DGBA = One
-                    If (((\_SB.PCI0.DGIV.PVID == 0x11101AF4) && (\_SB.PCI0.DGIV.BAR3 == Zero)))
+                    If (((\_SB.PCI0.DGIV.PVID == 0x11101AF4) && !\_SB.PCI0.DGIV.BAR3) &&
+                        (Local0 && (Local0 < 0xFFFF0001)))
                     {
-                        If (((Local0 != Zero) && (Local0 <= 0xFFFF0000)))
-                        {
-                            \_SB.PCI0.DGIV.PCMD |= 0x02
-                            DGBA = Local0
-                        }
+                        \_SB.PCI0.DGIV.PCMD |= 0x02
+                        DGBA = Local0
                     }
-                    If ((DGBA == One)) { Return (3000) }
+                    Else
+                    {
+                        DGBA = One
+                        Return (3000)
+                    }
                 }
                 OperationRegion (DGMR, SystemMemory, DGBA, 0x00010000)
                 Field (DGMR, DWordAcc, NoLock, Preserve)
@@ -58,7 +74,41 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
                 }
                 Local1 = (SEQN | One)
                 SEQN = Local1
-                If (!DGFT)
+                If (DGFT)
+                {
+                    Local3 = MSEQ
+                    If ((Local3 != MACK))
+                    {
+                        Local4 = MCMD
+                        If ((Local4 == 0x02))
+                        {
+                            Local5 = MARG
+                            If (((Local5 - One) < 36000))
+                            {
+                                DGPV = Local5
+                                Notify (DIAG, 0x81)
+                                MRES = 0x02
+                            }
+                            Else
+                            {
+                                MRES = 0x03
+                            }
+                            MVAL = DGPV
+                        }
+                        ElseIf ((Local4 == One))
+                        {
+                            MRES = One
+                            MVAL = MARG
+                        }
+                        Else
+                        {
+                            MRES = 0x04
+                            MVAL = Zero
+                        }
+                        MACK = Local3
+                    }
+                }
+                Else
                 {
                     DGFT = One
                     MAGC = 0x31474441
@@ -67,17 +117,7 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
                     RSIZ = 0x00010000
                     BOOT++
                     TICK = Zero
-                    Local2 = 0x80000000
-                    If (_OSI ("Linux")) { Local2 |= 0x01 }
-                    If (_OSI ("Windows 2000")) { Local2 |= 0x02 }
-                    If (_OSI ("Windows 2001")) { Local2 |= 0x04 }
-                    If (_OSI ("Windows 2006")) { Local2 |= 0x08 }
-                    If (_OSI ("Windows 2009")) { Local2 |= 0x10 }
-                    If (_OSI ("Windows 2012")) { Local2 |= 0x20 }
-                    If (_OSI ("Windows 2013")) { Local2 |= 0x40 }
-                    If (_OSI ("Windows 2015")) { Local2 |= 0x80 }
-                    If (_OSI ("Darwin")) { Local2 |= 0x0100 }
-                    OSIB = Local2
+                    OSIB = DGOS
                     REVN = _REV
                 }
                 TICK++
@@ -85,37 +125,6 @@ DefinitionBlock ("", "SSDT", 2, "ACPIDG", "DIAGSSDT", 1)
                 TMRL = Timer
                 ECHL = HSTL
                 ECHH = HSTH
-                Local3 = MSEQ
-                If ((Local3 != MACK))
-                {
-                    Local4 = MCMD
-                    If ((Local4 == One))
-                    {
-                        MRES = One
-                        MVAL = MARG
-                    }
-                    ElseIf ((Local4 == 0x02))
-                    {
-                        Local5 = MARG
-                        If (((Local5 >= One) && (Local5 <= 36000)))
-                        {
-                            DGPV = Local5
-                            Notify (DIAG, 0x81)
-                            MRES = 0x02
-                        }
-                        Else
-                        {
-                            MRES = 0x03
-                        }
-                        MVAL = DGPV
-                    }
-                    Else
-                    {
-                        MRES = 0x04
-                        MVAL = Zero
-                    }
-                    MACK = Local3
-                }
                 SEQN = (Local1 + One)
                 Return (3000)
             }
