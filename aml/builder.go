@@ -310,7 +310,7 @@ type FieldElement struct {
 	attrib byte
 }
 
-// FieldUnit is a named field unit of bits bits (1..2^28-1); name is a
+// FieldUnit is a named field unit of bits bits (1..MaxFieldWidth); name is a
 // single NameSeg ("TICK", "AB" = "AB__").
 func FieldUnit(name string, bits int) FieldElement {
 	return FieldElement{kind: fieldUnit, name: name, n: bits}
@@ -336,6 +336,12 @@ type fieldTerm struct {
 	check  error
 	elems  []FieldElement
 }
+
+// MaxFieldWidth is the largest width, in bits, of one field unit or reserved
+// gap: the largest value iasl encodes in a PkgLength (2^28-1 minus the 4
+// length bytes, the thresholds of PkgLengthSize). A larger Offset() gap is
+// encoded as several reserved elements (iasl refuses it).
+const MaxFieldWidth = MaxPkgLength - 4
 
 // maxFieldBits is the largest bit offset a field list may reach (ACPICA keeps
 // field bit offsets in 32 bits).
@@ -370,18 +376,18 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 		return b, err
 	}
 	b = append(b, f.flags)
-	pos := 0 // current bit offset
+	var pos int64 // current bit offset
 	for i, e := range f.elems {
 		bad := func(format string, args ...any) error {
 			return newErr("Field", f.region, fmt.Errorf("element %d: "+format, append([]any{i}, args...)...))
 		}
 		switch e.kind {
 		case fieldUnit, fieldReserved:
-			if e.n <= 0 || e.n > MaxPkgLength {
-				return b, bad("width %d bits, want 1-%d: %w", e.n, MaxPkgLength, ErrOutOfRange)
+			if e.n <= 0 || e.n > MaxFieldWidth {
+				return b, bad("width %d bits, want 1-%d: %w", e.n, MaxFieldWidth, ErrOutOfRange)
 			}
-			if pos+e.n > maxFieldBits {
-				return b, bad("unit ends at bit %d, beyond the 32-bit bit offset space: %w", pos+e.n, ErrFieldOffset)
+			if pos+int64(e.n) > maxFieldBits {
+				return b, bad("unit ends at bit %d, beyond the 32-bit bit offset space: %w", pos+int64(e.n), ErrFieldOffset)
 			}
 			if e.kind == fieldUnit {
 				if b, err = appendNameSeg(b, e.name, "Field"); err != nil {
@@ -390,20 +396,24 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 			} else {
 				b = append(b, 0x00)
 			}
-			b, _ = AppendPkgLengthValue(b, e.n)
-			pos += e.n
+			if b, err = AppendPkgLengthValue(b, e.n); err != nil {
+				return b, bad("%w", err)
+			}
+			pos += int64(e.n)
 		case fieldOffset:
-			if e.n < 0 || e.n > maxFieldBits/8 {
+			if e.n < 0 || int64(e.n) > maxFieldBits/8 {
 				return b, bad("Offset(0x%X) out of range: %w", e.n, ErrFieldOffset)
 			}
-			target := e.n * 8
+			target := int64(e.n) * 8
 			if target < pos {
 				return b, bad("Offset(0x%X) is before the current position (bit %d, byte 0x%X): %w", e.n, pos, pos/8, ErrFieldOffset)
 			}
 			for gap := target - pos; gap > 0; {
-				n := min(gap, MaxPkgLength)
+				n := min(gap, MaxFieldWidth)
 				b = append(b, 0x00)
-				b, _ = AppendPkgLengthValue(b, n)
+				if b, err = AppendPkgLengthValue(b, int(n)); err != nil {
+					return b, bad("%w", err)
+				}
 				gap -= n
 			}
 			pos = target

@@ -204,6 +204,10 @@ var goldenCases = map[string][]Term{
 		Field("OPR0", QWordAcc, false, Preserve, Offset(0x900), FieldUnit("Q000", 64)),
 		Field("OPR0", BufferAcc, false, Preserve, Offset(0xA00), FieldUnit("U000", 0x100)),
 	},
+	"fieldwide": {
+		OperationRegion("OPR0", SystemMemory, Int(0xFE000000), Int(0x10000000)),
+		Field("OPR0", AnyAcc, false, Preserve, FieldUnit("W", MaxFieldWidth)),
+	},
 	"control": {
 		Name("CNT", Zero),
 		Method("M000", 1, false, 0,

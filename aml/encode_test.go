@@ -208,7 +208,7 @@ func TestEncodeErrors(t *testing.T) {
 			"element 1: Offset(0x2) is before the current position (bit 32, byte 0x4)"},
 		{"field width 0", Field("OPR", AnyAcc, false, Preserve, FieldUnit("A", 0)), ErrOutOfRange, "Field", "OPR", nil, "element 0: width 0 bits"},
 		{"reserved width 0", Field("OPR", AnyAcc, false, Preserve, Reserved(0)), ErrOutOfRange, "Field", "OPR", nil, "width 0 bits"},
-		{"field unit too wide", Field("OPR", AnyAcc, false, Preserve, FieldUnit("A", MaxPkgLength+1)), ErrOutOfRange, "Field", "OPR", nil, "width 268435456 bits"},
+		{"field unit too wide", Field("OPR", AnyAcc, false, Preserve, FieldUnit("A", MaxFieldWidth+1)), ErrOutOfRange, "Field", "OPR", nil, "width 268435452 bits, want 1-268435451"},
 		{"field overflow", Field("OPR", AnyAcc, false, Preserve, Offset(0x1FFFFFFF), FieldUnit("A", 16)), ErrFieldOffset, "Field", "OPR", nil, "beyond the 32-bit bit offset space"},
 		{"field offset overflow", Field("OPR", AnyAcc, false, Preserve, Offset(1<<29)), ErrFieldOffset, "Field", "OPR", nil, "Offset(0x20000000) out of range"},
 		{"field unit name", Field("OPR", AnyAcc, false, Preserve, FieldUnit(`\A`, 8)), ErrBadName, "Field", `\A`, []string{"OPR"}, `character '\\'`},
@@ -284,6 +284,33 @@ func TestPackageLengthTooLong(t *testing.T) {
 	assert.Equal(t, "Scope", e.Construct)
 	assert.Equal(t, `\_SB`, e.Path)
 	assert.Contains(t, err.Error(), "exceeds the PkgLength maximum")
+}
+
+// TestFieldWideUnits: the widest unit encodes in 4 bytes, and an Offset gap
+// wider than one PkgLength is split into several reserved elements whose
+// widths add up (iasl refuses such a gap: "Package length too long").
+func TestFieldWideUnits(t *testing.T) {
+	b := mustEncode(t, Field("OPR0", AnyAcc, false, Preserve, FieldUnit("W", MaxFieldWidth)))
+	assert.Equal(t, "5B 81 0E 4F 50 52 30 00 57 5F 5F 5F CB FF FF FF", fmt.Sprintf("% X", b))
+
+	b = mustEncode(t, Field("OPR0", AnyAcc, false, Preserve, Offset(0x4000000), FieldUnit("X", 8)))
+	els := b[8:] // after ExtOp FieldOp PkgLength(1) "OPR0" flags
+	var total int
+	for len(els) > 0 && els[0] == 0x00 {
+		n := int(els[1]>>6) + 1
+		v := int(els[1] & 0x0F)
+		if n == 1 {
+			v = int(els[1] & 0x3F)
+		}
+		for i := 1; i < n; i++ {
+			v |= int(els[1+i]) << (4 + 8*(i-1))
+		}
+		require.LessOrEqual(t, v, MaxFieldWidth)
+		total += v
+		els = els[1+n:]
+	}
+	assert.Equal(t, 0x4000000*8, total, "reserved gaps add up to the offset")
+	assert.Equal(t, []byte{'X', '_', '_', '_', 8}, els)
 }
 
 func TestPackage255(t *testing.T) {
