@@ -2,6 +2,7 @@ package acpi
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,31 @@ func TestDescribeAllRealTables(t *testing.T) {
 		require.NoError(t, err)
 		var sb strings.Builder
 		require.NoError(t, DescribeTable(&sb, b, DescribeOptions{}), p)
+	}
+}
+
+func BenchmarkParseQ35DSDT(b *testing.B) {
+	tbl, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	require.NoError(b, err)
+	b.SetBytes(int64(len(tbl)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Parse(tbl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDescribeTableQ35DSDT is the work of "ssdtgen decode" on the q35
+// DSDT without process start-up: parse, decode, print.
+func BenchmarkDescribeTableQ35DSDT(b *testing.B) {
+	tbl, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	require.NoError(b, err)
+	b.SetBytes(int64(len(tbl)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DescribeTable(io.Discard, tbl, DescribeOptions{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

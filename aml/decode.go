@@ -4,7 +4,6 @@ import (
 	ebin "encoding/binary"
 	"fmt"
 	"math"
-	"strings"
 )
 
 // scanRing is the number of recycled nodes of the declaration pass.
@@ -997,22 +996,30 @@ func (p *decoder) lookupMethod0(name RawName) int {
 // String returns the name in ASL syntax ("\\_SB.PCI0", "^FOO"), with
 // trailing underscores of each segment removed as iasl prints them.
 func (n RawName) String() string {
+	return string(n.AppendASL(make([]byte, 0, len(n)+len(n)/4)))
+}
+
+// AppendASL appends the name in ASL syntax (see String) to b.
+func (n RawName) AppendASL(b []byte) []byte {
 	root, parents, segs := splitName(n)
-	var sb strings.Builder
-	sb.Grow(len(n) + len(segs)/4)
 	if root {
-		sb.WriteByte('\\')
+		b = append(b, '\\')
 	}
 	for i := 0; i < parents; i++ {
-		sb.WriteByte('^')
+		b = append(b, '^')
 	}
 	for i := 0; i+4 <= len(segs); i += 4 {
 		if i > 0 {
-			sb.WriteByte('.')
+			b = append(b, '.')
 		}
-		sb.WriteString(trimSeg(segs[i : i+4]))
+		seg := segs[i : i+4]
+		k := 4
+		for k > 1 && seg[k-1] == '_' {
+			k--
+		}
+		b = append(b, seg[:k]...)
 	}
-	return sb.String()
+	return b
 }
 
 // Segments returns the 4-character segments of the name.
@@ -1023,12 +1030,4 @@ func (n RawName) Segments() []string {
 		out = append(out, string(segs[i:i+4]))
 	}
 	return out
-}
-
-func trimSeg(s []byte) string {
-	k := len(s)
-	for k > 1 && s[k-1] == '_' {
-		k--
-	}
-	return string(s[:k])
 }

@@ -128,7 +128,7 @@ func (p *printer) block(n *Node, depth int) {
 	p.str("}")
 }
 
-func (p *printer) name(n RawName) { p.str(n.String()) }
+func (p *printer) name(n RawName) { p.buf = n.AppendASL(p.buf) }
 
 func arg(n *Node, i int) *Node {
 	if i < len(n.Args()) {
