@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -96,4 +98,39 @@ func TestDecodeUsage(t *testing.T) {
 	_, errOut, code := decodeCmd()
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "usage: ssdtgen decode")
+}
+
+// BenchmarkProcessDecodeQ35 is the whole-process cost of
+// "ssdtgen decode" on the q35 DSDT (start-up, read, decode, print);
+// compare with BenchmarkProcessIaslDisassembleQ35.
+func BenchmarkProcessDecodeQ35(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "ssdtgen")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	dsdt := filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat")
+	for b.Loop() {
+		cmd := exec.Command(bin, "decode", dsdt)
+		cmd.Stdout = io.Discard
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProcessIaslDisassembleQ35 is "iasl -d" on the q35 DSDT (it
+// writes the .dsl file next to its input, in a temporary directory).
+func BenchmarkProcessIaslDisassembleQ35(b *testing.B) {
+	iasl := fixtures.RequireTool(b, "iasl")
+	src, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	require.NoError(b, err)
+	dir := b.TempDir()
+	in := filepath.Join(dir, "DSDT.dat")
+	require.NoError(b, os.WriteFile(in, src, 0o644))
+	for b.Loop() {
+		cmd := exec.Command(iasl, "-d", in)
+		cmd.Dir = dir
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
