@@ -269,3 +269,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestReadSysfsLive reads the running system's tables when they are
+// readable (root on a machine with ACPI): every table must parse and every
+// AML table decode.
+func TestReadSysfsLive(t *testing.T) {
+	ents, err := os.ReadDir(SysfsTablesDir)
+	if err != nil || len(ents) == 0 {
+		t.Skipf("no ACPI tables in %s: %v", SysfsTablesDir, err)
+	}
+	if _, err := os.ReadFile(filepath.Join(SysfsTablesDir, ents[0].Name())); err != nil {
+		t.Skipf("tables not readable (need root): %v", err)
+	}
+	tabs, err := ReadSysfs(SysfsTablesDir)
+	require.NoError(t, err)
+	require.NotEmpty(t, tabs)
+	for _, tb := range tabs {
+		var sb strings.Builder
+		require.NoError(t, DescribeTable(&sb, tb.Raw, DescribeOptions{}), tb.Source)
+		if IsAML(tb.Header.Signature) {
+			assert.Contains(t, sb.String(), "DefinitionBlock (", tb.Source)
+		}
+	}
+}
