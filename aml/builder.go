@@ -78,7 +78,7 @@ type containerTerm struct {
 	code      [2]byte
 	ncode     uint8
 	path      string
-	head      [3]byte // bytes after the name (method flags, power resource level/order)
+	head      [6]byte // bytes after the name (method flags, power resource level/order, processor id/pblk)
 	nhead     uint8
 	check     error // argument error found by the constructor, reported at encode time
 	terms     []Term
@@ -131,7 +131,14 @@ func ThermalZone(path string, terms ...Term) Term {
 // PowerResource returns PowerResource(path, systemLevel, resourceOrder) {terms}.
 func PowerResource(path string, systemLevel byte, resourceOrder uint16, terms ...Term) Term {
 	return newContainer(containerTerm{construct: "PowerResource", code: [2]byte{ExtOpPrefix, PowerResOp}, ncode: 2, path: path,
-		head: [3]byte{systemLevel, byte(resourceOrder), byte(resourceOrder >> 8)}, nhead: 3}, terms)
+		head: [6]byte{systemLevel, byte(resourceOrder), byte(resourceOrder >> 8)}, nhead: 3}, terms)
+}
+
+// Processor returns the (deprecated, still common in QEMU's DSDT)
+// Processor(path, procID, pblkAddr, pblkLen) {terms}.
+func Processor(path string, procID byte, pblkAddr uint32, pblkLen byte, terms ...Term) Term {
+	return newContainer(containerTerm{construct: "Processor", code: [2]byte{ExtOpPrefix, ProcessorOp}, ncode: 2, path: path,
+		head: [6]byte{procID, byte(pblkAddr), byte(pblkAddr >> 8), byte(pblkAddr >> 16), byte(pblkAddr >> 24), pblkLen}, nhead: 6}, terms)
 }
 
 // MaxSyncLevel is the largest method or mutex synchronization level.
@@ -331,10 +338,14 @@ func AccessAs(access AccessType, attrib byte) FieldElement {
 }
 
 type fieldTerm struct {
-	region string
-	flags  byte
-	check  error
-	elems  []FieldElement
+	construct string
+	op        byte
+	region    string // Field, BankField: region; IndexField: index name
+	second    string // IndexField: data name; BankField: bank name
+	bankValue Term   // BankField
+	flags     byte
+	check     error
+	elems     []FieldElement
 }
 
 // MaxFieldWidth is the largest width, in bits, of one field unit or reserved
@@ -350,7 +361,30 @@ const maxFieldBits = 1<<32 - 1
 // Field returns Field(region, access, lock, update) {elems}: named units over
 // an OperationRegion.
 func Field(region string, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
-	f := &fieldTerm{region: region, elems: append([]FieldElement(nil), elems...)}
+	return newField("Field", FieldOp, region, "", nil, access, lock, update, elems)
+}
+
+// IndexField returns IndexField(index, data, access, lock, update) {elems}:
+// units reached by writing their offset to the field unit index and
+// accessing the field unit data.
+func IndexField(index, data string, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
+	return newField("IndexField", IndexFieldOp, index, data, nil, access, lock, update, elems)
+}
+
+// BankField returns BankField(region, bank, bankValue, access, lock, update)
+// {elems}: units of region visible when bankValue is written to the field
+// unit bank.
+func BankField(region, bank string, bankValue Term, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
+	f := newField("BankField", BankFieldOp, region, bank, bankValue, access, lock, update, elems)
+	if bankValue == nil && f.check == nil {
+		f.check = fmt.Errorf("bank value: %w", ErrNilTerm)
+	}
+	return f
+}
+
+func newField(construct string, op byte, region, second string, bankValue Term, access AccessType, lock bool, update UpdateRule, elems []FieldElement) *fieldTerm {
+	f := &fieldTerm{construct: construct, op: op, region: region, second: second, bankValue: bankValue,
+		elems: append([]FieldElement(nil), elems...)}
 	switch {
 	case access > BufferAcc:
 		f.check = fmt.Errorf("access type %d, want 0-%d: %w", access, BufferAcc, ErrOutOfRange)
@@ -364,22 +398,33 @@ func Field(region string, access AccessType, lock bool, update UpdateRule, elems
 	return f
 }
 
-// AppendAML appends ExtOp FieldOp PkgLength NameString FieldFlags FieldList.
+// AppendAML appends ExtOp FieldOp|IndexFieldOp|BankFieldOp PkgLength, the
+// name(s) (and bank value), FieldFlags and the FieldList.
 func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 	if f.check != nil {
-		return b, newErr("Field", f.region, f.check)
+		return b, newErr(f.construct, f.region, f.check)
 	}
-	b = append(b, ExtOpPrefix, FieldOp)
+	b = append(b, ExtOpPrefix, f.op)
 	b, at := openPkg(b)
-	b, err := appendName(b, f.region, "Field")
+	b, err := appendName(b, f.region, f.construct)
 	if err != nil {
 		return b, err
+	}
+	if f.op != FieldOp {
+		if b, err = appendName(b, f.second, f.construct); err != nil {
+			return b, err
+		}
+	}
+	if f.op == BankFieldOp {
+		if b, err = f.bankValue.AppendAML(b); err != nil {
+			return b, within(err, f.region)
+		}
 	}
 	b = append(b, f.flags)
 	var pos int64 // current bit offset
 	for i, e := range f.elems {
 		bad := func(format string, args ...any) error {
-			return newErr("Field", f.region, fmt.Errorf("element %d: "+format, append([]any{i}, args...)...))
+			return newErr(f.construct, f.region, fmt.Errorf("element %d: "+format, append([]any{i}, args...)...))
 		}
 		switch e.kind {
 		case fieldUnit, fieldReserved:
@@ -390,7 +435,7 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 				return b, bad("unit ends at bit %d, beyond the 32-bit bit offset space: %w", pos+int64(e.n), ErrFieldOffset)
 			}
 			if e.kind == fieldUnit {
-				if b, err = appendNameSeg(b, e.name, "Field"); err != nil {
+				if b, err = appendNameSeg(b, e.name, f.construct); err != nil {
 					return b, within(err, f.region)
 				}
 			} else {
@@ -427,7 +472,7 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 		}
 	}
 	if b, err = closePkg(b, at); err != nil {
-		return b, newErr("Field", f.region, err)
+		return b, newErr(f.construct, f.region, err)
 	}
 	return b, nil
 }

@@ -163,6 +163,7 @@ func TestEncodeInline(t *testing.T) {
 		{`External (\_SB.FO2, MethodObj) // 2 arguments`, External(`\_SB.FO2`, MethodObj, 2),
 			"15 5C 2E 5F 53 42 5F 46 4F 32 5F 08 02"},
 		{`\_OSI ("Linux")`, Call(`\_OSI`, Str("Linux")), "5C 5F 4F 53 49 0D 4C 69 6E 75 78 00"},
+		{`Processor (CPU0, 0x00, 0x00000000, 0x00) {}`, Processor("CPU0", 0, 0, 0), "5B 83 0B 43 50 55 30 00 00 00 00 00 00"},
 		{`^^^SBX`, NameString("^^^SBX"), "5E 5E 5E 53 42 58 5F"},
 		{`\`, NameString(`\`), "5C 00"},
 		{`^`, NameString(`^`), "5E 00"},

@@ -459,6 +459,88 @@ func ToDecimalString(a, target Term) Term {
 	return unaryTarget("ToDecimalString", ToDecimalStringOp, a, target)
 }
 
+// Mid returns Mid(src, index, length, target): length bytes or characters
+// of src from index.
+func Mid(src, index, length, target Term) Term {
+	t := newOp("Mid", MidOp, src, index, length, target)
+	t.nullable = 1 << 3
+	t.super = 1 << 3
+	return t
+}
+
+// ToString returns ToString(src, length, target): the buffer src as a
+// string of at most length characters (Ones: up to the first NUL).
+func ToString(src, length, target Term) Term {
+	t := newOp("ToString", ToStringOp, src, length, target)
+	t.nullable = 1 << 2
+	t.super = 1 << 2
+	return t
+}
+
+// Fatal returns Fatal(type, code, arg): a fatal error report to the OS.
+func Fatal(typ byte, code uint32, arg Term) Term {
+	return &fatalTerm{typ: typ, code: code, arg: arg}
+}
+
+type fatalTerm struct {
+	typ  byte
+	code uint32
+	arg  Term
+}
+
+// AppendAML appends ExtOp FatalOp FatalType FatalCode FatalArg.
+func (f *fatalTerm) AppendAML(b []byte) ([]byte, error) {
+	b = append(b, ExtOpPrefix, FatalOp, f.typ, byte(f.code), byte(f.code>>8), byte(f.code>>16), byte(f.code>>24))
+	return appendArg(b, f.arg, "Fatal", "", "argument")
+}
+
+// MatchOperator is a comparison of Match.
+type MatchOperator byte
+
+// Match comparisons (ACPI 6.5 section 19.6.81).
+const (
+	MTR MatchOperator = 0 // always true
+	MEQ MatchOperator = 1 // equal
+	MLE MatchOperator = 2 // less or equal
+	MLT MatchOperator = 3 // less
+	MGE MatchOperator = 4 // greater or equal
+	MGT MatchOperator = 5 // greater
+)
+
+type matchTerm struct {
+	pkg        Term
+	op1, op2   MatchOperator
+	obj1, obj2 Term
+	start      Term
+}
+
+// Match returns Match(pkg, op1, obj1, op2, obj2, start): the index of the
+// first element from start that satisfies both comparisons, or Ones.
+func Match(pkg Term, op1 MatchOperator, obj1 Term, op2 MatchOperator, obj2 Term, start Term) Term {
+	return &matchTerm{pkg: pkg, op1: op1, obj1: obj1, op2: op2, obj2: obj2, start: start}
+}
+
+// AppendAML appends MatchOp SearchPkg Op1 Obj1 Op2 Obj2 StartIndex.
+func (m *matchTerm) AppendAML(b []byte) ([]byte, error) {
+	if m.op1 > MGT || m.op2 > MGT {
+		return b, newErr("Match", "", fmt.Errorf("match operator %d/%d, want 0-5: %w", m.op1, m.op2, ErrOutOfRange))
+	}
+	b = append(b, MatchOp)
+	b, err := appendArg(b, m.pkg, "Match", "", "package")
+	if err != nil {
+		return b, err
+	}
+	b = append(b, byte(m.op1))
+	if b, err = appendArg(b, m.obj1, "Match", "", "operand 1"); err != nil {
+		return b, err
+	}
+	b = append(b, byte(m.op2))
+	if b, err = appendArg(b, m.obj2, "Match", "", "operand 2"); err != nil {
+		return b, err
+	}
+	return appendArg(b, m.start, "Match", "", "start index")
+}
+
 // Increment returns Increment(t) (t is a name, Local or Arg).
 func Increment(t Term) Term {
 	o := newOp("Increment", IncrementOp, t)
