@@ -11,7 +11,8 @@
 // named objects and the problem (which wraps one of the Err* sentinels).
 //
 // Names are Go strings in ASL syntax ("\\_SB.PCI0", "^^FOO", "AB" for
-// "AB__"), validated at encode time. Integers are encoded like iasl does
+// "AB__"), validated at encode time; lower-case letters are rejected (iasl
+// would silently upper-case them). Integers are encoded like iasl does
 // with its default integer optimization (Zero, One, Ones, then the smallest
 // Byte/Word/DWord/QWord prefix). The encodings are checked byte for byte
 // against iasl in the golden tests (fixtures/aml/*.asl, compiled with
