@@ -170,8 +170,9 @@ type nameTerm struct {
 	value Term
 }
 
-// Name returns Name(path, value): value is a data object (Int, Str, Buffer,
-// Package, ...).
+// Name returns Name(path, value): value is a data object (Zero/One/Ones,
+// Int, EISAID, Str, Buffer, Package, Revision or Raw); anything else is an
+// encode error.
 func Name(path string, value Term) Term { return &nameTerm{path: path, value: value} }
 
 // AppendAML appends NameOp NameString DataRefObject.
@@ -183,6 +184,9 @@ func (n *nameTerm) AppendAML(b []byte) ([]byte, error) {
 	}
 	if n.value == nil {
 		return b, newErr("Name", n.path, fmt.Errorf("value: %w", ErrNilTerm))
+	}
+	if !isDataObject(n.value, false) {
+		return b, newErr("Name", n.path, fmt.Errorf("value is %T, not a data object (Int, Str, Buffer, Package, ...): %w", n.value, ErrBadOperand))
 	}
 	if b, err = n.value.AppendAML(b); err != nil {
 		return b, within(err, n.path)

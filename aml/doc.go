@@ -26,6 +26,10 @@
 //   - LNotEqual, LLessEqual and LGreaterEqual are LNot of LEqual, LGreater
 //     and LLess, as in iasl.
 //
+// A built tree is not modified by encoding: it can be encoded again, and
+// from several goroutines at once. Constructors copy their variadic
+// arguments, so reusing a slice after a call does not change the tree.
+//
 // This package knows nothing about diagnostics, regions or QEMU; it only
 // deals with AML. The table header (DefinitionBlock) belongs to package acpi.
 package aml

@@ -249,6 +249,9 @@ func TestEncodeErrors(t *testing.T) {
 		{"eisaid short", EISAID("PNP0A0"), ErrBadString, "EisaId", "", nil, "6 characters long"},
 		{"eisaid letter", EISAID("PnP0A03"), ErrBadString, "EisaId", "", nil, "'n' at offset 1 is not A-Z"},
 		{"eisaid hex", EISAID("PNP0a03"), ErrBadString, "EisaId", "", nil, "'a' at offset 4 is not 0-9 or A-F"},
+		{"name of a local", Name("X", Local(0)), ErrBadOperand, "Name", "X", nil, "value is aml.localTerm, not a data object"},
+		{"name of a name", Name("X", NameString("Y")), ErrBadOperand, "Name", "X", nil, "not a data object"},
+		{"package of a store", Package(Store(One, Local(0))), ErrBadOperand, "Package", "", nil, "element 0 is *aml.opTerm, not a data object or name"},
 		{"too many segments", NameString(strings.Repeat("A.", 255) + "A"), ErrBadName, "NameString", "", nil, "256 segments, at most 255"},
 	} {
 		t.Run(tc.what, func(t *testing.T) {

@@ -201,6 +201,9 @@ func (t *pkgTerm) AppendAML(b []byte) ([]byte, error) {
 		if e == nil {
 			return b, newErr(construct, "", fmt.Errorf("element %d: %w", i, ErrNilTerm))
 		}
+		if !isDataObject(e, true) {
+			return b, newErr(construct, "", fmt.Errorf("element %d is %T, not a data object or name: %w", i, e, ErrBadOperand))
+		}
 		if b, err = e.AppendAML(b); err != nil {
 			return b, err
 		}
@@ -308,6 +311,21 @@ func newExtOp(construct string, op byte, args ...Term) *opTerm {
 	t := &opTerm{construct: construct, code: [2]byte{ExtOpPrefix, op}, ncode: 2, word: -1}
 	t.nargs = uint8(copy(t.args[:], args))
 	return t
+}
+
+// isDataObject reports whether t may be the value of a Name or an element
+// of a Package (a DataRefObject: constant, integer, string, buffer,
+// package, Revision; in packages also a name). Raw terms are trusted.
+func isDataObject(t Term, inPackage bool) bool {
+	switch v := t.(type) {
+	case ConstObj, intTerm, strTerm, *bufTerm, *pkgTerm, eisaTerm, rawTerm:
+		return true
+	case extOp:
+		return v == RevisionOp
+	case NameString:
+		return inPackage
+	}
+	return false
 }
 
 // isLiteral reports whether t is a data literal (not a storable location).
