@@ -241,6 +241,13 @@ func (v *treeVM) run() []Term {
 			k := min(int(v.byte()%4), len(v.exprs))
 			els := append([]Term(nil), v.exprs[len(v.exprs)-k:]...)
 			v.exprs = v.exprs[:len(v.exprs)-k]
+			if v.byte()%8 != 0 { // mostly valid packages; sometimes a bad element
+				for i, e := range els {
+					if !isDataObject(e, true) {
+						els[i] = Int(uint64(i))
+					}
+				}
+			}
 			v.exprs = append(v.exprs, Package(els...))
 		case 10:
 			src := v.expr()
@@ -271,7 +278,11 @@ func (v *treeVM) run() []Term {
 			name := []string{"M000", "M001", "_TMP", "M0.M1", "9M"}[c%5]
 			v.decls = append(v.decls, Method(name, int(c/5)%9, c&0x80 != 0, int(v.byte())%17, v.stmtList(6)...))
 		case 18:
-			v.decls = append(v.decls, Name(string(v.varName(v.byte())), v.expr()))
+			name, val := string(v.varName(v.byte())), v.expr()
+			if !isDataObject(val, false) && v.byte()%8 != 0 {
+				val = Str("s")
+			}
+			v.decls = append(v.decls, Name(name, val))
 		case 19:
 			c := v.byte()
 			name := []string{`\_SB`, "DEV0", `\_TZ.TZ00`, "^^X", "toolong"}[c%5]
