@@ -137,8 +137,15 @@ func parseAcpiexec(out string) execRun {
 // (path -> value, acpiexec -fi) and runs the batch commands.
 func runAcpiexec(t testing.TB, tables []string, init map[string]uint64, cmds ...string) execRun {
 	t.Helper()
+	return runAcpiexecFlags(t, nil, tables, init, cmds...)
+}
+
+// runAcpiexecFlags is runAcpiexec with extra acpiexec options (say -di:
+// no _STA/_INI at namespace initialisation).
+func runAcpiexecFlags(t testing.TB, flags, tables []string, init map[string]uint64, cmds ...string) execRun {
+	t.Helper()
 	bin := fixtures.RequireTool(t, "acpiexec")
-	args := []string{"-vr"}
+	args := append([]string{"-vr"}, flags...)
 	if len(init) > 0 {
 		var b strings.Builder
 		for k, v := range init {
