@@ -62,7 +62,8 @@ func Markdown() string {
 	p("## Mailbox\n\n")
 	p("The host writes `mbx_cmd` and `mbx_arg`, then `mbx_seq` last. At its next tick\n")
 	p("the AML sees `mbx_seq != mbx_ack`, writes `mbx_result` and `mbx_value`, and then\n")
-	p("`mbx_ack = mbx_seq`.\n\n")
+	p("`mbx_ack = mbx_seq`. The first tick of a boot initialises the header instead and\n")
+	p("leaves a pending command to the second tick (so that no tick does both).\n\n")
 	p("| command | value | meaning |\n|---|---|---|\n")
 	p("| CmdNone | %d | empty mailbox (answered with ResultUnknown if posted) |\n", CmdNone)
 	p("| CmdPing | %d | answer ResultOK with `mbx_value = mbx_arg` |\n", CmdPing)
@@ -72,8 +73,11 @@ func Markdown() string {
 		ResultOK, ResultAccepted, ResultBadArg, ResultUnknown)
 
 	p("## OSI bits\n\n")
-	p("On the first tick of each boot the AML asks `_OSI` for each string and sets\n")
-	p("bit *i* of `osi` when the answer is true; bit 31 (`0x%08X`) marks the word valid.\n\n", OSIValid)
+	p("Once per boot, when the OS initialises the namespace (`_INI` of the thermal zone),\n")
+	p("the AML asks `_OSI` for each string and sets bit *i* when the answer is true;\n")
+	p("bit 31 (`0x%08X`) marks the word valid. The first tick of the boot copies the\n", OSIValid)
+	p("word into `osi`. An OS that never runs the zone's `_INI` gets `osi` = 0: valid\n")
+	p("bit clear, unknown.\n\n")
 	p("| bit | `_OSI` string |\n|---|---|\n")
 	for i, s := range OSIStrings {
 		p("| %d | `%s` |\n", i, s)
