@@ -133,3 +133,30 @@ func BenchmarkDescribeTableQ35DSDT(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDescribeTableErrors: any bytes as a table file. No panic; failures are
+// *FormatError with an offset inside the input.
+func FuzzDescribeTableErrors(f *testing.F) {
+	m, err := filepath.Glob(filepath.Join(fixtures.Shared(f), "tables", "*", "*.dat"))
+	require.NoError(f, err)
+	for _, p := range m {
+		b, err := os.ReadFile(p)
+		require.NoError(f, err)
+		if len(b) < 4096 {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := DescribeTable(io.Discard, b, DescribeOptions{Offsets: true})
+		if err == nil {
+			return
+		}
+		var fe *FormatError
+		if !errors.As(err, &fe) {
+			t.Fatalf("error is %T, not *FormatError: %v", err, err)
+		}
+		if fe.Off < 0 || fe.Off > int64(len(b)) {
+			t.Fatalf("offset %d outside the %d-byte input: %v", fe.Off, len(b), err)
+		}
+	})
+}
