@@ -1,6 +1,9 @@
 package aml
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // diagFull builds the tree of fixtures/aml/diagfull.asl: shaped like the
 // diagnostic SSDT with extras (an External, a Device with _ADR, _STA and an
@@ -140,6 +143,7 @@ func init() {
 func BenchmarkEncodeDiagSized(b *testing.B) {
 	b.ReportAllocs()
 	var n int
+	cpu := processCPU()
 	for b.Loop() {
 		out, err := Encode(diagSized()...)
 		if err != nil {
@@ -147,13 +151,22 @@ func BenchmarkEncodeDiagSized(b *testing.B) {
 		}
 		n = len(out)
 	}
+	reportCPU(b, cpu)
 	b.ReportMetric(float64(n), "bytes/table")
+}
+
+// reportCPU adds the process CPU time per op since start (see processCPU).
+func reportCPU(b *testing.B, start time.Duration) {
+	if d := processCPU() - start; d > 0 && start > 0 {
+		b.ReportMetric(float64(d.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
 }
 
 // BenchmarkEncodeDiagFull builds and encodes the larger diagfull tree.
 func BenchmarkEncodeDiagFull(b *testing.B) {
 	b.ReportAllocs()
 	var n int
+	cpu := processCPU()
 	for b.Loop() {
 		out, err := Encode(diagFull()...)
 		if err != nil {
@@ -161,6 +174,7 @@ func BenchmarkEncodeDiagFull(b *testing.B) {
 		}
 		n = len(out)
 	}
+	reportCPU(b, cpu)
 	b.ReportMetric(float64(n), "bytes/table")
 }
 
@@ -170,6 +184,7 @@ func BenchmarkEncodeOnlyDiagSized(b *testing.B) {
 	b.ReportAllocs()
 	terms := diagSized()
 	buf := make([]byte, 0, 2048)
+	cpu := processCPU()
 	for b.Loop() {
 		out, err := AppendEncode(buf[:0], terms...)
 		if err != nil {
@@ -177,6 +192,7 @@ func BenchmarkEncodeOnlyDiagSized(b *testing.B) {
 		}
 		buf = out
 	}
+	reportCPU(b, cpu)
 }
 
 func TestDiagTreesAreAboutOneKiB(t *testing.T) {

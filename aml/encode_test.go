@@ -368,3 +368,37 @@ func TestAppendEncodeKeepsPrefix(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "AA BB 08 58 5F 5F 5F 0A 02 10 0B 59 5F 5F 5F 08 5A 5F 5F 5F FF", fmt.Sprintf("% X", b))
 }
+
+// TestOperatorNamesInErrors: every operator reports its ASL name (derived
+// from its opcode) when an operand is missing.
+func TestOperatorNamesInErrors(t *testing.T) {
+	var n Term // a nil operand
+	l := Local(0)
+	for want, term := range map[string]Term{
+		"Store": Store(n, l), "CopyObject": CopyObject(n, l), "Add": Add(n, l, nil), "Subtract": Subtract(n, l, nil),
+		"Multiply": Multiply(n, l, nil), "Mod": Mod(n, l, nil), "And": And(n, l, nil), "Or": Or(n, l, nil),
+		"Xor": Xor(n, l, nil), "NAnd": Nand(n, l, nil), "NOr": Nor(n, l, nil), "ShiftLeft": ShiftLeft(n, l, nil),
+		"ShiftRight": ShiftRight(n, l, nil), "Concatenate": Concatenate(n, l, nil), "Index": Index(n, l, nil),
+		"Divide": Divide(n, l, nil, nil), "Not": Not(n, nil), "FindSetLeftBit": FindSetLeftBit(n, nil),
+		"FindSetRightBit": FindSetRightBit(n, nil), "ToInteger": ToInteger(n, nil), "ToBuffer": ToBuffer(n, nil),
+		"ToHexString": ToHexString(n, nil), "ToDecimalString": ToDecimalString(n, nil), "ToString": ToString(n, l, nil),
+		"Mid": Mid(n, l, l, nil), "Increment": Increment(n), "Decrement": Decrement(n), "DerefOf": DerefOf(n),
+		"RefOf": RefOf(n), "CondRefOf": CondRefOf(n, nil), "SizeOf": SizeOf(n), "ObjectType": ObjectTypeOf(n),
+		"LAnd": LAnd(n, l), "LOr": LOr(n, l), "LNot": LNot(n), "LEqual": LEqual(n, l), "LGreater": LGreater(n, l),
+		"LLess": LLess(n, l), "LNotEqual": LNotEqual(n, l), "LLessEqual": LLessEqual(n, l),
+		"LGreaterEqual": LGreaterEqual(n, l), "Notify": Notify(n, l), "Return": Return(n), "Sleep": Sleep(n),
+		"Stall": Stall(n), "Acquire": Acquire(n, 1), "Release": Release(n), "Signal": Signal(n), "Reset": Reset(n),
+		"Wait": Wait(n, l), "CreateDWordField": CreateDWordField(n, l, "X"), "CreateWordField": CreateWordField(n, l, "X"),
+		"CreateByteField": CreateByteField(n, l, "X"), "CreateQWordField": CreateQWordField(n, l, "X"),
+		"CreateBitField": CreateBitField(n, l, "X"), "CreateField": CreateField(n, l, l, "X"),
+	} {
+		_, err := Encode(term)
+		require.ErrorIs(t, err, ErrNilTerm, want)
+		var e *EncodeError
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, want, e.Construct)
+		if strings.HasPrefix(want, "Create") {
+			assert.Equal(t, "X", e.Path, want)
+		}
+	}
+}

@@ -287,30 +287,156 @@ func Debug() Term { return extOp(DebugOp) }
 // ---------------------------------------------------------------------------
 // Operators with operands
 
-// opTerm is an operator: 1-2 opcode bytes, up to 4 operands, optionally a
-// trailing name (CreateXField) or word (Acquire).
+// opTerm is an operator: 1-2 opcode bytes and up to 4 operands. Its ASL
+// name (for errors) is derived from the opcode, which keeps the node small.
 type opTerm struct {
-	construct string
-	code      [2]byte
-	ncode     uint8
-	nargs     uint8
-	nullable  uint8 // bit i: operand i may be nil (Target => NullName)
-	super     uint8 // bit i: operand i must be a SuperName (not a literal)
-	args      [4]Term
-	name      string // trailing NameString (CreateXField), "" if none
-	word      int32  // trailing word (Acquire timeout), -1 if none
+	args     [4]Term
+	code     [2]byte
+	ncode    uint8
+	nargs    uint8
+	nullable uint8 // bit i: operand i may be nil (Target => NullName)
+	super    uint8 // bit i: operand i must be a SuperName (not a literal)
 }
 
-func newOp(construct string, op byte, args ...Term) *opTerm {
-	t := &opTerm{construct: construct, code: [2]byte{op}, ncode: 1, word: -1}
+func newOp(op byte, args ...Term) *opTerm {
+	t := &opTerm{code: [2]byte{op}, ncode: 1}
 	t.nargs = uint8(copy(t.args[:], args))
 	return t
 }
 
-func newExtOp(construct string, op byte, args ...Term) *opTerm {
-	t := &opTerm{construct: construct, code: [2]byte{ExtOpPrefix, op}, ncode: 2, word: -1}
+func newExtOp(op byte, args ...Term) *opTerm {
+	t := &opTerm{code: [2]byte{ExtOpPrefix, op}, ncode: 2}
 	t.nargs = uint8(copy(t.args[:], args))
 	return t
+}
+
+// construct returns the ASL name of the operator.
+func (t *opTerm) construct() string {
+	c0, c1 := t.code[0], t.code[1]
+	if t.ncode == 2 && c0 == LNotOp {
+		switch c1 {
+		case LEqualOp:
+			return "LNotEqual"
+		case LGreaterOp:
+			return "LLessEqual"
+		case LLessOp:
+			return "LGreaterEqual"
+		}
+	}
+	if t.ncode == 2 && c0 == ExtOpPrefix {
+		switch c1 {
+		case CondRefOfOp:
+			return "CondRefOf"
+		case CreateFieldOp:
+			return "CreateField"
+		case SleepOp:
+			return "Sleep"
+		case StallOp:
+			return "Stall"
+		case AcquireOp:
+			return "Acquire"
+		case ReleaseOp:
+			return "Release"
+		case SignalOp:
+			return "Signal"
+		case ResetOp:
+			return "Reset"
+		case WaitOp:
+			return "Wait"
+		}
+		return fmt.Sprintf("ExtOp 0x%02X", c1)
+	}
+	switch c0 {
+	case StoreOp:
+		return "Store"
+	case CopyObjectOp:
+		return "CopyObject"
+	case AddOp:
+		return "Add"
+	case SubtractOp:
+		return "Subtract"
+	case MultiplyOp:
+		return "Multiply"
+	case ModOp:
+		return "Mod"
+	case AndOp:
+		return "And"
+	case OrOp:
+		return "Or"
+	case XorOp:
+		return "Xor"
+	case NandOp:
+		return "NAnd"
+	case NorOp:
+		return "NOr"
+	case ShiftLeftOp:
+		return "ShiftLeft"
+	case ShiftRightOp:
+		return "ShiftRight"
+	case ConcatOp:
+		return "Concatenate"
+	case IndexOp:
+		return "Index"
+	case DivideOp:
+		return "Divide"
+	case NotOp:
+		return "Not"
+	case FindSetLeftBitOp:
+		return "FindSetLeftBit"
+	case FindSetRightBitOp:
+		return "FindSetRightBit"
+	case ToIntegerOp:
+		return "ToInteger"
+	case ToBufferOp:
+		return "ToBuffer"
+	case ToHexStringOp:
+		return "ToHexString"
+	case ToDecimalStringOp:
+		return "ToDecimalString"
+	case ToStringOp:
+		return "ToString"
+	case MidOp:
+		return "Mid"
+	case IncrementOp:
+		return "Increment"
+	case DecrementOp:
+		return "Decrement"
+	case DerefOfOp:
+		return "DerefOf"
+	case RefOfOp:
+		return "RefOf"
+	case SizeOfOp:
+		return "SizeOf"
+	case ObjectTypeOp:
+		return "ObjectType"
+	case LAndOp:
+		return "LAnd"
+	case LOrOp:
+		return "LOr"
+	case LNotOp:
+		return "LNot"
+	case LEqualOp:
+		return "LEqual"
+	case LGreaterOp:
+		return "LGreater"
+	case LLessOp:
+		return "LLess"
+	case NotifyOp:
+		return "Notify"
+	case ReturnOp:
+		return "Return"
+	case CreateDWordFieldOp:
+		return "CreateDWordField"
+	case CreateWordFieldOp:
+		return "CreateWordField"
+	case CreateByteFieldOp:
+		return "CreateByteField"
+	case CreateQWordFieldOp:
+		return "CreateQWordField"
+	case CreateBitFieldOp:
+		return "CreateBitField"
+	}
+	return fmt.Sprintf("Op 0x%02X", c0)
 }
 
 // isDataObject reports whether t may be the value of a Name or an element
@@ -339,6 +465,12 @@ func isLiteral(t Term) bool {
 
 // AppendAML appends the opcode(s) and the operands in order.
 func (t *opTerm) AppendAML(b []byte) ([]byte, error) {
+	return t.appendAML(b, "")
+}
+
+// appendAML encodes the operator; path names the object a CreateXField
+// defines (for errors).
+func (t *opTerm) appendAML(b []byte, path string) ([]byte, error) {
 	b = append(b, t.code[:t.ncode]...)
 	var err error
 	for i := 0; i < int(t.nargs); i++ {
@@ -348,29 +480,52 @@ func (t *opTerm) AppendAML(b []byte) ([]byte, error) {
 				b = append(b, NullName)
 				continue
 			}
-			return b, newErr(t.construct, t.name, fmt.Errorf("operand %d: %w", i+1, ErrNilTerm))
+			return b, newErr(t.construct(), path, fmt.Errorf("operand %d: %w", i+1, ErrNilTerm))
 		}
 		if t.super&(1<<i) != 0 && isLiteral(a) {
-			return b, newErr(t.construct, t.name, fmt.Errorf("operand %d must be a name, Local, Arg, Debug or reference, not a constant: %w", i+1, ErrBadOperand))
+			return b, newErr(t.construct(), path, fmt.Errorf("operand %d must be a name, Local, Arg, Debug or reference, not a constant: %w", i+1, ErrBadOperand))
 		}
 		if b, err = a.AppendAML(b); err != nil {
-			return b, err
-		}
-	}
-	if t.word >= 0 {
-		b = append(b, byte(t.word), byte(t.word>>8))
-	}
-	if t.name != "" {
-		if b, err = appendName(b, t.name, t.construct); err != nil {
 			return b, err
 		}
 	}
 	return b, nil
 }
 
+// namedOpTerm is an operator followed by the NameString it defines
+// (CreateXField).
+type namedOpTerm struct {
+	opTerm
+	name string
+}
+
+// AppendAML appends the operator, its operands and the name.
+func (t *namedOpTerm) AppendAML(b []byte) ([]byte, error) {
+	b, err := t.appendAML(b, t.name)
+	if err != nil {
+		return b, err
+	}
+	return appendName(b, t.name, t.construct())
+}
+
+// acquireTerm is Acquire: the operator, the mutex and a timeout word.
+type acquireTerm struct {
+	opTerm
+	timeout uint16
+}
+
+// AppendAML appends ExtOp AcquireOp Mutex Timeout.
+func (t *acquireTerm) AppendAML(b []byte) ([]byte, error) {
+	b, err := t.appendAML(b, "")
+	if err != nil {
+		return b, err
+	}
+	return append(b, byte(t.timeout), byte(t.timeout>>8)), nil
+}
+
 // binary builds "Op(a, b, target)" where target may be nil (NullName).
-func binary(construct string, op byte, a, b, target Term) Term {
-	t := newOp(construct, op, a, b, target)
+func binary(op byte, a, b, target Term) Term {
+	t := newOp(op, a, b, target)
 	t.nullable = 1 << 2
 	t.super = 1 << 2
 	return t
@@ -379,108 +534,108 @@ func binary(construct string, op byte, a, b, target Term) Term {
 // Store returns Store(src, dst): dst is a name, Local, Arg, Debug or a
 // reference expression (Index, DerefOf, RefOf).
 func Store(src, dst Term) Term {
-	t := newOp("Store", StoreOp, src, dst)
+	t := newOp(StoreOp, src, dst)
 	t.super = 1 << 1
 	return t
 }
 
 // CopyObject returns CopyObject(src, dst).
 func CopyObject(src, dst Term) Term {
-	t := newOp("CopyObject", CopyObjectOp, src, dst)
+	t := newOp(CopyObjectOp, src, dst)
 	t.super = 1 << 1
 	return t
 }
 
 // Add returns Add(a, b, target); a nil target discards the result (NullName).
-func Add(a, b, target Term) Term { return binary("Add", AddOp, a, b, target) }
+func Add(a, b, target Term) Term { return binary(AddOp, a, b, target) }
 
 // Subtract returns Subtract(a, b, target).
-func Subtract(a, b, target Term) Term { return binary("Subtract", SubtractOp, a, b, target) }
+func Subtract(a, b, target Term) Term { return binary(SubtractOp, a, b, target) }
 
 // Multiply returns Multiply(a, b, target).
-func Multiply(a, b, target Term) Term { return binary("Multiply", MultiplyOp, a, b, target) }
+func Multiply(a, b, target Term) Term { return binary(MultiplyOp, a, b, target) }
 
 // Mod returns Mod(a, b, target).
-func Mod(a, b, target Term) Term { return binary("Mod", ModOp, a, b, target) }
+func Mod(a, b, target Term) Term { return binary(ModOp, a, b, target) }
 
 // And returns And(a, b, target).
-func And(a, b, target Term) Term { return binary("And", AndOp, a, b, target) }
+func And(a, b, target Term) Term { return binary(AndOp, a, b, target) }
 
 // Or returns Or(a, b, target).
-func Or(a, b, target Term) Term { return binary("Or", OrOp, a, b, target) }
+func Or(a, b, target Term) Term { return binary(OrOp, a, b, target) }
 
 // Xor returns Xor(a, b, target).
-func Xor(a, b, target Term) Term { return binary("Xor", XorOp, a, b, target) }
+func Xor(a, b, target Term) Term { return binary(XorOp, a, b, target) }
 
 // Nand returns NAnd(a, b, target).
-func Nand(a, b, target Term) Term { return binary("NAnd", NandOp, a, b, target) }
+func Nand(a, b, target Term) Term { return binary(NandOp, a, b, target) }
 
 // Nor returns NOr(a, b, target).
-func Nor(a, b, target Term) Term { return binary("NOr", NorOp, a, b, target) }
+func Nor(a, b, target Term) Term { return binary(NorOp, a, b, target) }
 
 // ShiftLeft returns ShiftLeft(a, count, target).
-func ShiftLeft(a, count, target Term) Term { return binary("ShiftLeft", ShiftLeftOp, a, count, target) }
+func ShiftLeft(a, count, target Term) Term { return binary(ShiftLeftOp, a, count, target) }
 
 // ShiftRight returns ShiftRight(a, count, target).
 func ShiftRight(a, count, target Term) Term {
-	return binary("ShiftRight", ShiftRightOp, a, count, target)
+	return binary(ShiftRightOp, a, count, target)
 }
 
 // Concatenate returns Concatenate(a, b, target).
-func Concatenate(a, b, target Term) Term { return binary("Concatenate", ConcatOp, a, b, target) }
+func Concatenate(a, b, target Term) Term { return binary(ConcatOp, a, b, target) }
 
 // Index returns Index(src, idx, target): a reference to element idx of a
 // package, buffer or string; target may be nil.
-func Index(src, idx, target Term) Term { return binary("Index", IndexOp, src, idx, target) }
+func Index(src, idx, target Term) Term { return binary(IndexOp, src, idx, target) }
 
 // Divide returns Divide(dividend, divisor, remainder, quotient); remainder
 // and quotient may be nil.
 func Divide(dividend, divisor, remainder, quotient Term) Term {
-	t := newOp("Divide", DivideOp, dividend, divisor, remainder, quotient)
+	t := newOp(DivideOp, dividend, divisor, remainder, quotient)
 	t.nullable = 1<<2 | 1<<3
 	t.super = 1<<2 | 1<<3
 	return t
 }
 
 // unaryTarget builds "Op(a, target)" with an optional target.
-func unaryTarget(construct string, op byte, a, target Term) Term {
-	t := newOp(construct, op, a, target)
+func unaryTarget(op byte, a, target Term) Term {
+	t := newOp(op, a, target)
 	t.nullable = 1 << 1
 	t.super = 1 << 1
 	return t
 }
 
 // Not returns Not(a, target) (bitwise complement).
-func Not(a, target Term) Term { return unaryTarget("Not", NotOp, a, target) }
+func Not(a, target Term) Term { return unaryTarget(NotOp, a, target) }
 
 // FindSetLeftBit returns FindSetLeftBit(a, target).
 func FindSetLeftBit(a, target Term) Term {
-	return unaryTarget("FindSetLeftBit", FindSetLeftBitOp, a, target)
+	return unaryTarget(FindSetLeftBitOp, a, target)
 }
 
 // FindSetRightBit returns FindSetRightBit(a, target).
 func FindSetRightBit(a, target Term) Term {
-	return unaryTarget("FindSetRightBit", FindSetRightBitOp, a, target)
+	return unaryTarget(FindSetRightBitOp, a, target)
 }
 
 // ToInteger returns ToInteger(a, target).
-func ToInteger(a, target Term) Term { return unaryTarget("ToInteger", ToIntegerOp, a, target) }
+func ToInteger(a, target Term) Term { return unaryTarget(ToIntegerOp, a, target) }
 
 // ToBuffer returns ToBuffer(a, target).
-func ToBuffer(a, target Term) Term { return unaryTarget("ToBuffer", ToBufferOp, a, target) }
+func ToBuffer(a, target Term) Term { return unaryTarget(ToBufferOp, a, target) }
 
 // ToHexString returns ToHexString(a, target).
-func ToHexString(a, target Term) Term { return unaryTarget("ToHexString", ToHexStringOp, a, target) }
+func ToHexString(a, target Term) Term { return unaryTarget(ToHexStringOp, a, target) }
 
 // ToDecimalString returns ToDecimalString(a, target).
 func ToDecimalString(a, target Term) Term {
-	return unaryTarget("ToDecimalString", ToDecimalStringOp, a, target)
+	return unaryTarget(ToDecimalStringOp, a, target)
 }
 
 // Mid returns Mid(src, index, length, target): length bytes or characters
 // of src from index.
 func Mid(src, index, length, target Term) Term {
-	t := newOp("Mid", MidOp, src, index, length, target)
+	t := newOp(MidOp, src, index, length, target)
 	t.nullable = 1 << 3
 	t.super = 1 << 3
 	return t
@@ -489,7 +644,7 @@ func Mid(src, index, length, target Term) Term {
 // ToString returns ToString(src, length, target): the buffer src as a
 // string of at most length characters (Ones: up to the first NUL).
 func ToString(src, length, target Term) Term {
-	t := newOp("ToString", ToStringOp, src, length, target)
+	t := newOp(ToStringOp, src, length, target)
 	t.nullable = 1 << 2
 	t.super = 1 << 2
 	return t
@@ -561,31 +716,31 @@ func (m *matchTerm) AppendAML(b []byte) ([]byte, error) {
 
 // Increment returns Increment(t) (t is a name, Local or Arg).
 func Increment(t Term) Term {
-	o := newOp("Increment", IncrementOp, t)
+	o := newOp(IncrementOp, t)
 	o.super = 1
 	return o
 }
 
 // Decrement returns Decrement(t).
 func Decrement(t Term) Term {
-	o := newOp("Decrement", DecrementOp, t)
+	o := newOp(DecrementOp, t)
 	o.super = 1
 	return o
 }
 
 // DerefOf returns DerefOf(x).
-func DerefOf(x Term) Term { return newOp("DerefOf", DerefOfOp, x) }
+func DerefOf(x Term) Term { return newOp(DerefOfOp, x) }
 
 // RefOf returns RefOf(x).
 func RefOf(x Term) Term {
-	o := newOp("RefOf", RefOfOp, x)
+	o := newOp(RefOfOp, x)
 	o.super = 1
 	return o
 }
 
 // CondRefOf returns CondRefOf(x, target): true when x exists.
 func CondRefOf(x, target Term) Term {
-	t := newExtOp("CondRefOf", CondRefOfOp, x, target)
+	t := newExtOp(CondRefOfOp, x, target)
 	t.super = 1 | 1<<1
 	t.nullable = 1 << 1
 	return t
@@ -593,7 +748,7 @@ func CondRefOf(x, target Term) Term {
 
 // SizeOf returns SizeOf(x).
 func SizeOf(x Term) Term {
-	o := newOp("SizeOf", SizeOfOp, x)
+	o := newOp(SizeOfOp, x)
 	o.super = 1
 	return o
 }
@@ -601,102 +756,101 @@ func SizeOf(x Term) Term {
 // ObjectTypeOf returns ObjectType(x) (the function is named ObjectTypeOf
 // because ObjectType is the type of External declarations).
 func ObjectTypeOf(x Term) Term {
-	o := newOp("ObjectType", ObjectTypeOp, x)
+	o := newOp(ObjectTypeOp, x)
 	o.super = 1
 	return o
 }
 
 // LAnd returns LAnd(a, b).
-func LAnd(a, b Term) Term { return newOp("LAnd", LAndOp, a, b) }
+func LAnd(a, b Term) Term { return newOp(LAndOp, a, b) }
 
 // LOr returns LOr(a, b).
-func LOr(a, b Term) Term { return newOp("LOr", LOrOp, a, b) }
+func LOr(a, b Term) Term { return newOp(LOrOp, a, b) }
 
 // LNot returns LNot(a).
-func LNot(a Term) Term { return newOp("LNot", LNotOp, a) }
+func LNot(a Term) Term { return newOp(LNotOp, a) }
 
 // LEqual returns LEqual(a, b).
-func LEqual(a, b Term) Term { return newOp("LEqual", LEqualOp, a, b) }
+func LEqual(a, b Term) Term { return newOp(LEqualOp, a, b) }
 
 // LGreater returns LGreater(a, b).
-func LGreater(a, b Term) Term { return newOp("LGreater", LGreaterOp, a, b) }
+func LGreater(a, b Term) Term { return newOp(LGreaterOp, a, b) }
 
 // LLess returns LLess(a, b).
-func LLess(a, b Term) Term { return newOp("LLess", LLessOp, a, b) }
+func LLess(a, b Term) Term { return newOp(LLessOp, a, b) }
 
 // lnot2 encodes the composite comparisons the way iasl does: LNot + op.
-func lnot2(construct string, op byte, a, b Term) Term {
-	t := newOp(construct, LNotOp, a, b)
+func lnot2(op byte, a, b Term) Term {
+	t := newOp(LNotOp, a, b)
 	t.code[1] = op
 	t.ncode = 2
 	return t
 }
 
 // LNotEqual returns LNotEqual(a, b), encoded as LNot(LEqual(a, b)).
-func LNotEqual(a, b Term) Term { return lnot2("LNotEqual", LEqualOp, a, b) }
+func LNotEqual(a, b Term) Term { return lnot2(LEqualOp, a, b) }
 
 // LLessEqual returns LLessEqual(a, b), encoded as LNot(LGreater(a, b)).
-func LLessEqual(a, b Term) Term { return lnot2("LLessEqual", LGreaterOp, a, b) }
+func LLessEqual(a, b Term) Term { return lnot2(LGreaterOp, a, b) }
 
 // LGreaterEqual returns LGreaterEqual(a, b), encoded as LNot(LLess(a, b)).
-func LGreaterEqual(a, b Term) Term { return lnot2("LGreaterEqual", LLessOp, a, b) }
+func LGreaterEqual(a, b Term) Term { return lnot2(LLessOp, a, b) }
 
 // Notify returns Notify(obj, value).
 func Notify(obj, value Term) Term {
-	t := newOp("Notify", NotifyOp, obj, value)
+	t := newOp(NotifyOp, obj, value)
 	t.super = 1
 	return t
 }
 
 // Return returns Return(v).
-func Return(v Term) Term { return newOp("Return", ReturnOp, v) }
+func Return(v Term) Term { return newOp(ReturnOp, v) }
 
 // Sleep returns Sleep(ms).
-func Sleep(ms Term) Term { return newExtOp("Sleep", SleepOp, ms) }
+func Sleep(ms Term) Term { return newExtOp(SleepOp, ms) }
 
 // Stall returns Stall(us).
-func Stall(us Term) Term { return newExtOp("Stall", StallOp, us) }
+func Stall(us Term) Term { return newExtOp(StallOp, us) }
 
 // Acquire returns Acquire(mutex, timeout) (timeout in ms, 0xFFFF = forever).
 func Acquire(mutex Term, timeout uint16) Term {
-	t := newExtOp("Acquire", AcquireOp, mutex)
-	t.super = 1
-	t.word = int32(timeout)
+	t := &acquireTerm{opTerm: opTerm{code: [2]byte{ExtOpPrefix, AcquireOp}, ncode: 2, nargs: 1, super: 1}, timeout: timeout}
+	t.args[0] = mutex
 	return t
 }
 
 // Release returns Release(mutex).
 func Release(mutex Term) Term {
-	t := newExtOp("Release", ReleaseOp, mutex)
+	t := newExtOp(ReleaseOp, mutex)
 	t.super = 1
 	return t
 }
 
 // Signal returns Signal(event).
 func Signal(event Term) Term {
-	t := newExtOp("Signal", SignalOp, event)
+	t := newExtOp(SignalOp, event)
 	t.super = 1
 	return t
 }
 
 // Reset returns Reset(event).
 func Reset(event Term) Term {
-	t := newExtOp("Reset", ResetOp, event)
+	t := newExtOp(ResetOp, event)
 	t.super = 1
 	return t
 }
 
 // Wait returns Wait(event, timeout).
 func Wait(event, timeout Term) Term {
-	t := newExtOp("Wait", WaitOp, event, timeout)
+	t := newExtOp(WaitOp, event, timeout)
 	t.super = 1
 	return t
 }
 
 // createField builds CreateXField(src, index, name).
-func createField(construct string, op byte, src, index Term, name string) Term {
-	t := newOp(construct, op, src, index)
-	t.name = name
+func createField(op byte, src, index Term, name string) Term {
+	t := &namedOpTerm{opTerm: opTerm{code: [2]byte{op}, ncode: 1, nargs: 2}, name: name}
+	t.args[0], t.args[1] = src, index
 	if name == "" {
 		t.name = "\x00" // rejected by appendName with a clear error
 	}
@@ -705,33 +859,33 @@ func createField(construct string, op byte, src, index Term, name string) Term {
 
 // CreateDWordField returns CreateDWordField(src, byteIndex, name).
 func CreateDWordField(src, byteIndex Term, name string) Term {
-	return createField("CreateDWordField", CreateDWordFieldOp, src, byteIndex, name)
+	return createField(CreateDWordFieldOp, src, byteIndex, name)
 }
 
 // CreateWordField returns CreateWordField(src, byteIndex, name).
 func CreateWordField(src, byteIndex Term, name string) Term {
-	return createField("CreateWordField", CreateWordFieldOp, src, byteIndex, name)
+	return createField(CreateWordFieldOp, src, byteIndex, name)
 }
 
 // CreateByteField returns CreateByteField(src, byteIndex, name).
 func CreateByteField(src, byteIndex Term, name string) Term {
-	return createField("CreateByteField", CreateByteFieldOp, src, byteIndex, name)
+	return createField(CreateByteFieldOp, src, byteIndex, name)
 }
 
 // CreateQWordField returns CreateQWordField(src, byteIndex, name).
 func CreateQWordField(src, byteIndex Term, name string) Term {
-	return createField("CreateQWordField", CreateQWordFieldOp, src, byteIndex, name)
+	return createField(CreateQWordFieldOp, src, byteIndex, name)
 }
 
 // CreateBitField returns CreateBitField(src, bitIndex, name).
 func CreateBitField(src, bitIndex Term, name string) Term {
-	return createField("CreateBitField", CreateBitFieldOp, src, bitIndex, name)
+	return createField(CreateBitFieldOp, src, bitIndex, name)
 }
 
 // CreateField returns CreateField(src, bitIndex, numBits, name).
 func CreateField(src, bitIndex, numBits Term, name string) Term {
-	t := newExtOp("CreateField", CreateFieldOp, src, bitIndex, numBits)
-	t.name = name
+	t := &namedOpTerm{opTerm: opTerm{code: [2]byte{ExtOpPrefix, CreateFieldOp}, ncode: 2, nargs: 3}, name: name}
+	t.args[0], t.args[1], t.args[2] = src, bitIndex, numBits
 	if name == "" {
 		t.name = "\x00"
 	}
