@@ -89,7 +89,9 @@ func TestPkgLengthBoundariesIasl(t *testing.T) {
 	for _, tc := range []struct {
 		body, lenBytes int
 	}{
-		{62, 1}, {63, 2}, {4093, 2}, {4094, 3}, {0xFFFFF - 3, 3}, {0xFFFFF - 2, 4},
+		{62, 1}, {63, 2}, {64, 2}, // the length counts its own bytes: 62+1 = 0x3F is the last 1-byte length
+		{4093, 2}, {4094, 3}, {4095, 3}, {4096, 3},
+		{0xFFFFF - 3, 3}, {0xFFFFF - 2, 4}, {1 << 20, 4},
 	} {
 		t.Run(fmt.Sprint(tc.body), func(t *testing.T) {
 			asl, term := bigScope(tc.body)
