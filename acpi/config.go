@@ -126,7 +126,7 @@ func cfgErr(field string, v any, format string, args ...any) error {
 
 // internalNames are the ACPI names the generated SSDT declares besides the
 // zone, the device and the region fields (see ssdt.go).
-var internalNames = []string{nameFirst, namePeriod, nameBase, namePCIRegion, nameMemRegion,
+var internalNames = []string{nameFirst, nameOSI, namePeriod, nameBase, namePCIRegion, nameMemRegion,
 	namePCIIDs, namePCICmd, namePCIBAR2, namePCIBAR3}
 
 // qemuPCI0Names are the names QEMU 7.2's pc and q35 tables define directly

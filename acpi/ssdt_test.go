@@ -73,6 +73,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zone_reserved", mod(func(c *acpi.Config) { c.ZoneName = "_TZ_" }), "ZoneName", "reserved"},
 		{"zone_region_field", mod(func(c *acpi.Config) { c.ZoneName = "TICK" }), "ZoneName", "region field ticks"},
 		{"zone_internal", mod(func(c *acpi.Config) { c.ZoneName = "DGPV" }), "ZoneName", "internally"},
+		{"device_internal_osi", mod(func(c *acpi.Config) { c.DeviceName = "DGOS" }), "DeviceName", "internally"},
 		{"device_eq_zone", mod(func(c *acpi.Config) { c.DeviceName = c.ZoneName }), "DeviceName", "differ"},
 		{"device_qemu_slot", mod(func(c *acpi.Config) { c.DeviceName = "S80_" }), "DeviceName", "S<devfn>_"},
 		{"device_qemu_name", mod(func(c *acpi.Config) { c.DeviceName = "PRES" }), "DeviceName", "already defines"},
