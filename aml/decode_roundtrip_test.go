@@ -210,3 +210,49 @@ func TestDecodeNestingBomb(t *testing.T) {
 	_, err := Decode(ok)
 	require.NoError(t, err)
 }
+
+func TestNodeAccessors(t *testing.T) {
+	// Processor (\_PR.CPU0, 0x01, 0x00000410, 0x06) {} and
+	// Method (M000, 3, Serialized, 7) { Return (\_SB.PCI0.FOO) }
+	body := []byte{
+		0x5B, ProcessorOp, 0x11, '\\', '.', '_', 'P', 'R', '_', 'C', 'P', 'U', '0', 0x01, 0x10, 0x04, 0x00, 0x00, 0x06,
+		MethodOp, 0x16, 'M', '0', '0', '0', 0x7B, ReturnOp, '\\', '/', 0x03, '_', 'S', 'B', '_', 'P', 'C', 'I', '0', 'F', 'O', 'O', '_',
+	}
+	root, err := Decode(body)
+	require.NoError(t, err)
+	require.Len(t, root.Children(), 2)
+	cpu, m := root.Children()[0], root.Children()[1]
+
+	assert.Equal(t, ExtendedOp(ProcessorOp), cpu.Op)
+	assert.True(t, cpu.Op.IsExtended())
+	assert.Equal(t, "Processor", cpu.Op.String())
+	assert.Equal(t, `\_PR.CPU0`, cpu.Name().String())
+	assert.Equal(t, []string{"_PR_", "CPU0"}, cpu.Name().Segments())
+	for i, want := range []uint64{0x01, 0x410, 0x06} {
+		v, ok := cpu.Raw(i)
+		assert.True(t, ok)
+		assert.Equal(t, want, v, "raw %d", i)
+	}
+	_, ok := cpu.Raw(3)
+	assert.False(t, ok)
+	assert.Empty(t, cpu.Args())
+	assert.Empty(t, cpu.Children())
+	assert.Equal(t, int32(0), cpu.Off)
+	assert.Equal(t, int32(19), cpu.Len)
+	assert.Equal(t, uint8(1), cpu.PkgBytes)
+
+	flags, ok := m.Raw(0)
+	require.True(t, ok)
+	assert.Equal(t, uint64(0x7B), flags) // 3 args, serialized, sync level 7
+	assert.Equal(t, int32(19), m.Off)
+	ret := m.Children()[0]
+	assert.Equal(t, "Return", ret.Op.String())
+	ref := ret.Args()[0]
+	assert.Equal(t, OpNamePath, ref.Op)
+	assert.Equal(t, `\_SB.PCI0.FOO`, ref.Name().String())
+	assert.Nil(t, ref.Data())
+	assert.Nil(t, ret.Name())
+	assert.Equal(t, "MethodCall", OpCall.String())
+	assert.Equal(t, "Op(0x5B 0xEE)", ExtendedOp(0xEE).String())
+	assert.Contains(t, m.String(), "Method (M000, 3, Serialized, 7)")
+}
