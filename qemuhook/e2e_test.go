@@ -445,7 +445,7 @@ func TestE2EPanic(t *testing.T) {
 // guest, reported as panicked with the kernel's NMI panic line from ERST.
 func TestE2ELivelock(t *testing.T) {
 	t.Parallel()
-	const interval = 10 * time.Millisecond
+	const interval = 5 * time.Millisecond
 	vm := startE2E(t, e2eSpec{Machine: MachineQ35, Firmware: FirmwareSeaBIOS, SMP: 2,
 		Tick: 100 * time.Millisecond, Interval: interval,
 		Append: testguest.BootArgs(testguest.ModeLivelock, 4*time.Second, "thermal.tzp=1", "unknown_nmi_panic=1")})
