@@ -232,8 +232,14 @@ type Tracker struct {
 	have bool
 	prev tickWords // of the last valid, untorn snapshot
 	// Host times in Unix nanoseconds (integer math keeps Update cheap).
-	lastChange int64 // tick words seen moving (0: never)
-	since      int64 // tick words unchanged since
+	// Tick times are lower bounds: a change seen at one snapshot happened
+	// after the previous snapshot (prevAt), so that is when it is dated.
+	// Dating it at the snapshot that saw it would add up to one poll
+	// interval to every hang detection.
+	prevAt     int64 // host time of the last valid, untorn snapshot
+	lastChange int64 // lower bound of the last tick seen moving (0: never)
+	changeLag  int64 // how far lastChange may lie before the real tick
+	since      int64 // tick words unchanged since (a lower bound too)
 
 	slotSeen  [region.NumSlots]bool
 	slotLast  [region.NumSlots]int64
@@ -265,7 +271,8 @@ func (t *Tracker) ReportPanic(ev PanicEvidence) {
 
 // Assess returns the verdict of a single snapshot, with optional panic
 // evidence (nil: none). Freshness comes from the echo of the host stamp:
-// age = At - echo; alive if age <= K*period + StampInterval. Without a
+// age = At - echo; alive if age <= K*period (+ the amount by which the
+// stamp interval exceeds K-1 periods, if it does). Without a
 // usable echo (none written, or host stamping stopped so the echo is only
 // a lower bound), the verdict is StateUnknown: use a Tracker (or Check)
 // over two snapshots.
@@ -353,8 +360,9 @@ func (t *Tracker) fresh(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 		t.since = now
 	}
 	if changed {
-		t.lastChange, t.since = now, now
+		t.lastChange, t.since, t.changeLag = t.prevAt, t.prevAt, now-t.prevAt
 	}
+	t.prevAt = now
 	t.slots(v, s, now, cfg)
 	t.prev = tickWords{ticks: s.Ticks, boots: s.Boots, timerLo: s.TimerLo, echoLo: s.EchoLo, echoHi: s.EchoHi}
 	for i := range s.Slots {
@@ -366,11 +374,12 @@ func (t *Tracker) fresh(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 	echoMs, echoOK := msValue(s.EchoLo, s.EchoHi, now)
 	echo := echoMs * 1e6
 	v.EchoImplausible = !echoOK && (s.EchoLo != 0 || s.EchoHi != 0)
+	var lag int64 // how much earlier than the real tick `last` may be
 	if echoOK {
-		last, v.LastTickSource = echo, TickEcho
+		last, v.LastTickSource, lag = echo, TickEcho, int64(cfg.StampInterval)
 	}
 	if t.lastChange != 0 && t.lastChange > last {
-		last, v.LastTickSource = t.lastChange, TickObserved
+		last, v.LastTickSource, lag = t.lastChange, TickObserved, t.changeLag
 	}
 	var age int64
 	if v.LastTickSource != TickUnknown {
@@ -387,9 +396,14 @@ func (t *Tracker) fresh(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 		return
 	}
 
-	tol := int64(0)
-	if v.LastTickSource == TickEcho {
-		tol = int64(cfg.StampInterval)
+	// last is a lower bound: a healthy guest's age can reach one period
+	// plus lag. With lag ≤ (K-1) periods no tolerance is needed and a hang
+	// is reported within K periods plus one poll interval of the real last
+	// tick; a longer lag (polling or stamping slower than the tick) widens
+	// the threshold by the excess rather than raise false alarms.
+	tol := lag - int64(mulDur(period, cfg.K-1))
+	if tol < 0 {
+		tol = 0
 	}
 	if v.LastTickSource != TickUnknown && age <= int64(addDur(time.Duration(thr), time.Duration(tol))) {
 		v.State, v.Reason = StateAlive, "ticked within K periods"

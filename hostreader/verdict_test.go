@@ -83,8 +83,10 @@ func TestVerdictFromEcho(t *testing.T) {
 		wantAgeMs int64
 	}{
 		{"fresh echo", now.Add(-1500 * time.Millisecond), now.Add(-200 * time.Millisecond), StateAlive, TickEcho, 1500},
-		{"at the bound k*period+interval", now.Add(-4 * time.Second), now.Add(-100 * time.Millisecond), StateAlive, TickEcho, 4000},
-		{"old echo while host stamps", now.Add(-4100 * time.Millisecond), now.Add(-100 * time.Millisecond), StateStale, TickEcho, 4100},
+		// The echo is a lower bound of the tick time: the bound is k*period
+		// (the 1 s stamp interval is within (k-1) periods, so no tolerance).
+		{"at the bound k*period", now.Add(-3 * time.Second), now.Add(-100 * time.Millisecond), StateAlive, TickEcho, 3000},
+		{"old echo while host stamps", now.Add(-3001 * time.Millisecond), now.Add(-100 * time.Millisecond), StateStale, TickEcho, 3001},
 		{"stamping stopped, guest saw last stamp", now.Add(-60 * time.Second), now.Add(-60 * time.Second), StateUnknown, TickEcho, 60000},
 		{"stamping stopped, guest missed later stamp", now.Add(-60 * time.Second), now.Add(-30 * time.Second), StateStale, TickEcho, 60000},
 		{"no stamp at all but echo", now.Add(-60 * time.Second), time.Time{}, StateUnknown, TickEcho, 60000},
@@ -114,24 +116,26 @@ func TestVerdictNoEchoIsUnknownThenObserved(t *testing.T) {
 	assert.Contains(t, v.Reason, "no host stamp echo")
 	assert.Equal(t, TickUnknown, v.LastTickSource)
 
-	// Ticks moved one second later: alive, observed.
+	// Ticks moved one second later: alive, observed. The tick happened
+	// after the previous snapshot: that is its lower bound.
 	putWord(img, region.OffTicks, 2)
 	v = tr.Update(snapOf(t, img, t0.Add(time.Second)))
 	assert.Equal(t, StateAlive, v.State, v.Reason)
 	assert.Equal(t, TickObserved, v.LastTickSource)
-	assert.True(t, v.LastTick.Equal(t0.Add(time.Second)))
+	assert.True(t, v.LastTick.Equal(t0), "%v", v.LastTick)
 
 	// The timer word alone moving also counts as a tick.
 	putWord(img, region.OffTimerLo, 1234)
 	v = tr.Update(snapOf(t, img, t0.Add(2*time.Second)))
 	assert.Equal(t, StateAlive, v.State)
-	assert.Equal(t, time.Duration(0), v.Age)
+	assert.Equal(t, time.Second, v.Age)
 
-	// Nothing moves: alive until K periods (3 s) have passed, then stale.
-	v = tr.Update(snapOf(t, img, t0.Add(5*time.Second)))
+	// Nothing moves: alive until K periods (3 s) past the lower bound
+	// (t0+1 s), then stale.
+	v = tr.Update(snapOf(t, img, t0.Add(4*time.Second)))
 	assert.Equal(t, StateAlive, v.State)
 	assert.Equal(t, 3*time.Second, v.Age)
-	v = tr.Update(snapOf(t, img, t0.Add(5*time.Second+time.Millisecond)))
+	v = tr.Update(snapOf(t, img, t0.Add(4*time.Second+time.Millisecond)))
 	assert.Equal(t, StateStale, v.State, v.Reason)
 	assert.Contains(t, v.Reason, "unchanged")
 
@@ -294,15 +298,22 @@ func TestStampHostTimeOrderMatchesCorrection(t *testing.T) {
 
 func TestVerdictPeriodBounds(t *testing.T) {
 	img := newImage(4096)
-	setEcho(img, t0.Add(-2*time.Second))
+	setEcho(img, t0.Add(-1500*time.Millisecond))
 	setHostStamp(img, t0)
 	putWord(img, region.OffPeriod, 0)
 	v := Assess(snapOf(t, img, t0), VerdictConfig{DefaultPeriod: 500 * time.Millisecond}, nil)
 	assert.Equal(t, 500*time.Millisecond, v.Period)
-	assert.Equal(t, StateAlive, v.State, "2 s <= 3*0.5 s + 1 s")
-	setEcho(img, t0.Add(-3*time.Second))
+	assert.Equal(t, StateAlive, v.State, "1.5 s <= 3*0.5 s")
+	setEcho(img, t0.Add(-1501*time.Millisecond))
 	v = Assess(snapOf(t, img, t0), VerdictConfig{DefaultPeriod: 500 * time.Millisecond}, nil)
 	assert.Equal(t, StateStale, v.State)
+	// Stamping slower than (K-1) periods widens the threshold by the excess
+	// (3 s - 2*0.5 s = 2 s) instead of calling a healthy guest stale.
+	slow := VerdictConfig{DefaultPeriod: 500 * time.Millisecond, StampInterval: 3 * time.Second}
+	setEcho(img, t0.Add(-3500*time.Millisecond))
+	assert.Equal(t, StateAlive, Assess(snapOf(t, img, t0), slow, nil).State)
+	setEcho(img, t0.Add(-3501*time.Millisecond))
+	assert.Equal(t, StateStale, Assess(snapOf(t, img, t0), slow, nil).State)
 
 	// A hostile period and a huge K saturate instead of overflowing.
 	putWord(img, region.OffPeriod, 0xffffffff)

@@ -379,6 +379,12 @@ func checkStopCont(t *testing.T, vm *e2eVM) {
 	assert.Equal(t, "paused", st.Status)
 	assert.False(t, vm.s.Process().Exited())
 	ticksStopped := vm.Ticks()
+	// The bound, from the guest's last real tick (seen by the 2 ms
+	// sampler) to the stale verdict: K periods + one poll interval.
+	lastTick := ticksStopped[len(ticksStopped)-1].At
+	bound := time.Duration(hostreader.DefaultK)*vm.rc.Tick + vm.interval
+	logNumber(t, "stop_last_tick_to_stale_1s", "%v (bound %v)", stale.Time.Sub(lastTick).Round(time.Millisecond), bound)
+	assert.LessOrEqual(t, stale.Time.Sub(lastTick), bound, "last tick -> stale exceeds K periods + 1 poll interval")
 
 	contAt := time.Now()
 	require.NoError(t, vm.s.QMP().Execute(ctx, "cont", nil, nil))
