@@ -6,6 +6,9 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v iasl >/dev/null || need+=(acpica-tools)
 command -v acpiexec >/dev/null || need+=(acpica-tools)
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
+# make + gcc-12 build the test guest's oops module against the kernel headers
+command -v make >/dev/null || need+=(make)
+command -v gcc-12 >/dev/null || need+=(gcc-12)
 if [ ${#need[@]} -eq 0 ]; then
   echo "deps: qemu-system-x86, acpica-tools and ovmf are present"
   exit 0
