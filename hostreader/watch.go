@@ -48,6 +48,11 @@ type watchEntry struct {
 	last    Verdict
 	emitted bool
 	removed bool
+	// tornRounds counts consecutive rounds whose snapshot stayed torn after
+	// the recheck. A host that deschedules the vCPU in the middle of a tick
+	// tears one round (seen under load with 10-25 ms polls); only a second
+	// torn round in a row is reported.
+	tornRounds int
 }
 
 // Watcher follows regions, stamps host time into them (optional) and
@@ -273,6 +278,7 @@ func (w *Watcher) round(out []Change) []Change {
 			torn = append(torn, e)
 			continue
 		}
+		e.tornRounds = 0
 		out = w.judge(out, e, s, err)
 	}
 	if len(torn) > 0 {
@@ -280,6 +286,14 @@ func (w *Watcher) round(out []Change) []Change {
 		now = w.opts.Now()
 		for _, e := range torn {
 			s, err := e.region.SnapshotAt(now)
+			if err == nil && s.Torn {
+				e.tornRounds++
+				if e.tornRounds < 2 && e.emitted {
+					continue // keep the last verdict for one round
+				}
+			} else {
+				e.tornRounds = 0
+			}
 			out = w.judge(out, e, s, err)
 		}
 	}
