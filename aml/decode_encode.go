@@ -179,19 +179,6 @@ func appendLEValue(b []byte, n *Node, size int) ([]byte, error) {
 // pkgMax[w] is the largest PkgLength value w bytes can encode.
 var pkgMax = [5]int{0, 0x3F, 0xFFF, 0xFFFFF, 0xFFFFFFF}
 
-func putPkg(dst []byte, w, v int) {
-	if w == 1 {
-		dst[0] = byte(v)
-		return
-	}
-	dst[0] = byte(w-1)<<6 | byte(v&0x0F)
-	v >>= 4
-	for i := 1; i < w; i++ {
-		dst[i] = byte(v)
-		v >>= 8
-	}
-}
-
 // fixPkgLength writes the PkgLength reserved at b[at:at+width], widening
 // it (and moving the body) when the body does not fit.
 func fixPkgLength(b []byte, n *Node, at, width int) ([]byte, error) {
@@ -209,7 +196,7 @@ func fixPkgLength(b []byte, n *Node, at, width int) ([]byte, error) {
 		}
 		copy(b[at+w:], b[at+width:at+width+body])
 	}
-	putPkg(b[at:at+w], w, body+w)
+	putPkgLengthN(b[at:at+w], w, body+w)
 	return b, nil
 }
 
@@ -227,6 +214,6 @@ func appendPkgValue(b []byte, n *Node, v uint64) ([]byte, error) {
 		w++
 	}
 	var tmp [4]byte
-	putPkg(tmp[:w], w, int(v))
+	putPkgLengthN(tmp[:w], w, int(v))
 	return append(b, tmp[:w]...), nil
 }
