@@ -45,10 +45,15 @@ const (
 	// normal-priority busy loops run on every CPU; the kernel, and so the AML
 	// tick, keeps running.
 	ModeUhang = "uhang"
+	// ModeSpin measures the tick's guest CPU cost from inside the guest: a
+	// CPU-bound loop with the thermal zone's polling switched on and off in
+	// turn, then timed reads of the zone's temp (runs _TMP) against its type
+	// (see init/spin.go; used by qemuhook's TestE2ETickCPUCost).
+	ModeSpin = "spin"
 )
 
 // Modes lists every guest mode.
-var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang}
+var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin}
 
 // AppTag is the tag the guest writes into its application slot by default.
 const AppTag = "testapp"
