@@ -26,6 +26,17 @@
 //   - LNotEqual, LLessEqual and LGreaterEqual are LNot of LEqual, LGreater
 //     and LLess, as in iasl.
 //
+// The decoder (Decode) parses any AML byte stream — a whole DSDT or SSDT
+// body — into a tree of *Node with the byte offset and length of every
+// term. Method invocations need the callee's argument count, known only from
+// its declaration: Decode resolves names with the ACPI search rules against
+// the Methods and Externals it has seen and, when a later declaration could
+// change an earlier lookup, decodes again after a declaration pass (as
+// ACPICA's two-pass parse does). Malformed input returns a *DecodeError with
+// the offset; nesting depth and node count are bounded. A *Node is itself a
+// Term, so a decoded tree re-encodes to the same bytes, and Format/FormatWith
+// print it as ASL (optionally with each term's offset).
+//
 // A built tree is not modified by encoding: it can be encoded again, and
 // from several goroutines at once. Constructors copy their variadic
 // arguments, so reusing a slice after a call does not change the tree.
