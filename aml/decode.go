@@ -2,6 +2,7 @@ package aml
 
 import (
 	ebin "encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 )
@@ -10,8 +11,14 @@ import (
 const scanRing = 64
 
 // MaxDecodeDepth is the deepest nesting of terms Decode accepts; deeper
-// input is refused with a *DecodeError rather than exhausting the stack.
+// input is refused with a *DecodeError wrapping ErrTooDeep rather than
+// exhausting the stack. The encoder has no such limit: a tree it encodes
+// with terms nested deeper than this does not decode.
 const MaxDecodeDepth = 256
+
+// ErrTooDeep is wrapped by the *DecodeError for input nested deeper than
+// MaxDecodeDepth.
+var ErrTooDeep = errors.New("terms nested too deep")
 
 // Node is one decoded AML construct. A tree of Nodes re-encodes to the
 // bytes it was decoded from (Node implements Term), and prints as ASL
@@ -133,7 +140,11 @@ type DecodeError struct {
 	Off int
 	Op  string
 	Msg string
+	Err error // a sentinel such as ErrTooDeep, or nil
 }
+
+// Unwrap returns the sentinel error, if any.
+func (e *DecodeError) Unwrap() error { return e.Err }
 
 func (e *DecodeError) Error() string {
 	if e.Op != "" {
@@ -359,7 +370,9 @@ func (p *decoder) term(end int, ctx termCtx) (*Node, error) {
 	p.depth++
 	if p.depth > MaxDecodeDepth {
 		p.depth--
-		return nil, p.errf(p.pos, "terms nested deeper than %d", MaxDecodeDepth)
+		e := p.errf(p.pos, "terms nested deeper than %d", MaxDecodeDepth)
+		e.Err = ErrTooDeep
+		return nil, e
 	}
 	if p.nodes >= p.maxNode {
 		p.depth--

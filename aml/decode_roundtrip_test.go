@@ -193,6 +193,7 @@ func TestDecodeNestingBomb(t *testing.T) {
 	b = append(b, OneOp)
 	de := decodeErr(t, b)
 	assert.Contains(t, de.Msg, "nested deeper")
+	assert.ErrorIs(t, de, ErrTooDeep)
 	assert.Equal(t, MaxDecodeDepth, de.Off)
 
 	// Nested Scopes with valid lengths.
