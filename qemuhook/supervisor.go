@@ -36,6 +36,7 @@ const (
 	StateWatchdog     = "watchdog"     // QMP WATCHDOG
 	StateExited       = "exited"       // QEMU exited
 	StateDisconnected = "disconnected" // QMP connection lost (attach mode)
+	StateReconnected  = "reconnected"  // QMP answers again (attach mode, AttachConfig.Reconnect)
 )
 
 // Verdict is one entry of a Supervisor's verdict stream: what was seen,
@@ -133,6 +134,23 @@ type AttachConfig struct {
 	// SerialSocket is the serial unix socket, optional (QEMU accepts one
 	// client: leave it empty if something else reads the console).
 	SerialSocket string
+	// Reconnect keeps supervising when the QMP connection drops (QEMU
+	// exited or restarts): a StateDisconnected verdict is emitted, the
+	// region (which survives QEMU) and the ERST store stay watched, and the
+	// QMP socket is re-dialled with a bounded backoff (ReconnectMin, doubling
+	// up to ReconnectMax) until a QEMU answers on it again — then a
+	// StateReconnected verdict follows, QMP() works again and, with a
+	// SerialSocket, Console() is a new console on the new QEMU — or until
+	// ctx or Close ends supervision. Without Reconnect (the default) the
+	// disconnected verdict ends the stream.
+	//
+	// QEMU serves one QMP client at a time: while the supervisor holds the
+	// new QEMU's QMP, anything else (e.g. Start waiting for the greeting)
+	// waits for the supervisor to let go.
+	Reconnect bool
+	// ReconnectMin and ReconnectMax bound the re-dial backoff (defaults
+	// 100 ms and 2 s).
+	ReconnectMin, ReconnectMax time.Duration
 }
 
 // Summary is what a supervised run came to.
@@ -176,7 +194,13 @@ type Supervisor struct {
 	erstOut  chan PanicReport
 	erstDone chan struct{}
 
+	attach      AttachConfig     // attach mode: what to re-dial
+	redialing   bool             // a redial goroutine runs (loop goroutine only)
+	redialWG    sync.WaitGroup   // the redial goroutine
+	reconnected chan reconnected // redial goroutine → loop
+
 	mu        sync.Mutex
+	curCon    *Console // the console now (replaced on reconnect)
 	sum       Summary
 	lastRV    *hostreader.Verdict
 	stopping  bool
@@ -275,6 +299,16 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 		opts: opts, proc: p, erstPath: ac.ERSTPath, cancel: cancel,
 		out: make(chan Verdict, opts.Buffer), done: make(chan struct{}),
 		panicked: make(chan struct{}), erstOut: make(chan PanicReport, 8), erstDone: make(chan struct{}),
+		attach: ac, reconnected: make(chan reconnected, 1),
+	}
+	if ac.ReconnectMin <= 0 {
+		s.attach.ReconnectMin = 100 * time.Millisecond
+	}
+	if ac.ReconnectMax <= 0 {
+		s.attach.ReconnectMax = 2 * time.Second
+	}
+	if s.attach.ReconnectMax < s.attach.ReconnectMin {
+		s.attach.ReconnectMax = s.attach.ReconnectMin
 	}
 	var err error
 	fail := func(e error) (*Supervisor, error) {
@@ -299,6 +333,7 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 		if opts.ConsoleTee != nil {
 			s.con.SetTee(opts.ConsoleTee)
 		}
+		s.curCon = s.con
 	}
 	s.qmp, err = DialQMP(ctx, ac.QMPSocket, opts.QMP)
 	if err != nil {
@@ -324,7 +359,7 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 
 // Verdicts returns the merged verdict stream. It is closed when
 // supervision ends (QEMU exited, the QMP connection was lost in attach
-// mode, Close, or ctx).
+// mode without AttachConfig.Reconnect, Close, or ctx).
 func (s *Supervisor) Verdicts() <-chan Verdict { return s.out }
 
 // Done is closed when supervision has ended and everything is released.
@@ -333,8 +368,14 @@ func (s *Supervisor) Done() <-chan struct{} { return s.done }
 // QMP returns the QMP session (for on-demand diagnostics).
 func (s *Supervisor) QMP() *QMP { return s.qmp }
 
-// Console returns the serial console, nil when none is configured.
-func (s *Supervisor) Console() *Console { return s.con }
+// Console returns the serial console, nil when none is configured. In
+// attach mode with AttachConfig.Reconnect it is a new Console after each
+// reconnection (the old one has ended with its QEMU).
+func (s *Supervisor) Console() *Console {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.curCon
+}
 
 // Process returns the QEMU process, nil in attach mode.
 func (s *Supervisor) Process() *Process { return s.proc }
@@ -417,6 +458,8 @@ func (s *Supervisor) loop(ctx context.Context) {
 			}
 		case rep := <-s.erstOut:
 			s.onERST(ctx, rep)
+		case r := <-s.reconnected:
+			s.onReconnected(ctx, r)
 		case <-procDone:
 			s.finish(ctx, changes, s.exitVerdict())
 			return
@@ -476,10 +519,22 @@ func (s *Supervisor) finish(ctx context.Context, changes <-chan hostreader.Chang
 
 func (s *Supervisor) release() {
 	s.cancel()
+	s.redialWG.Wait()
+	// A console dialled by a redial the loop never took.
+	select {
+	case r := <-s.reconnected:
+		if r.con != nil {
+			r.con.Close()
+		}
+	default:
+	}
 	s.watcher.Close()
 	s.qmp.Close()
-	if s.con != nil {
-		s.con.Close()
+	s.mu.Lock()
+	con := s.curCon
+	s.mu.Unlock()
+	if con != nil {
+		con.Close()
 	}
 	if s.proc != nil {
 		s.proc.Kill()
@@ -536,7 +591,11 @@ func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
 			return nil // the process exit will tell more
 		}
 		v.State, v.Reason = StateDisconnected, "QMP connection lost: "+hostreader.EscapeLog(string(ev.Data))
-		return &v
+		if !s.attach.Reconnect {
+			return &v
+		}
+		v.Reason += "; watching the region, re-dialling " + hostreader.EscapeLog(s.attach.QMPSocket)
+		s.startRedial(ctx, ev.Time)
 	default:
 		return nil
 	}
@@ -656,4 +715,89 @@ func (s *Supervisor) pollERST(ctx context.Context, baseline []byte) {
 			}
 		}
 	}
+}
+
+// reconnected is what a successful redial hands to the loop.
+type reconnected struct {
+	at       time.Time
+	lostAt   time.Time
+	attempts int
+	con      *Console // the new console (nil without SerialSocket or if it failed)
+	conErr   error
+}
+
+// startRedial re-dials QMP in the background (attach mode with Reconnect)
+// unless a redial already runs. Called from the loop goroutine only.
+func (s *Supervisor) startRedial(ctx context.Context, lostAt time.Time) {
+	if s.redialing {
+		return
+	}
+	s.redialing = true
+	s.redialWG.Add(1)
+	go s.redial(ctx, lostAt)
+}
+
+// redial calls QMP.Reconnect with a bounded exponential backoff until it
+// succeeds or ctx ends, then re-dials the serial console, and hands the
+// result to the loop.
+func (s *Supervisor) redial(ctx context.Context, lostAt time.Time) {
+	defer s.redialWG.Done()
+	delay := s.attach.ReconnectMin
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for attempts := 1; ; attempts++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.qmp.Reconnect(ctx); err != nil {
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			delay = min(2*delay, s.attach.ReconnectMax)
+			t.Reset(delay)
+			continue
+		}
+		r := reconnected{at: time.Now(), lostAt: lostAt, attempts: attempts}
+		if s.attach.SerialSocket != "" {
+			cctx, c := context.WithTimeout(ctx, 10*time.Second)
+			r.con, r.conErr = DialConsole(cctx, s.attach.SerialSocket, s.opts.ConsoleBuffer)
+			c()
+			if r.con != nil && s.opts.ConsoleTee != nil {
+				r.con.SetTee(s.opts.ConsoleTee)
+			}
+		}
+		select {
+		case s.reconnected <- r: // buffered (1): the only send of this goroutine
+		case <-ctx.Done():
+			if r.con != nil {
+				r.con.Close()
+			}
+		}
+		return
+	}
+}
+
+// onReconnected reports QMP back and swaps in the new console.
+func (s *Supervisor) onReconnected(ctx context.Context, r reconnected) {
+	s.redialing = false
+	if r.con != nil {
+		s.mu.Lock()
+		old := s.curCon
+		s.curCon = r.con
+		s.mu.Unlock()
+		if old != nil {
+			old.Close() // ended with the old QEMU; releases its reader
+		}
+	}
+	v := s.qmp.Version()
+	reason := fmt.Sprintf("QMP reconnected after %v (%d attempts): QEMU %d.%d.%d answers on %s",
+		r.at.Sub(r.lostAt).Round(time.Millisecond), r.attempts, v.QEMU.Major, v.QEMU.Minor, v.QEMU.Micro,
+		hostreader.EscapeLog(s.attach.QMPSocket))
+	if r.conErr != nil {
+		reason += "; serial console not re-dialled: " + hostreader.EscapeLog(r.conErr.Error())
+	}
+	s.emit(ctx, Verdict{Time: r.at, State: StateReconnected, Source: SourceQMP, Reason: reason,
+		Event: &Event{Name: EventReconnected, Time: r.at}})
 }

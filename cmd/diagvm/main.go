@@ -52,9 +52,14 @@ Modes:
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
       when QEMU exits.
-  diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE] [--json]
+  diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE]
+                [--serial SOCKET] [--reconnect] [--json]
       Supervise a VM started elsewhere (with the arguments of
-      "ssdtgen qemu-args"); ends when its QMP connection closes.
+      "ssdtgen qemu-args"); ends when its QMP connection closes. With
+      --reconnect it reports the loss ("disconnected"), keeps watching the
+      region and re-dials the QMP socket (backoff 100ms..2s) until a QEMU
+      answers on it again ("reconnected"); it then ends only on Ctrl-C or
+      SIGTERM.
   diagvm demo [--panic-after D] [--json] [--console] [--keep]
       Build and boot the bundled test guest (needs "make deps guest"), show
       it alive, make it panic, print the panic decoded from ERST.
@@ -193,6 +198,7 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	erst := fs.String("erst", "", "the ERST backing file (optional)")
 	serial := fs.String("serial", "", "the serial unix socket (optional; QEMU serves one client)")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	reconnect := fs.Bool("reconnect", false, "when QMP drops, keep watching the region and re-dial the QMP socket until a QEMU answers again (ends only on a signal)")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -207,7 +213,7 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil || off < 0 {
 		return fail(stderr, exitUsage, "attach: --region-offset %q is not a non-negative number", *offset)
 	}
-	ac := qemuhook.AttachConfig{QMPSocket: *qmpSock, RegionPath: *regionPath, RegionOffset: off, ERSTPath: *erst, SerialSocket: *serial}
+	ac := qemuhook.AttachConfig{QMPSocket: *qmpSock, RegionPath: *regionPath, RegionOffset: off, ERSTPath: *erst, SerialSocket: *serial, Reconnect: *reconnect}
 	if off > 0 {
 		ac.RegionSize = int64(acpi.DefaultSize)
 	}

@@ -97,6 +97,68 @@ func TestAttachCLI(t *testing.T) {
 	assert.Equal(t, []string{"absent", "disconnected", "disconnected"}, states, out)
 }
 
+// TestAttachCLIReconnect: attach --reconnect outlives the QEMU it attached
+// to, finds the next QEMU started on the same QMP socket, and ends on the
+// signal (ctx) with the summary.
+func TestAttachCLIReconnect(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	dir, err := os.MkdirTemp("", "dv")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	require.NoError(t, err)
+	cfg := qemuhook.Config{MemoryMB: 64, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), ERSTPath: filepath.Join(dir, "erst"), Extra: []string{"-S"}}
+	p1, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{})
+	require.NoError(t, err)
+	defer p1.Kill()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p2c := make(chan *qemuhook.Process, 1)
+	go func() {
+		defer close(p2c)
+		time.Sleep(1500 * time.Millisecond)
+		p1.Kill()
+		time.Sleep(time.Second)
+		// NoWait: the attached diagvm is re-dialling and takes QEMU's
+		// single QMP client slot; Start's own probe would wait for it.
+		p2, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{NoWait: true})
+		if err != nil {
+			t.Errorf("second QEMU: %v", err)
+			cancel()
+			return
+		}
+		p2c <- p2
+		time.Sleep(8 * time.Second) // backoff ≤ 2 s, QEMU start on a loaded machine
+		cancel()
+	}()
+	code, out, stderr := runCLI(t, ctx, "attach", "--json", "--reconnect", "--qmp", cfg.QMPSocket, "--region", ch.BackingPath, "--erst", cfg.ERSTPath)
+	if p2 := <-p2c; p2 != nil {
+		defer p2.Kill()
+		assert.False(t, p2.Exited(), "attach leaves the new QEMU running")
+	}
+	assert.Equal(t, exitOK, code, stderr)
+	var types, states []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m struct {
+			Type    string `json:"type"`
+			Verdict struct {
+				State string `json:"state"`
+			} `json:"verdict"`
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+		types = append(types, m.Type)
+		states = append(states, m.Verdict.State)
+	}
+	assert.Equal(t, []string{"verdict", "verdict", "verdict", "summary"}, types, out)
+	assert.Equal(t, []string{"absent", "disconnected", "reconnected", ""}, states, out)
+
+	code, _, stderr = runCLI(t, context.Background(), "attach", "--help")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, stderr, "[--reconnect]")
+	assert.Contains(t, stderr, "-reconnect\n")
+}
+
 // TestRunCLIRealGuest boots the test guest with diagvm run; the guest
 // powers off after a few seconds alive.
 func TestRunCLIRealGuest(t *testing.T) {
