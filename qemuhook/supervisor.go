@@ -196,6 +196,7 @@ type Supervisor struct {
 
 	attach      AttachConfig     // attach mode: what to re-dial
 	redialing   bool             // a redial goroutine runs (loop goroutine only)
+	lostAgain   *Verdict         // the new connection dropped before its redial was reported (loop only)
 	redialWG    sync.WaitGroup   // the redial goroutine
 	reconnected chan reconnected // redial goroutine → loop
 
@@ -595,7 +596,14 @@ func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
 			return &v
 		}
 		v.Reason += "; watching the region, re-dialling " + hostreader.EscapeLog(s.attach.QMPSocket)
-		s.startRedial(ctx, ev.Time)
+		if s.redialing {
+			// Only a connection the running redial made can drop now: it
+			// dropped before the loop took the redial's result. Report it
+			// after the reconnected verdict, then redial again.
+			s.lostAgain = &v
+			return nil
+		}
+		s.startRedial(ctx, v.Time)
 	default:
 		return nil
 	}
@@ -751,7 +759,7 @@ func (s *Supervisor) redial(ctx context.Context, lostAt time.Time) {
 			return
 		case <-t.C:
 		}
-		if err := s.qmp.Reconnect(ctx); err != nil {
+		if err := s.reconnectQMP(ctx); err != nil {
 			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
 				return
 			}
@@ -779,6 +787,18 @@ func (s *Supervisor) redial(ctx context.Context, lostAt time.Time) {
 	}
 }
 
+// reconnectQMP redials QMP unless its connection is already up again (a
+// command with QMPOptions.AutoReconnect redialled first: Reconnect would
+// drop that live connection).
+func (s *Supervisor) reconnectQMP(ctx context.Context) error {
+	select {
+	case <-s.qmp.Done():
+		return s.qmp.Reconnect(ctx)
+	default:
+		return nil
+	}
+}
+
 // onReconnected reports QMP back and swaps in the new console.
 func (s *Supervisor) onReconnected(ctx context.Context, r reconnected) {
 	s.redialing = false
@@ -800,4 +820,9 @@ func (s *Supervisor) onReconnected(ctx context.Context, r reconnected) {
 	}
 	s.emit(ctx, Verdict{Time: r.at, State: StateReconnected, Source: SourceQMP, Reason: reason,
 		Event: &Event{Name: EventReconnected, Time: r.at}})
+	if lost := s.lostAgain; lost != nil {
+		s.lostAgain = nil
+		s.emit(ctx, *lost)
+		s.startRedial(ctx, lost.Time)
+	}
 }

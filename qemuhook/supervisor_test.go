@@ -379,6 +379,55 @@ func TestSupervisorAttachReconnect(t *testing.T) {
 	assert.Equal(t, StateDisconnected, s.Summary().Last.State)
 }
 
+// TestSupervisorAttachReconnectAfterAutoReconnect: a command with
+// QMPOptions.AutoReconnect may bring QMP back before the supervisor's own
+// re-dial is due; the re-dial then reports the live connection instead of
+// dropping it for a new one.
+func TestSupervisorAttachReconnectAfterAutoReconnect(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := idleConfig(t, dir)
+	cfg.SerialSocket = ""
+	p1, err := Start(context.Background(), cfg, StartOptions{})
+	require.NoError(t, err)
+	defer p1.Kill()
+	ac := AttachConfig{QMPSocket: cfg.QMPSocket, RegionPath: cfg.Channel.BackingPath, Reconnect: true,
+		ReconnectMin: 6 * time.Second, ReconnectMax: 6 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Attach(ctx, ac, SupervisorOptions{QMP: QMPOptions{AutoReconnect: true}})
+	require.NoError(t, err)
+	defer s.Close()
+	var seen []Verdict
+	nextVerdict(t, s.Verdicts(), "absent", SourceRegion, 10*time.Second, &seen)
+	p1.Kill()
+	nextVerdict(t, s.Verdicts(), StateDisconnected, SourceQMP, 10*time.Second, &seen)
+	p2, err := Start(context.Background(), cfg, StartOptions{NoWait: true})
+	require.NoError(t, err)
+	defer p2.Kill()
+	// The command's own redial (AutoReconnect) brings QMP back.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err = QueryStatus(ctx, s.QMP())
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, err, "AutoReconnect within 5 s")
+	back := nextVerdict(t, s.Verdicts(), StateReconnected, SourceQMP, 15*time.Second, &seen)
+	assert.Contains(t, back.Reason, "(1 attempts)")
+	// The connection the command made is the one in use: not dropped.
+	select {
+	case v := <-s.Verdicts():
+		t.Fatalf("unexpected verdict after reconnecting: %v", v)
+	case <-time.After(500 * time.Millisecond):
+	}
+	require.NoError(t, s.QMP().Execute(ctx, "cont", nil, nil))
+	nextVerdict(t, s.Verdicts(), StateRunning, SourceQMP, 10*time.Second, &seen)
+}
+
 // TestSupervisorPlacements: the region ticks alive with the fixed
 // placement (guest RAM backed by the file, memmap= on the kernel command
 // line) and with ivshmem under OVMF (BAR2 kept below 4 GiB by the
