@@ -268,7 +268,10 @@ func Launch(ctx context.Context, cfg Config, opts SupervisorOptions) (*Superviso
 }
 
 // Attach supervises a VM that is already running. Close (or ctx) stops
-// supervision; QEMU is left running.
+// supervision; QEMU is left running. When the QMP connection drops the
+// stream ends with a StateDisconnected verdict, unless ac.Reconnect: then
+// supervision goes on and QMP is re-dialled until a QEMU answers again
+// (StateReconnected).
 func Attach(ctx context.Context, ac AttachConfig, opts SupervisorOptions) (*Supervisor, error) {
 	if ac.QMPSocket == "" {
 		return nil, cfgErr("QMPSocket", "empty: attach needs the VM's QMP socket")
