@@ -379,6 +379,47 @@ func TestSupervisorAttachReconnect(t *testing.T) {
 	assert.Equal(t, StateDisconnected, s.Summary().Last.State)
 }
 
+// TestSupervisorAttachReconnectGuest: a real guest under an attached
+// supervisor with Reconnect; its QEMU is killed (the region goes stale while
+// nothing runs) and a new QEMU boots the guest again on the same region
+// file: reconnected, then the region says rebooted (boot 2) and alive, and
+// the new console carries the new boot's output.
+func TestSupervisorAttachReconnectGuest(t *testing.T) {
+	checkNoLeak(t)
+	dir := shortTempDir(t)
+	cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModeAlive, -1))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p1, err := Start(ctx, cfg, StartOptions{})
+	require.NoError(t, err)
+	defer p1.Kill()
+	ac := AttachConfig{QMPSocket: cfg.QMPSocket, RegionPath: cfg.Channel.BackingPath, ERSTPath: cfg.ERSTPath,
+		SerialSocket: cfg.SerialSocket, Reconnect: true}
+	s, err := Attach(ctx, ac, SupervisorOptions{Watch: hostreader.WatchOptions{Interval: 250 * time.Millisecond}})
+	require.NoError(t, err)
+	defer s.Close()
+	var seen []Verdict
+	a1 := nextVerdict(t, s.Verdicts(), "alive", SourceRegion, 150*time.Second, &seen)
+	assert.Equal(t, uint32(1), a1.Region.Snapshot.Boots)
+
+	p1.Kill()
+	nextVerdict(t, s.Verdicts(), StateDisconnected, SourceQMP, 10*time.Second, &seen)
+	nextVerdict(t, s.Verdicts(), "stale", SourceRegion, 15*time.Second, &seen)
+
+	p2, err := Start(ctx, cfg, StartOptions{NoWait: true})
+	require.NoError(t, err)
+	defer p2.Kill()
+	nextVerdict(t, s.Verdicts(), StateReconnected, SourceQMP, 20*time.Second, &seen)
+	rb := nextVerdict(t, s.Verdicts(), "rebooted", SourceRegion, 150*time.Second, &seen)
+	assert.Equal(t, uint32(2), rb.Region.Snapshot.Boots)
+	nextVerdict(t, s.Verdicts(), "alive", SourceRegion, 30*time.Second, &seen)
+	_, err = s.Console().WaitFor(ctx, 0, "acpidiag-guest: ready")
+	require.NoError(t, err, "the new console carries the new boot")
+	st, err := QueryStatus(ctx, s.QMP())
+	require.NoError(t, err)
+	assert.True(t, st.Running)
+}
+
 // TestSupervisorAttachReconnectAfterAutoReconnect: a command with
 // QMPOptions.AutoReconnect may bring QMP back before the supervisor's own
 // re-dial is due; the re-dial then reports the live connection instead of
