@@ -167,7 +167,7 @@ func runAcpiexecFlags(t testing.TB, flags, tables []string, init map[string]uint
 // qemuDSDT returns the path of a real QEMU DSDT from the shared fixtures.
 func qemuDSDT(t testing.TB, machine string) string {
 	t.Helper()
-	return filepath.Join(fixtures.Shared(t), "tables", machine+"_seabios_default", "DSDT.dat")
+	return filepath.Join(fixtures.Real(t), "tables", machine+"_seabios_default", "DSDT.dat")
 }
 
 // iaslCompile compiles ASL source with the real iasl and returns the .aml path.

@@ -21,7 +21,7 @@ func FuzzDescribeTable(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	paths, _ := filepath.Glob(filepath.Join(fixtures.Shared(f), "tables", "*", "*SDT.dat"))
+	paths, _ := filepath.Glob(filepath.Join(fixtures.Real(f), "tables", "*", "*SDT.dat"))
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -56,7 +56,7 @@ func FuzzParseRegionSpec(f *testing.F) {
 }
 
 func BenchmarkDescribeTableQEMUDSDT(b *testing.B) {
-	tbl, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	tbl, err := os.ReadFile(filepath.Join(fixtures.Real(b), "tables", "q35_seabios_default", "DSDT.dat"))
 	if err != nil {
 		b.Fatal(err)
 	}

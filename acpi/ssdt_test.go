@@ -122,7 +122,7 @@ func TestParseRegionSpec(t *testing.T) {
 // fixtureTables returns every DSDT/SSDT of the shared QEMU fixtures.
 func fixtureTables(t *testing.T) map[string][]string {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join(fixtures.Shared(t), "tables", "*"))
+	dirs, err := filepath.Glob(filepath.Join(fixtures.Real(t), "tables", "*"))
 	require.NoError(t, err)
 	out := map[string][]string{}
 	for _, d := range dirs {

@@ -15,7 +15,7 @@ import (
 )
 
 func q35DSDT(t *testing.T) []byte {
-	b, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "tables", "q35_seabios_default", "DSDT.dat"))
+	b, err := os.ReadFile(filepath.Join(fixtures.Real(t), "tables", "q35_seabios_default", "DSDT.dat"))
 	require.NoError(t, err)
 	return b
 }
@@ -98,7 +98,7 @@ func TestDescribeTableNotAMLAndHostileIDs(t *testing.T) {
 }
 
 func TestDescribeAllRealTables(t *testing.T) {
-	m, err := filepath.Glob(filepath.Join(fixtures.Shared(t), "tables", "*", "*.dat"))
+	m, err := filepath.Glob(filepath.Join(fixtures.Real(t), "tables", "*", "*.dat"))
 	require.NoError(t, err)
 	for _, p := range m {
 		b, err := os.ReadFile(p)
@@ -109,7 +109,7 @@ func TestDescribeAllRealTables(t *testing.T) {
 }
 
 func BenchmarkParseQ35DSDT(b *testing.B) {
-	tbl, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	tbl, err := os.ReadFile(filepath.Join(fixtures.Real(b), "tables", "q35_seabios_default", "DSDT.dat"))
 	require.NoError(b, err)
 	b.SetBytes(int64(len(tbl)))
 	b.ReportAllocs()
@@ -123,7 +123,7 @@ func BenchmarkParseQ35DSDT(b *testing.B) {
 // BenchmarkDescribeTableQ35DSDT is the work of "ssdtgen decode" on the q35
 // DSDT without process start-up: parse, decode, print.
 func BenchmarkDescribeTableQ35DSDT(b *testing.B) {
-	tbl, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	tbl, err := os.ReadFile(filepath.Join(fixtures.Real(b), "tables", "q35_seabios_default", "DSDT.dat"))
 	require.NoError(b, err)
 	b.SetBytes(int64(len(tbl)))
 	b.ReportAllocs()
@@ -137,7 +137,7 @@ func BenchmarkDescribeTableQ35DSDT(b *testing.B) {
 // FuzzDescribeTableErrors: any bytes as a table file. No panic; failures are
 // *FormatError with an offset inside the input.
 func FuzzDescribeTableErrors(f *testing.F) {
-	m, err := filepath.Glob(filepath.Join(fixtures.Shared(f), "tables", "*", "*.dat"))
+	m, err := filepath.Glob(filepath.Join(fixtures.Real(f), "tables", "*", "*.dat"))
 	require.NoError(f, err)
 	for _, p := range m {
 		b, err := os.ReadFile(p)

@@ -15,7 +15,7 @@ import (
 
 func realTables(t testing.TB) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(fixtures.Shared(t), "tables", "*", "*.dat"))
+	m, err := filepath.Glob(filepath.Join(fixtures.Real(t), "tables", "*", "*.dat"))
 	require.NoError(t, err)
 	require.NotEmpty(t, m)
 	return m
@@ -44,7 +44,7 @@ func TestParseRealTables(t *testing.T) {
 }
 
 func TestParseQ35DSDTHeader(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "tables", "q35_seabios_default", "DSDT.dat"))
+	b, err := os.ReadFile(filepath.Join(fixtures.Real(t), "tables", "q35_seabios_default", "DSDT.dat"))
 	require.NoError(t, err)
 	h, _, err := Parse(b)
 	require.NoError(t, err)
@@ -139,7 +139,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestSplitAndReadDir(t *testing.T) {
-	dir := filepath.Join(fixtures.Shared(t), "tables", "q35_vmgenid")
+	dir := filepath.Join(fixtures.Real(t), "tables", "q35_vmgenid")
 	tabs, err := ReadDir(dir)
 	require.NoError(t, err)
 	var blob []byte
@@ -188,7 +188,7 @@ func TestSplitAndReadDir(t *testing.T) {
 
 func TestReadDirBadFile(t *testing.T) {
 	dir := t.TempDir()
-	src, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "tables", "q35_seabios_default", "HPET.dat"))
+	src, err := os.ReadFile(filepath.Join(fixtures.Real(t), "tables", "q35_seabios_default", "HPET.dat"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "HPET"), src, 0o644))
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "data"), 0o755))
@@ -209,9 +209,9 @@ func TestReadDirBadFile(t *testing.T) {
 
 func TestReadSysfs(t *testing.T) {
 	dir := t.TempDir()
-	src, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "tables", "q35_vmgenid", "SSDT.dat"))
+	src, err := os.ReadFile(filepath.Join(fixtures.Real(t), "tables", "q35_vmgenid", "SSDT.dat"))
 	require.NoError(t, err)
-	dsdt, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "tables", "q35_vmgenid", "DSDT.dat"))
+	dsdt, err := os.ReadFile(filepath.Join(fixtures.Real(t), "tables", "q35_vmgenid", "DSDT.dat"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "DSDT"), dsdt, 0o644))
 	tabs, err := ReadSysfs(dir)

@@ -10,7 +10,7 @@ import (
 )
 
 func q35DSDTBody(b *testing.B) []byte {
-	t, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	t, err := os.ReadFile(filepath.Join(fixtures.Real(b), "tables", "q35_seabios_default", "DSDT.dat"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -358,7 +358,7 @@ func TestDecodeMatchesIaslDeclarations(t *testing.T) {
 
 func TestIaslDeclsSanity(t *testing.T) {
 	iasl := fixtures.RequireTool(t, "iasl")
-	b, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "tables", "q35_seabios_default", "DSDT.dat"))
+	b, err := os.ReadFile(filepath.Join(fixtures.Real(t), "tables", "q35_seabios_default", "DSDT.dat"))
 	require.NoError(t, err)
 	want := iaslDecls(t, iasl, b)
 	t.Logf("%d declarations", len(want))

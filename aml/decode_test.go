@@ -15,7 +15,7 @@ func amlTables(t testing.TB) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	for _, pat := range []string{"DSDT.dat", "SSDT*.dat"} {
-		m, err := filepath.Glob(filepath.Join(fixtures.Shared(t), "tables", "*", pat))
+		m, err := filepath.Glob(filepath.Join(fixtures.Real(t), "tables", "*", pat))
 		require.NoError(t, err)
 		for _, p := range m {
 			b, err := os.ReadFile(p)

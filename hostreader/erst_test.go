@@ -33,7 +33,7 @@ type expectedCase struct {
 
 func loadExpected(t testing.TB) map[string]expectedCase {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "erst", "expected.json"))
+	raw, err := os.ReadFile(filepath.Join(fixtures.Real(t), "erst", "expected.json"))
 	require.NoError(t, err)
 	var m map[string]expectedCase
 	require.NoError(t, json.Unmarshal(raw, &m))
@@ -44,7 +44,7 @@ func loadExpected(t testing.TB) map[string]expectedCase {
 // erstCases returns case name → backing file path for every shared fixture.
 func erstCases(t testing.TB) map[string]string {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(fixtures.Shared(t), "erst", "*", "erst.backing"))
+	paths, err := filepath.Glob(filepath.Join(fixtures.Real(t), "erst", "*", "erst.backing"))
 	require.NoError(t, err)
 	require.NotEmpty(t, paths, "no ERST fixtures found")
 	out := make(map[string]string)
@@ -56,7 +56,7 @@ func erstCases(t testing.TB) map[string]string {
 
 func readCase(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "erst", name, "erst.backing"))
+	b, err := os.ReadFile(filepath.Join(fixtures.Real(t), "erst", name, "erst.backing"))
 	require.NoError(t, err)
 	return b
 }

@@ -519,9 +519,9 @@ func TestSupervisorERSTWithoutPVPanic(t *testing.T) {
 	require.NoError(t, err)
 	defer p.Kill()
 	store := filepath.Join(dir, "store")
-	two, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "erst", "q35_two_panics_deflate", "erst.backing"))
+	two, err := os.ReadFile(filepath.Join(fixtures.Real(t), "erst", "q35_two_panics_deflate", "erst.backing"))
 	require.NoError(t, err)
-	one, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "erst", "q35_sysrq_deflate", "erst.backing"))
+	one, err := os.ReadFile(filepath.Join(fixtures.Real(t), "erst", "q35_sysrq_deflate", "erst.backing"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(store, one, 0o644))
 	s, err := Attach(context.Background(), AttachConfig{QMPSocket: cfg.QMPSocket, RegionPath: cfg.Channel.BackingPath, ERSTPath: store},

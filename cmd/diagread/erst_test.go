@@ -18,7 +18,7 @@ import (
 // lines of its records.
 func erstExpected(t *testing.T) map[string][]string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "erst", "expected.json"))
+	raw, err := os.ReadFile(filepath.Join(fixtures.Real(t), "erst", "expected.json"))
 	require.NoError(t, err)
 	var m map[string]struct {
 		Records []struct {
@@ -37,7 +37,7 @@ func erstExpected(t *testing.T) map[string][]string {
 }
 
 func backing(t *testing.T, name string) string {
-	return filepath.Join(fixtures.Shared(t), "erst", name, "erst.backing")
+	return filepath.Join(fixtures.Real(t), "erst", name, "erst.backing")
 }
 
 func runErstCapture(args ...string) (int, string, string) {

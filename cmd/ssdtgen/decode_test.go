@@ -23,7 +23,7 @@ func decodeCmd(args ...string) (string, string, int) {
 }
 
 func TestDecodeRealFixtures(t *testing.T) {
-	tables := filepath.Join(fixtures.Shared(t), "tables")
+	tables := filepath.Join(fixtures.Real(t), "tables")
 	files, err := filepath.Glob(filepath.Join(tables, "*", "*.dat"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
@@ -44,7 +44,7 @@ func TestDecodeRealFixtures(t *testing.T) {
 }
 
 func TestDecodeDispatchAndOffsets(t *testing.T) {
-	dsdt := filepath.Join(fixtures.Shared(t), "tables", "q35_seabios_default", "DSDT.dat")
+	dsdt := filepath.Join(fixtures.Real(t), "tables", "q35_seabios_default", "DSDT.dat")
 	var o, e bytes.Buffer
 	code := run([]string{"decode", "-offsets", dsdt}, &o, &e)
 	require.Equal(t, 0, code, e.String())
@@ -53,13 +53,13 @@ func TestDecodeDispatchAndOffsets(t *testing.T) {
 
 func TestDecodeMalformedKeepsGoing(t *testing.T) {
 	dir := t.TempDir()
-	src, err := os.ReadFile(filepath.Join(fixtures.Shared(t), "tables", "q35_seabios_default", "DSDT.dat"))
+	src, err := os.ReadFile(filepath.Join(fixtures.Real(t), "tables", "q35_seabios_default", "DSDT.dat"))
 	require.NoError(t, err)
 	trunc := filepath.Join(dir, "trunc.dat")
 	require.NoError(t, os.WriteFile(trunc, src[:0x1234], 0o644))
 	junk := filepath.Join(dir, "junk.aml")
 	require.NoError(t, os.WriteFile(junk, []byte("SSDT\x30\x00\x00\x00\x02\x00ACPIDGTEST\x00\x00\x00\x00\x01\x00\x00\x00INTL\x01\x00\x00\x00\x5b\xee\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"), 0o644))
-	good := filepath.Join(fixtures.Shared(t), "tables", "q35_vmgenid", "SSDT.dat")
+	good := filepath.Join(fixtures.Real(t), "tables", "q35_vmgenid", "SSDT.dat")
 	missing := filepath.Join(dir, "missing.dat")
 
 	out, errOut, code := decodeCmd(trunc, junk, good, missing)
@@ -107,7 +107,7 @@ func BenchmarkProcessDecodeQ35(b *testing.B) {
 	bin := filepath.Join(b.TempDir(), "ssdtgen")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	require.NoError(b, err, "%s", out)
-	dsdt := filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat")
+	dsdt := filepath.Join(fixtures.Real(b), "tables", "q35_seabios_default", "DSDT.dat")
 	for b.Loop() {
 		cmd := exec.Command(bin, "decode", dsdt)
 		cmd.Stdout = io.Discard
@@ -121,7 +121,7 @@ func BenchmarkProcessDecodeQ35(b *testing.B) {
 // writes the .dsl file next to its input, in a temporary directory).
 func BenchmarkProcessIaslDisassembleQ35(b *testing.B) {
 	iasl := fixtures.RequireTool(b, "iasl")
-	src, err := os.ReadFile(filepath.Join(fixtures.Shared(b), "tables", "q35_seabios_default", "DSDT.dat"))
+	src, err := os.ReadFile(filepath.Join(fixtures.Real(b), "tables", "q35_seabios_default", "DSDT.dat"))
 	require.NoError(b, err)
 	dir := b.TempDir()
 	in := filepath.Join(dir, "DSDT.dat")
