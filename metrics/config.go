@@ -264,6 +264,11 @@ func (c Config) Validate(now time.Time) error {
 			return &ConfigError{Path: "azure.diagnostics.endpoint", Msg: fmt.Sprintf("%q is not an http(s) URL without a query (the SAS goes in storage_account_sas)", redactSAS(d.Endpoint))}
 		}
 	}
+	if d.StorageAccountSAS.Token() != "" && strings.HasPrefix(d.TableEndpoint(), "http://") {
+		if q, err := url.ParseQuery(d.StorageAccountSAS.Token()); err == nil && q.Get("spr") == "https" {
+			return &ConfigError{Path: "azure.diagnostics.storage_account_sas", Msg: "allows https only (spr=https), but the endpoint is http: the service would refuse it (AuthorizationProtocolMismatch)"}
+		}
+	}
 	if m := d.Metrics; m != nil {
 		if s := m.Sample(); s < MinSampleInterval {
 			return &ConfigError{Path: "azure.diagnostics.metrics.sample_interval", Msg: fmt.Sprintf("%s is below LAD's minimum %s", s, MinSampleInterval)}

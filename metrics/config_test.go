@@ -92,6 +92,7 @@ func TestConfigErrors(t *testing.T) {
 		{"sas read only", `{"diagnostics":{"storage_account":"abc","storage_account_sas":"sp=r&se=2030-01-01&sig=` + testSig + `"}}`, `sp="r", without a (add)`},
 		{"endpoint", `{"diagnostics":{"endpoint":"ftp://x"}}`, `azure.diagnostics.endpoint: "ftp://x" is not an http(s) URL`},
 		{"endpoint with sas", `{"diagnostics":{"endpoint":"https://x/?sig=` + testSig + `"}}`, "not an http(s) URL without a query"},
+		{"https-only sas on http", `{"diagnostics":{"storage_account":"abc","endpoint":"http://127.0.0.1:10002/devstoreaccount1","storage_account_sas":"spr=https&` + good + `"}}`, "AuthorizationProtocolMismatch"},
 		{"unknown key", `{"diagnostic":{}}`, `unknown key "diagnostic"`},
 		{"wrong type", `{"diagnostics":{"storage_account":5}}`, "azure.diagnostics.storage_account: want string, got JSON number"},
 	}

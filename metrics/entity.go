@@ -116,10 +116,10 @@ func (e *EntityFormatError) Error() string {
 	return fmt.Sprintf("metrics: entity property %q: %s", e.Property, e.Msg)
 }
 
-// ParseEntity decodes an entity as the Table service returns it (JSON,
-// minimal or full metadata) and checks that every LAD column is present
+// ParseEntity decodes an entity as the Table service returns it and checks that every LAD column is present
 // with LAD's type: strings for the keys, CounterName, DeploymentId and
-// Host; Edm.Double for Total, Minimum, Maximum, Average and Last;
+// Host; numbers (Edm.Double, which responses leave unannotated) for
+// Total, Minimum, Maximum, Average and Last;
 // Edm.Int64 for Count; Edm.DateTime for TIMESTAMP.
 func ParseEntity(b []byte) (Entity, error) {
 	var raw map[string]json.RawMessage
@@ -160,9 +160,10 @@ func ParseEntity(b []byte) (Entity, error) {
 		if !ok {
 			return Entity{}, &EntityFormatError{f.name, "missing"}
 		}
-		// A whole double comes back as a JSON integer with the type
-		// annotation; without the annotation it would be an Int32.
-		if t := typ(f.name); t != "Edm.Double" {
+		// The service (Azure and Azurite) leaves Edm.Double, the default
+		// type of a JSON number in its responses, unannotated; any other
+		// annotation means the column was stored with another type.
+		if t := typ(f.name); t != "Edm.Double" && t != "" {
 			return Entity{}, &EntityFormatError{f.name, fmt.Sprintf("type %q, want Edm.Double", t)}
 		}
 		if err := json.Unmarshal(v, f.dst); err != nil {

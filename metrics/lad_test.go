@@ -177,8 +177,8 @@ func TestEntitiesShape(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, es[0], back)
 
-	_, err = ParseEntity([]byte(`{"PartitionKey":"p","RowKey":"r","CounterName":"c","DeploymentId":"d","Host":"h","Total":1}`))
-	assert.ErrorContains(t, err, `"Total": type "", want Edm.Double`)
+	_, err = ParseEntity([]byte(`{"PartitionKey":"p","RowKey":"r","CounterName":"c","DeploymentId":"d","Host":"h","Total":"1","Total@odata.type":"Edm.Int64"}`))
+	assert.ErrorContains(t, err, `"Total": type "Edm.Int64", want Edm.Double`)
 	_, err = ParseEntity([]byte(`{"PartitionKey":1}`))
 	assert.ErrorContains(t, err, `"PartitionKey": not a string`)
 	_, err = ParseEntity([]byte(`[`))
