@@ -33,7 +33,7 @@ type batchFile struct {
 }
 
 type entityFile struct {
-	PartitionKey, RowKey, CounterName     string
+	PartitionKey, RowKey, CounterName      string
 	Total, Minimum, Maximum, Average, Last float64
 	Count                                  int64
 	Timestamp                              time.Time
