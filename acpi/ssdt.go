@@ -92,7 +92,7 @@ func Terms(c Config) []aml.Term {
 			aml.Scope(`\_SB.PCI0`, aml.Device(c.DeviceName,
 				aml.Name("_ADR", aml.Int(uint64(c.Slot)<<16)),
 				aml.OperationRegion(namePCIRegion, aml.PCIConfig, aml.Zero, aml.Int(0x20)),
-				aml.Field(namePCIRegion, aml.DWordAcc, false, aml.Preserve,
+				aml.Field(namePCIRegion, aml.DWordAcc, aml.NoLock, aml.Preserve,
 					aml.FieldUnit(namePCIIDs, 32),
 					aml.Offset(0x18),
 					aml.FieldUnit(namePCIBAR2, 32),
@@ -102,7 +102,7 @@ func Terms(c Config) []aml.Term {
 				// that setting a bit never rewrites the status register's
 				// write-1-to-clear bits at 0x06. (AnyAcc would do this too,
 				// but ACPICA then reads the 32-bit units byte by byte.)
-				aml.Field(namePCIRegion, aml.WordAcc, false, aml.Preserve,
+				aml.Field(namePCIRegion, aml.WordAcc, aml.NoLock, aml.Preserve,
 					aml.Offset(0x04),
 					aml.FieldUnit(namePCICmd, 16),
 				),
@@ -115,10 +115,10 @@ func Terms(c Config) []aml.Term {
 			regionField())
 	}
 	zone = append(zone,
-		aml.Method("_INI", 0, false, 0, iniBody()...),
-		aml.Method("_TZP", 0, false, 0, aml.Return(n(namePeriod))),
-		aml.Method("_CRT", 0, false, 0, aml.Return(aml.Int(CriticalTemperature))),
-		aml.Method("_TMP", 0, true, 0, tickBody(c)...),
+		aml.Method("_INI", 0, aml.NotSerialized, iniBody()...),
+		aml.Method("_TZP", 0, aml.NotSerialized, aml.Return(n(namePeriod))),
+		aml.Method("_CRT", 0, aml.NotSerialized, aml.Return(aml.Int(CriticalTemperature))),
+		aml.Method("_TMP", 0, aml.Serialized, tickBody(c)...),
 	)
 	terms = append(terms, aml.Scope(`\_TZ`, aml.ThermalZone(c.ZoneName, zone...)))
 	return terms
@@ -148,7 +148,7 @@ var regionFieldElems = func() []aml.FieldElement {
 
 // regionField declares every field of region.Fields over nameMemRegion.
 func regionField() aml.Term {
-	return aml.Field(nameMemRegion, aml.DWordAcc, false, aml.Preserve, regionFieldElems...)
+	return aml.Field(nameMemRegion, aml.DWordAcc, aml.NoLock, aml.Preserve, regionFieldElems...)
 }
 
 // iniBody is the body of the zone's _INI: it asks _OSI for each string of
