@@ -91,7 +91,7 @@ func TestClientAgainstScriptedStub(t *testing.T) {
 	go func() {
 		buf := make([]byte, 256)
 		b.Write([]byte("$T02thread:01;#04")) // unsolicited, as QEMU on attach
-		n, _ := b.Read(buf)                    // "+" for the stop reply
+		n, _ := b.Read(buf)                  // "+" for the stop reply
 		_ = n
 		n, _ = b.Read(buf) // $?#3f
 		b.Write([]byte("+$T05thread:01;#07"))
@@ -141,4 +141,3 @@ type fakeConn struct {
 
 func (f *fakeConn) Read(p []byte) (int, error)  { return f.r.Read(p) }
 func (f *fakeConn) Write(p []byte) (int, error) { return len(p), nil }
-

@@ -54,15 +54,15 @@ func openRegionWriter(paths []string) (*regionWriter, error) {
 			return nil, err
 		}
 		put := func(off int, v uint32) { binary.LittleEndian.PutUint32(b[off:], v) }
-		put(region.OffMagic, region.Magic)
-		put(region.OffVersion, region.Version)
-		put(region.OffHeaderSize, region.HeaderSize)
-		put(region.OffRegionSize, regionFileSize)
-		put(region.OffBoots, 1)
-		put(region.OffPeriod, 10) // deciseconds, as _TZP
+		put(region.MagicWord.Offset, region.Magic)
+		put(region.VersionWord.Offset, region.Version)
+		put(region.HeaderSizeWord.Offset, region.HeaderSize)
+		put(region.RegionSize.Offset, regionFileSize)
+		put(region.Boots.Offset, 1)
+		put(region.Period.Offset, 10) // deciseconds, as _TZP
 		soff, _ := region.SlotOffset(0)
-		put(int(soff)+region.SlotPeriodMs, 1000)
-		copy(b[int(soff)+region.SlotTag:], "app")
+		put(soff+region.SlotPeriodMs, 1000)
+		copy(b[soff+region.SlotTag:], "app")
 		w.maps = append(w.maps, b)
 	}
 	return w, nil
@@ -79,14 +79,14 @@ func (w *regionWriter) tick() {
 		if w.paused[i].Load() {
 			continue
 		}
-		seq := word(b, region.OffSeq)
+		seq := word(b, region.Seq.Offset)
 		atomic.AddUint32(seq, 1)
-		atomic.AddUint32(word(b, region.OffTicks), 1)
-		atomic.StoreUint32(word(b, region.OffEchoLo), atomic.LoadUint32(word(b, region.OffHostStampLo)))
-		atomic.StoreUint32(word(b, region.OffEchoHi), atomic.LoadUint32(word(b, region.OffHostStampHi)))
+		atomic.AddUint32(word(b, region.Ticks.Offset), 1)
+		atomic.StoreUint32(word(b, region.EchoLo.Offset), atomic.LoadUint32(word(b, region.HostStampLo.Offset)))
+		atomic.StoreUint32(word(b, region.EchoHi.Offset), atomic.LoadUint32(word(b, region.HostStampHi.Offset)))
 		atomic.AddUint32(seq, 1)
 		if !w.appStop[i].Load() {
-			atomic.AddUint32(word(b, int(soff)+region.SlotBeat), 1)
+			atomic.AddUint32(word(b, soff+region.SlotBeat), 1)
 		}
 	}
 }
