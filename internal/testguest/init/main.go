@@ -252,7 +252,7 @@ func run() {
 	if o.lastBoot > 0 && bar != nil {
 		// The AML counted this boot at its first tick (~1 s uptime, before
 		// /init runs).
-		if boots := atomic.LoadUint32(word(bar, region.OffBoots)); boots > uint32(o.lastBoot) {
+		if boots := atomic.LoadUint32(word(bar, region.Boots.Offset)); boots > uint32(o.lastBoot) {
 			logf("boot %d is past acpidiag.last_boot=%d: staying alive instead of mode %s", boots, o.lastBoot, o.mode)
 			return
 		}
