@@ -225,7 +225,8 @@ func randomConfig(rng *rand.Rand) (acpi.Config, uint64) {
 	}
 	c.Placement = acpi.PlaceFixed
 	c.Size = 4096 * uint64(1+rng.Intn(64))
-	c.Address = 4096 * uint64(1+rng.Int63n(int64((1<<32-c.Size)/4096)))
+	// Low RAM, above the first MiB, ending by 2 GiB (region.Spec.Validate).
+	c.Address = region.FixedMinAddress + 4096*uint64(rng.Int63n(int64((region.FixedMaxEnd-region.FixedMinAddress-c.Size)/4096+1)))
 	return c, c.Address
 }
 
@@ -285,7 +286,6 @@ func BenchmarkBuildFixed(b *testing.B) {
 		}
 	}
 }
-
 
 func TestDescribeTableCompilesBack(t *testing.T) {
 	// The ASL that acpi.DescribeTable ("ssdtgen --asl") prints for the

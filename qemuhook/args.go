@@ -125,16 +125,21 @@ func (c Channel) validate() error {
 	if c.BackingPath == "" {
 		return cfgErr("Channel.BackingPath", "empty: the region needs a host backing file")
 	}
-	err := c.Region.Spec().ValidateOn(region.Target{Machine: c.machine(), MemoryMB: c.MemoryMB})
+	return placementErr("Channel.", c.Region.Spec().ValidateOn(region.Target{Machine: c.machine(), MemoryMB: c.MemoryMB}))
+}
+
+// placementErr turns a *region.PlacementError into a *ConfigError naming
+// the setting under prefix: "Channel." + "Region.Slot", "MemoryMB" ...
+func placementErr(prefix string, err error) error {
 	var pe *region.PlacementError
-	if errors.As(err, &pe) {
-		field := "Channel.Region." + pe.Field
-		if pe.Field == "Machine" || pe.Field == "MemoryMB" {
-			field = "Channel." + pe.Field
-		}
-		return &ConfigError{Field: field, Msg: pe.Value + ": " + pe.Msg, Err: nil}
+	if !errors.As(err, &pe) {
+		return err
 	}
-	return err
+	field := prefix + "Region." + pe.Field
+	if pe.Field == "Machine" || pe.Field == "MemoryMB" {
+		field = prefix + pe.Field
+	}
+	return &ConfigError{Field: field, Msg: pe.Value + ": " + pe.Msg}
 }
 
 // Args returns the QEMU arguments that wire the channel into a VM and the
@@ -178,6 +183,23 @@ func memparseSize(n uint64) string {
 		return fmt.Sprintf("%dK", n>>10)
 	}
 	return strconv.FormatUint(n, 10)
+}
+
+// ShellJoin joins arguments into one line for a POSIX shell, quoting each
+// argument that needs it (what ssdtgen qemu-args and diagvm run --dry-run
+// print).
+func ShellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=,./:+@%", r))
+		}) < 0 {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }
 
 // qemuEscape doubles commas, QEMU's escape inside option values.
@@ -300,10 +322,8 @@ func (c Config) channel() Channel {
 // sockets' directories, presence of the kernel, initrd, SSDT and OVMF
 // files, and memory large enough for the fixed placement.
 func (c Config) Validate() error {
-	switch c.machine() {
-	case MachineQ35, MachinePC:
-	default:
-		return cfgErr("Machine", "unknown machine type %q (want %q or %q)", c.Machine, MachineQ35, MachinePC)
+	if err := (region.Target{Machine: c.machine(), MemoryMB: c.MemoryMB}).Validate(); err != nil {
+		return placementErr("", err)
 	}
 	switch c.firmware() {
 	case FirmwareSeaBIOS:
@@ -322,9 +342,6 @@ func (c Config) Validate() error {
 	}
 	if c.SMP < 0 || c.SMP > 255 {
 		return cfgErr("SMP", "%d vCPUs is out of range 1..255", c.SMP)
-	}
-	if c.MemoryMB < 0 || (c.MemoryMB > 0 && c.MemoryMB < 32) {
-		return cfgErr("MemoryMB", "%d MiB is too small (minimum 32)", c.MemoryMB)
 	}
 	if c.Kernel != "" {
 		if err := readable(c.Kernel); err != nil {

@@ -1,6 +1,7 @@
 package region
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -55,6 +56,9 @@ const (
 	DefaultMachine  = MachineQ35
 	DefaultMemoryMB = 512
 )
+
+// MinMemoryMB is the least guest RAM a Target may name.
+const MinMemoryMB = 32
 
 // FixedMinAddress is the lowest address of a fixed region: the first MiB is
 // the legacy BIOS area.
@@ -192,6 +196,21 @@ func builtinSlots(machine string) map[uint8]string {
 	return map[uint8]string{0: "q35 host bridge (MCH)", 0x1f: "ICH9 LPC/SATA/SMBus"}
 }
 
+// Validate checks the target alone: a known machine type, and a MemoryMB
+// that is 0 (not known; the fixed placement then refuses it) or at least
+// MinMemoryMB.
+func (t Target) Validate() error {
+	switch t.Machine {
+	case MachineQ35, MachinePC:
+	default:
+		return perr("Machine", t.Machine, "unknown machine type (want %q or %q)", MachineQ35, MachinePC)
+	}
+	if t.MemoryMB < 0 || t.MemoryMB > 0 && t.MemoryMB < MinMemoryMB {
+		return perr("MemoryMB", t.MemoryMB, "too small (minimum %d MiB)", MinMemoryMB)
+	}
+	return nil
+}
+
 // ValidateOn checks Validate's rules and those of target t: a known machine
 // type, an ivshmem slot free of the machine's built-in devices, and guest
 // RAM large enough for a fixed region below the firmware's top of low RAM.
@@ -199,10 +218,8 @@ func (s Spec) ValidateOn(t Target) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	switch t.Machine {
-	case MachineQ35, MachinePC:
-	default:
-		return perr("Machine", t.Machine, "unknown machine type (want %q or %q)", MachineQ35, MachinePC)
+	if err := t.Validate(); err != nil {
+		return err
 	}
 	switch s.Placement {
 	case Ivshmem:
@@ -232,37 +249,53 @@ func (s Spec) ValidateOn(t Target) error {
 // hex). The slot is checked here (1..31); the rest of the rules when the
 // size is known (Validate).
 func ParseSpec(s string) (p Placement, slot uint8, addr uint64, err error) {
+	p, slot, addr, err = parseSpec(s)
+	if err != nil {
+		err = fmt.Errorf("region %q: %w", s, err)
+	}
+	return p, slot, addr, err
+}
+
+func parseSpec(s string) (Placement, uint8, uint64, error) {
 	kind, arg, hasArg := strings.Cut(s, ":")
 	switch kind {
 	case "ivshmem":
 		if !hasArg {
 			return Ivshmem, DefaultSlot, 0, nil
 		}
-		v, perr := strconv.ParseUint(arg, 0, 8)
-		if perr != nil || v > 31 {
-			return 0, 0, 0, fmt.Errorf("region %q: slot %q is not a PCI slot number 1..0x1f", s, arg)
+		v, err := strconv.ParseUint(arg, 0, 8)
+		if err != nil || v > 31 {
+			return 0, 0, 0, fmt.Errorf("slot %q is not a PCI slot number 1..0x1f", arg)
 		}
 		if err := validSlot(uint8(v)); err != nil {
-			return 0, 0, 0, fmt.Errorf("region %q: %s", s, err.(*PlacementError).Msg)
+			return 0, 0, 0, errors.New(err.(*PlacementError).Msg)
 		}
 		return Ivshmem, uint8(v), 0, nil
 	case "fixed":
 		if !hasArg || arg == "" {
-			return 0, 0, 0, fmt.Errorf("region %q: fixed needs an address, e.g. fixed:0x10000000", s)
+			return 0, 0, 0, errors.New("fixed needs an address, e.g. fixed:0x10000000")
 		}
-		v, perr := strconv.ParseUint(arg, 0, 64)
-		if perr != nil {
-			return 0, 0, 0, fmt.Errorf("region %q: address %q is not a number: %w", s, arg, perr)
+		v, err := strconv.ParseUint(arg, 0, 64)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("address %q is not a number", arg)
 		}
 		return Fixed, 0, v, nil
 	}
-	return 0, 0, 0, fmt.Errorf("region %q: want ivshmem, ivshmem:SLOT or fixed:ADDR", s)
+	return 0, 0, 0, errors.New("want ivshmem, ivshmem:SLOT or fixed:ADDR")
 }
 
 // ParseSize parses a region size as given on a command line: a number in Go
 // syntax ("65536", "0x10000") optionally followed by K, M or G (binary
 // multiples: "64K", "1M").
 func ParseSize(s string) (uint64, error) {
+	v, err := parseSize(s)
+	if err != nil {
+		err = fmt.Errorf("size %q: %w", s, err)
+	}
+	return v, err
+}
+
+func parseSize(s string) (uint64, error) {
 	num, mult := s, uint64(1)
 	if len(s) > 0 {
 		switch s[len(s)-1] {
@@ -276,10 +309,10 @@ func ParseSize(s string) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(num, 0, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size %q: want a number with an optional K, M or G suffix (e.g. 64K): %w", s, err)
+		return 0, errors.New("want a number with an optional K, M or G suffix (e.g. 64K)")
 	}
 	if v > (1<<64-1)/mult {
-		return 0, fmt.Errorf("size %q overflows 64 bits", s)
+		return 0, errors.New("overflows 64 bits")
 	}
 	return v * mult, nil
 }
@@ -310,7 +343,13 @@ type FlagError struct {
 	Err         error
 }
 
-func (e *FlagError) Error() string { return fmt.Sprintf("%s %s: %v", e.Flag, e.Value, e.Err) }
+func (e *FlagError) Error() string {
+	v := e.Value
+	if v == "" || strings.ContainsAny(v, " \t\"'") {
+		v = strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s %s: %v", e.Flag, v, e.Err)
+}
 
 func (e *FlagError) Unwrap() error { return e.Err }
 
@@ -320,10 +359,10 @@ func (f Flags) Parse() (Spec, Target, error) {
 	var s Spec
 	t := Target{Machine: f.Machine, MemoryMB: f.MemoryMB}
 	var err error
-	if s.Placement, s.Slot, s.Address, err = ParseSpec(f.Region); err != nil {
+	if s.Placement, s.Slot, s.Address, err = parseSpec(f.Region); err != nil {
 		return s, t, &FlagError{"--region", f.Region, err}
 	}
-	if s.Size, err = ParseSize(f.Size); err != nil {
+	if s.Size, err = parseSize(f.Size); err != nil {
 		return s, t, &FlagError{"--size", f.Size, err}
 	}
 	if err := s.ValidateOn(t); err != nil {

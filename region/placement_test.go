@@ -52,8 +52,12 @@ func TestParseSize(t *testing.T) {
 func TestValidateOn(t *testing.T) {
 	q35 := region.Target{Machine: region.MachineQ35, MemoryMB: 512}
 	pc := region.Target{Machine: region.MachinePC, MemoryMB: 512}
-	iv := func(slot uint8, size uint64) region.Spec { return region.Spec{Placement: region.Ivshmem, Slot: slot, Size: size} }
-	fx := func(addr, size uint64) region.Spec { return region.Spec{Placement: region.Fixed, Address: addr, Size: size} }
+	iv := func(slot uint8, size uint64) region.Spec {
+		return region.Spec{Placement: region.Ivshmem, Slot: slot, Size: size}
+	}
+	fx := func(addr, size uint64) region.Spec {
+		return region.Spec{Placement: region.Fixed, Address: addr, Size: size}
+	}
 	require.NoError(t, region.DefaultSpec().ValidateOn(q35))
 	require.NoError(t, iv(0x1f, 4096).ValidateOn(pc))
 	require.NoError(t, iv(1, 4096).ValidateOn(q35))
@@ -100,7 +104,7 @@ func TestFlagsParse(t *testing.T) {
 	assert.Regexp(t, `^--region fixed:0xC0000000: region \[0xc0000000, 0xc0010000\) ends above 2 GiB`, err.Error())
 	f = region.Flags{Region: "ivshmem:0", Size: "64K", Machine: "q35", MemoryMB: 512}
 	_, _, err = f.Parse()
-	assert.EqualError(t, err, `--region ivshmem:0: region "ivshmem:0": slot 0 is the host bridge, not a usable slot; pick a free slot such as 0x10`)
+	assert.EqualError(t, err, `--region ivshmem:0: slot 0 is the host bridge, not a usable slot; pick a free slot such as 0x10`)
 	f = region.Flags{Region: "fixed:0x10000000", Size: "64K", Machine: "q35", MemoryMB: 256}
 	_, _, err = f.Parse()
 	assert.Regexp(t, `^--memory 256: too small`, err.Error())

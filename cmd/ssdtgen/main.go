@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/acpidiag/acpidiag/acpi"
@@ -197,24 +196,9 @@ func runQEMUArgs(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	fmt.Fprintln(stdout, shellJoin(qargs))
+	fmt.Fprintln(stdout, qemuhook.ShellJoin(qargs))
 	if len(kargs) > 0 {
-		fmt.Fprintln(stdout, "# guest kernel command line: "+shellJoin(kargs))
+		fmt.Fprintln(stdout, "# guest kernel command line: "+qemuhook.ShellJoin(kargs))
 	}
 	return 0
-}
-
-// shellJoin quotes each argument for a POSIX shell when it needs it.
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=,./:+@%", r))
-		}) < 0 {
-			q[i] = a
-			continue
-		}
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }
