@@ -280,8 +280,8 @@ func TestPropertyRandomConfigs(t *testing.T) {
 			}
 			require.NotZero(t, n)
 			img := r.image(base, int(cfg.Size))
-			require.Equal(t, uint32(cfg.Size), word(img, region.OffRegionSize))
-			require.Equal(t, uint32(cfg.Tick/(100*time.Millisecond)), word(img, region.OffPeriod))
+			require.Equal(t, uint32(cfg.Size), word(img, region.RegionSize.Offset))
+			require.Equal(t, uint32(cfg.Tick/(100*time.Millisecond)), word(img, region.Period.Offset))
 		})
 	}
 }
