@@ -324,19 +324,11 @@ func (p *decoder) pkgLength(end int) (int, int, error) {
 	if at+1+follow > end {
 		return 0, 0, p.errf(at, "PkgLength needs %d bytes, the enclosing package ends at %#x", 1+follow, end)
 	}
-	if follow == 0 {
-		p.pos++
-		return int(lead & 0x3F), 1, nil
-	}
-	if lead&0x30 != 0 {
+	if follow != 0 && lead&0x30 != 0 {
 		return 0, 0, p.errf(at, "PkgLength lead byte 0x%02X has reserved bits 4-5 set", lead)
 	}
-	v := int(lead & 0x0F)
-	for i := 0; i < follow; i++ {
-		v |= int(p.b[at+1+i]) << (4 + 8*i)
-	}
 	p.pos += 1 + follow
-	return v, 1 + follow, nil
+	return pkgLenValue(p.b[at:]), 1 + follow, nil
 }
 
 // nameString reads a NameString at p.pos.
