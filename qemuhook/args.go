@@ -41,6 +41,11 @@ const (
 	idSerial  = "acpidiag-serial"
 )
 
+// BalloonID is the id of the virtio-balloon device Config.Balloon adds;
+// its QOM path is "/machine/peripheral/" + BalloonID (metrics reads the
+// guest's memory statistics there).
+const BalloonID = "acpidiag-balloon"
+
 // ERSTSize is the size of the ACPI ERST backing file qemuhook configures
 // (64 KiB: 7 usable 8 KiB record slots, PLATFORM.md).
 const ERSTSize = 0x10000
@@ -263,6 +268,11 @@ type Config struct {
 	// kernel reports GUEST_PANICKED and can still write its log to ERST
 	// (PLATFORM.md).
 	PVPanic bool
+	// Balloon adds a virtio-balloon-pci device (id BalloonID) on the root
+	// bus, so the guest's stock virtio_balloon driver reports its memory
+	// statistics to the host (package metrics). The balloon is never
+	// inflated.
+	Balloon bool
 	// AllowReboot keeps QEMU running when the guest reboots. By default
 	// "-no-reboot" turns a reboot (and the reboot after a panic=-1 panic)
 	// into a shutdown.
@@ -428,7 +438,7 @@ func (c Config) Validate() error {
 
 // validateExtra looks for PCI slot and id clashes in Extra.
 func (c Config) validateExtra(ch Channel) error {
-	ours := map[string]bool{idRegion: true, idIvshmem: true, idRAM: true, idERST: true, idERSTDev: true, idQMP: true, idSerial: true}
+	ours := map[string]bool{idRegion: true, idIvshmem: true, idRAM: true, idERST: true, idERSTDev: true, idQMP: true, idSerial: true, BalloonID: true}
 	for i := 0; i < len(c.Extra); i++ {
 		opt := c.Extra[i]
 		if !strings.HasPrefix(opt, "-") {
@@ -609,6 +619,9 @@ func (c Config) Args() ([]string, error) {
 	}
 	if c.PVPanic {
 		args = append(args, "-device", "pvpanic", "-action", "panic=none")
+	}
+	if c.Balloon {
+		args = append(args, "-device", fmt.Sprintf("virtio-balloon-pci,id=%s,bus=%s", BalloonID, ch.RootBus()))
 	}
 	if !c.AllowReboot {
 		args = append(args, "-no-reboot")
