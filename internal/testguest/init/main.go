@@ -90,6 +90,7 @@ type options struct {
 	appTag      string
 	debug       bool
 	debugPeriod time.Duration
+	shell       bool // acpidiag.shell: answer console lines (shell.go)
 }
 
 var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
@@ -151,6 +152,13 @@ func parseOptions(cmdline string) (options, []string) {
 			default:
 				o.debugPeriod = d
 			}
+		case "acpidiag.shell":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.shell = b
 		case "acpidiag.app", "acpidiag.debug":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -217,6 +225,9 @@ func run() {
 		go debugLoop(bar, o)
 	}
 
+	if o.shell {
+		go runShell(hb)
+	}
 	logf("mode %s after %s", o.mode, o.after)
 	if o.mode == "alive" {
 		return
@@ -245,11 +256,7 @@ func run() {
 			logf("poweroff failed: %v", err)
 		}
 	case "uhang":
-		if hb != nil {
-			hb.stop()
-		}
-		logf("userspace hung now: application heartbeat stopped, busy loops at normal priority on every CPU; the kernel keeps running")
-		spawnSpinners("normal")
+		hangUserspace(hb) // shell.go: also stops the console shell
 	case "spin":
 		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
 	}
