@@ -293,7 +293,9 @@ func TestE2EPanic(t *testing.T) {
 	require.Contains(t, m.ProbeHistory[len(m.ProbeHistory)-1].Error, "panicked")
 	require.Contains(t, readArtifact(t, dir, "erst.txt"), "Kernel panic - not syncing")
 	var e struct {
-		New []struct{ PanicLine string `json:"panic_line"` } `json:"new_dumps"`
+		New []struct {
+			PanicLine string `json:"panic_line"`
+		} `json:"new_dumps"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(readArtifact(t, dir, "erst.json")), &e))
 	require.NotEmpty(t, e.New)

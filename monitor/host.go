@@ -76,7 +76,7 @@ type VCPUThread struct {
 	// oversubscribed and CPUPercent is low; near 0 for an idle one.
 	RunnablePercent float64 `json:"runnable_percent"`
 	SampleMs        int64   `json:"sample_ms"`
-	Error      string  `json:"error,omitempty"`
+	Error           string  `json:"error,omitempty"`
 }
 
 // CollectHost gathers the host's state and, with a QMP session, the QEMU
