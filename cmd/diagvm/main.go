@@ -23,6 +23,7 @@ import (
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/region"
 )
 
 func main() {
@@ -48,10 +49,13 @@ Modes:
   diagvm run --kernel K [--initrd I] [--append ARGS] [--machine pc|q35]
              [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
              [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--json] [--workdir DIR]
-             [--console] [-- extra qemu args]
+             [--console] [--no-reboot] [-- extra qemu args]
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
-      when QEMU exits.
+      when QEMU exits. The VM keeps running across guest reboots (also the
+      reboot after a panic: "panicked", "reset", "rebooted", then "alive"
+      with the next boot count); --no-reboot makes a guest reboot end QEMU
+      (QEMU's -no-reboot). Ctrl-C or SIGTERM stops the VM.
   diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE]
                 [--serial SOCKET] [--reconnect] [--json]
       Supervise a VM started elsewhere (with the arguments of
@@ -121,15 +125,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	kernel := fs.String("kernel", "", "guest kernel (QEMU -kernel), required")
 	initrd := fs.String("initrd", "", "initramfs (QEMU -initrd)")
 	appendArgs := fs.String("append", "", "guest kernel command line (console=ttyS0 and panic=-1 are added when absent)")
-	machine := fs.String("machine", qemuhook.MachineQ35, "machine type: q35 or pc")
 	firmware := fs.String("firmware", qemuhook.FirmwareSeaBIOS, "firmware: seabios or ovmf")
 	smp := fs.Int("smp", 1, "vCPUs")
-	memory := fs.Int("memory", 512, "guest RAM in MiB")
 	tick := fs.Duration("tick", acpi.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
-	regionSpec := fs.String("region", "ivshmem", "region placement: ivshmem, ivshmem:SLOT or fixed:ADDR")
+	var place region.Flags
+	place.Register(fs)
+	dryRun := fs.Bool("dry-run", false, "check the flags, write the SSDT and print the QEMU command line, but start nothing")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	workdir := fs.String("workdir", "", "directory for the SSDT, region, ERST store and sockets (default: a new temporary directory, kept)")
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
+	noReboot := fs.Bool("no-reboot", false, "a guest reboot (or the reboot after a panic) ends QEMU instead of booting the guest again")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -139,11 +144,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitUsage, "run: --kernel is required")
 	}
 	rc := acpi.DefaultConfig()
-	p, slot, addr, err := acpi.ParseRegionSpec(*regionSpec)
+	spec, target, err := place.Parse()
 	if err != nil {
-		return fail(stderr, exitUsage, "run: --region: %v", err)
+		return fail(stderr, exitUsage, "run: %v", err)
 	}
-	rc.Placement, rc.Slot, rc.Address, rc.Tick = p, slot, addr, *tick
+	machine, memory := &target.Machine, &target.MemoryMB
+	rc.Placement, rc.Slot, rc.Address, rc.Size, rc.Tick = spec.Placement, spec.Slot, spec.Address, spec.Size, *tick
 	if err := rc.Validate(); err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
 	}
@@ -160,12 +166,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := qemuhook.Config{
 		Machine: *machine, Firmware: *firmware, SMP: *smp, MemoryMB: *memory,
 		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs,
-		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true,
+		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot,
 		QMPSocket: filepath.Join(dir, "qmp.sock"), SerialSocket: filepath.Join(dir, "serial.sock"),
 		Workdir: dir, Extra: extra,
 	}
 	if err := cfg.Validate(); err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
+	}
+	if *dryRun {
+		qargs, err := cfg.Args()
+		if err != nil {
+			return fail(stderr, exitUsage, "run: %v", err)
+		}
+		fmt.Fprintln(stdout, qemuhook.ShellJoin(append([]string{qemuhook.DefaultQEMU}, qargs...)))
+		return exitOK
 	}
 	opts := qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}}
 	if *console {
