@@ -32,7 +32,7 @@ func FormatWith(w io.Writer, n Node, o FormatOptions) error {
 	if n.IsZero() {
 		return nil
 	}
-	pr := &printer{w: w, o: o, buf: make([]byte, 0, 32<<10), t: n.t, stack: make([]ref, 0, 256)}
+	pr := &printer{w: w, o: o, buf: make([]byte, 32<<10), t: n.t, stack: make([]ref, 256)}
 	if n.Op() == OpRoot {
 		pr.children(n, 0)
 	} else {
@@ -44,21 +44,27 @@ func FormatWith(w io.Writer, n Node, o FormatOptions) error {
 type printer struct {
 	w     io.Writer
 	o     FormatOptions
-	buf   []byte
+	buf   []byte // len(buf) == cap(buf); the output is buf[:n]
+	n     int
 	err   error
 	t     *tree
-	stack []ref // scratch for the kid lists being printed
+	stack []ref // scratch for the kid lists being printed: stack[:sn]; len == cap
+	sn    int
 }
 
 // kids appends n's operands (args) or children to the scratch stack and
 // returns them with the mark to pass to release.
 func (p *printer) kids(n Node, args bool) (kidList, int) {
-	start := len(p.stack)
-	p.stack = n.appendRefs(p.stack, args)
-	return kidList{p.t, p.stack[start:]}, start
+	start := p.sn
+	st := n.appendRefs(p.stack[:p.sn], args)
+	if cap(st) != len(p.stack) {
+		p.stack = st[:cap(st)] // grown (rare): the only pointer store
+	}
+	p.sn = len(st)
+	return kidList{p.t, st[start:]}, start
 }
 
-func (p *printer) release(mark int) { p.stack = p.stack[:mark] }
+func (p *printer) release(mark int) { p.sn = mark }
 
 // list is a list of kids of one tree.
 type kidList struct {
@@ -78,33 +84,52 @@ func (p *printer) children(n Node, depth int) {
 }
 
 func (p *printer) flush() error {
-	if p.err == nil && len(p.buf) > 0 {
-		_, p.err = p.w.Write(p.buf)
+	if p.err == nil && p.n > 0 {
+		_, p.err = p.w.Write(p.buf[:p.n])
 	}
-	p.buf = p.buf[:0]
+	p.n = 0
 	return p.err
 }
 
-func (p *printer) str(s string) { p.buf = append(p.buf, s...) }
+func (p *printer) str(s string) {
+	if p.n+len(s) <= len(p.buf) {
+		p.n += copy(p.buf[p.n:], s)
+		return
+	}
+	p.done(append(p.tail(), s...))
+}
+
+// tail returns the output so far; append to it and pass the result to
+// done. The printer writes into buf in place and only stores a new slice
+// when an append outgrew it: no pointer store (and no GC write barrier)
+// per write.
+func (p *printer) tail() []byte { return p.buf[:p.n] }
+
+func (p *printer) done(b []byte) {
+	if cap(b) != len(p.buf) {
+		p.buf = b[:cap(b)]
+	}
+	p.n = len(b)
+}
 
 // line starts a new output line for the construct at offset off (-1: a
 // line of its own, such as a brace, that gets no offset).
 func (p *printer) line(off, depth int) {
-	if len(p.buf) > 24<<10 {
+	if p.n > 24<<10 {
 		_ = p.flush()
 	}
 	if p.o.Offsets {
 		if off < 0 {
-			p.buf = append(p.buf, "             "...)
+			p.done(append(p.tail(), "             "...))
 		} else {
-			p.buf = append(p.buf, "/* 0x"...)
-			p.buf = appendHex(p.buf, uint64(off+p.o.Base), 4)
-			p.buf = append(p.buf, " */ "...)
+			p.done(append(p.tail(), "/* 0x"...))
+			p.done(appendHex(p.tail(), uint64(off+p.o.Base), 4))
+			p.done(append(p.tail(), " */ "...))
 		}
 	}
-	p.buf = append(p.buf, p.o.Indent...)
+	p.done(append(p.tail(), p.o.Indent...))
 	for i := 0; i < depth; i++ {
-		p.buf = append(p.buf, "    "...)
+		p.done(append(p.tail(), "    "...))
 	}
 }
 
@@ -122,8 +147,8 @@ func appendHex(b []byte, v uint64, digits int) []byte {
 }
 
 func (p *printer) hex(v uint64, digits int) {
-	p.buf = append(p.buf, "0x"...)
-	p.buf = appendHex(p.buf, v, digits)
+	p.done(append(p.tail(), "0x"...))
+	p.done(appendHex(p.tail(), v, digits))
 }
 
 func isBlock(n Node) bool {
@@ -163,7 +188,7 @@ func (p *printer) block(n Node, depth int) {
 	p.str("}")
 }
 
-func (p *printer) name(n RawName) { p.buf = n.AppendASL(p.buf) }
+func (p *printer) name(n RawName) { p.done(n.AppendASL(p.tail())) }
 
 var (
 	regionSpaces = []string{"SystemMemory", "SystemIO", "PCI_Config", "EmbeddedControl", "SMBus", "SystemCMOS", "PCIBARTarget", "IPMI", "GeneralPurposeIo", "GenericSerialBus", "PCC", "PlatformRtMechanism"}
@@ -205,7 +230,7 @@ func (p *printer) stmt(n Node, depth int) {
 		p.str("Method (")
 		p.name(n.Name())
 		p.str(", ")
-		p.buf = strconv.AppendUint(p.buf, flags&7, 10)
+		p.done(strconv.AppendUint(p.tail(), flags&7, 10))
 		if flags&8 != 0 {
 			p.str(", Serialized")
 		} else {
@@ -213,7 +238,7 @@ func (p *printer) stmt(n Node, depth int) {
 		}
 		if flags>>4 != 0 {
 			p.str(", ")
-			p.buf = strconv.AppendUint(p.buf, flags>>4, 10)
+			p.done(strconv.AppendUint(p.tail(), flags>>4, 10))
 		}
 		p.str(")")
 		p.block(n, depth)
@@ -289,7 +314,7 @@ func (p *printer) fields(l kidList, depth int) {
 		case OpFieldUnit:
 			p.name(e.Name())
 			p.str(",   ")
-			p.buf = strconv.AppendUint(p.buf, e.Value(), 10)
+			p.done(strconv.AppendUint(p.tail(), e.Value(), 10))
 			if !last {
 				p.str(",")
 			}
@@ -297,7 +322,7 @@ func (p *printer) fields(l kidList, depth int) {
 			p.hex(bit/8, 2)
 			if bit%8 != 0 {
 				p.str(" bit ")
-				p.buf = strconv.AppendUint(p.buf, bit%8, 10)
+				p.done(strconv.AppendUint(p.tail(), bit%8, 10))
 			}
 			bit += e.Value()
 		case OpFieldReserved:
@@ -308,7 +333,7 @@ func (p *printer) fields(l kidList, depth int) {
 				p.str(")")
 			} else {
 				p.str(",   ")
-				p.buf = strconv.AppendUint(p.buf, e.Value(), 10)
+				p.done(strconv.AppendUint(p.tail(), e.Value(), 10))
 			}
 			if !last {
 				p.str(",")
@@ -393,12 +418,12 @@ func (p *printer) quote(s []byte) {
 	for _, c := range s {
 		switch {
 		case c == '"' || c == '\\':
-			p.buf = append(p.buf, '\\', c)
+			p.done(append(p.tail(), '\\', c))
 		case c >= 0x20 && c < 0x7F:
-			p.buf = append(p.buf, c)
+			p.done(append(p.tail(), c))
 		default:
 			p.str("\\x")
-			p.buf = appendHex(p.buf, uint64(c), 2)
+			p.done(appendHex(p.tail(), uint64(c), 2))
 		}
 	}
 	p.str("\"")
@@ -547,7 +572,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		if typ == externalMethodObj {
 			p.str("  // ")
-			p.buf = strconv.AppendUint(p.buf, argc, 10)
+			p.done(strconv.AppendUint(p.tail(), argc, 10))
 			p.str(" Arguments")
 		}
 		return
