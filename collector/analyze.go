@@ -296,6 +296,12 @@ func (panicAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 	first, last := h.i, h.i
 	for j := h.i; j >= 0 && j > h.i-120; j-- {
 		if reOops.MatchString(h.lines[j]) {
+			// "BUG: ..." comes a few lines before "Oops: ...": take the first.
+			for k := j - 1; k >= 0 && k >= j-6; k-- {
+				if reOops.MatchString(h.lines[k]) {
+					j = k
+				}
+			}
 			f.Details["oops"] = strings.TrimSpace(reOops.FindStringSubmatch(h.lines[j])[1])
 			first = j
 			break

@@ -204,4 +204,3 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	return exitOK
 }
-
