@@ -393,7 +393,8 @@ type hostVCPUs struct {
 	VCPUs []struct {
 		Index   int     `json:"cpu_index"`
 		State   string  `json:"state"`
-		Percent float64 `json:"cpu_percent"`
+		Percent  float64 `json:"cpu_percent"`
+		Runnable float64 `json:"runnable_percent"`
 	} `json:"vcpus"`
 }
 
@@ -451,7 +452,9 @@ func livelock(b *Bundle) (Finding, bool) {
 	}
 	busy := 0
 	for _, c := range h.VCPUs {
-		if c.Percent >= 70 {
+		// On a shared host a busy vCPU may get little CPU; it still
+		// wants it all the time (runnable).
+		if c.Percent >= 70 || c.Runnable >= 85 {
 			busy++
 		}
 	}
