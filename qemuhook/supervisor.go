@@ -354,7 +354,7 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 	}
 	var baseline []byte
 	if s.erstPath != "" {
-		baseline, _ = os.ReadFile(s.erstPath) // records already there are not news
+		baseline, _ = hostreader.ReadERSTBytes(s.erstPath) // bounded, never a FIFO; records already there are not news
 	}
 	go s.pollERST(ctx, baseline)
 	go s.loop(ctx)
@@ -696,7 +696,7 @@ func (s *Supervisor) pollERST(ctx context.Context, baseline []byte) {
 			fastUntil = time.Now().Add(s.opts.ERSTWait)
 		case <-time.After(interval):
 		}
-		b, err := os.ReadFile(s.erstPath)
+		b, err := hostreader.ReadERSTBytes(s.erstPath)
 		if err != nil || bytes.Equal(b, last) {
 			continue
 		}

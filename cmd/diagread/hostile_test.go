@@ -116,3 +116,21 @@ func writeAt(t *testing.T, p string, b []byte) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(p, b, 0o644))
 }
+
+// Every usage error exits 2; every --help documents the exit codes.
+func TestExitCodesDocumented(t *testing.T) {
+	ok := writeFile(t, "ok", regionImage(4096, 10, time.Time{}, time.Time{}))
+	for _, args := range [][]string{
+		{"--bogus", ok}, {"--wait", "soon", ok}, {"--k", "1001", ok}, {"--offset", "-4", ok}, {},
+		{"watch", "--bogus", ok}, {"watch", "--interval", "x", ok}, {"watch", "--k", "0", ok}, {"watch"},
+		{"erst", "--bogus", ok}, {"erst"}, {"erst", ok, ok},
+	} {
+		code, _, errOut := runCapture(context.Background(), args...)
+		assert.Equal(t, 2, code, "%q: %s", args, errOut)
+	}
+	for _, args := range [][]string{{"--help"}, {"watch", "--help"}, {"erst", "--help"}} {
+		code, out, errOut := runCapture(context.Background(), args...)
+		assert.Equal(t, 0, code, "%q", args)
+		assert.Contains(t, out+errOut, "Exit status:", "%q", args)
+	}
+}

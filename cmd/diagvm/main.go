@@ -64,8 +64,10 @@ Modes:
       Build and boot the bundled test guest (needs "make deps guest"), show
       it alive, make it panic, print the panic decoded from ERST.
 
-Exit status: 0 clean, 1 error, 2 usage, 3 the guest panicked, 4 QEMU ended
-unexpectedly, 5 (demo) the expected evidence was not seen.
+Exit status: 0 clean (or --help); 1 error (QEMU could not be started, a
+file could not be written, ...); 2 usage error (unknown mode or flag, bad
+flag value, missing or extra argument); 3 the guest panicked; 4 QEMU ended
+unexpectedly; 5 (demo) the expected evidence was not seen.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -96,6 +98,26 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseFlags parses a mode's flags: --help exits 0, any other flag error
+// (unknown flag, bad value) is a usage error (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// checkK refuses a --k outside hostreader's range.
+func checkK(k int) error {
+	if k < 1 || k > 1000 {
+		return fmt.Errorf("--k %d out of range 1..1000", k)
+	}
+	return nil
 }
 
 func fail(stderr io.Writer, code int, format string, a ...any) int {
@@ -131,12 +153,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	workdir := fs.String("workdir", "", "directory for the SSDT, region, ERST store and sockets (default: a new temporary directory, kept)")
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	extra := fs.Args()
 	if *kernel == "" {
 		return fail(stderr, exitUsage, "run: --kernel is required")
+	}
+	if err := checkK(*k); err != nil {
+		return fail(stderr, exitUsage, "run: %v", err)
 	}
 	rc := acpi.DefaultConfig()
 	p, slot, addr, err := acpi.ParseRegionSpec(*regionSpec)
@@ -200,14 +225,17 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	reconnect := fs.Bool("reconnect", false, "when QMP drops, keep watching the region and re-dial the QMP socket until a QEMU answers again (ends only on a signal)")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail(stderr, exitUsage, "attach: unexpected argument %q", fs.Arg(0))
 	}
 	if *qmpSock == "" || *regionPath == "" {
 		return fail(stderr, exitUsage, "attach: --qmp and --region are required")
+	}
+	if err := checkK(*k); err != nil {
+		return fail(stderr, exitUsage, "attach: %v", err)
 	}
 	off, err := strconv.ParseInt(*offset, 0, 64)
 	if err != nil || off < 0 {
@@ -235,11 +263,14 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
 	keep := fs.Bool("keep", false, "keep the temporary workdir (region file, ERST store)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail(stderr, exitUsage, "demo: unexpected argument %q", fs.Arg(0))
+	}
+	if *after <= 0 {
+		return fail(stderr, exitUsage, "demo: --panic-after %v must be positive", *after)
 	}
 	opts := qemuhook.DemoOptions{PanicAfter: *after, JSON: *asJSON, Keep: *keep}
 	if *console {
