@@ -73,14 +73,21 @@ const (
 	// MaxRecordText is the most text one compressed record may inflate
 	// to; a record that inflates to more is reported as an error.
 	MaxRecordText = 1 << 20
-	// MaxStoreText is the most decompressed text one DecodeERST call
-	// produces in total; records past the budget are reported as errors.
+	// MaxStoreText is the text budget of one DecodeERST call: the total
+	// size of the records' text once escaped for printing (TextCost: a
+	// byte counts as much as its escaped form takes in the larger of the
+	// text and JSON outputs, a NUL 6). It bounds what a hostile store can
+	// make a reader hold and print, whatever the bytes: a record whose
+	// text does not fit in what is left is reported as an error naming
+	// the budget, and not decoded.
 	MaxStoreText = 32 << 20
 )
 
-// ErrTextTooLarge is wrapped by the RecordError of a compressed record that
-// inflates to more than MaxRecordText bytes (or past MaxStoreText in total).
-var ErrTextTooLarge = errors.New("decompressed text exceeds the limit")
+// ErrTextTooLarge is wrapped by the RecordError of a record whose text is
+// over a limit: a compressed record that inflates to more than
+// MaxRecordText bytes, or a record whose escaped text does not fit in
+// what is left of the store's MaxStoreText budget.
+var ErrTextTooLarge = errors.New("text exceeds the limit")
 
 // ErrUnsupportedCompression is wrapped by the RecordError of a DMESG_Z
 // record compressed with something other than deflate (the guest chose
@@ -450,6 +457,10 @@ func (d *decoder) decodeRecord(rec []byte, base int64, slot int, id uint64, reco
 		switch primary.Type {
 		case SectionDmesg:
 			r.Kind = KindDmesg
+			if err := d.spend(body); err != nil {
+				ferr := &fieldError{off: base + int64(primary.Offset), field: "section[0] text", err: err}
+				return nil, append(errs, ferr.toRecordError(slot, id))
+			}
 			r.Text = string(body)
 		case SectionDmesgZ:
 			r.Kind = KindDmesgZ

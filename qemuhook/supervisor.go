@@ -712,7 +712,7 @@ func (s *Supervisor) pollERST(ctx context.Context, baseline []byte) {
 			}
 			reported[k] = true
 			rep := PanicReport{Source: "erst", Reason: hostreader.EscapeLog(e.Reason), Count: e.Count,
-				PanicLine: hostreader.EscapeLog(e.PanicLine), Text: hostreader.EscapeLog(e.Text)}
+				PanicLine: hostreader.EscapeLog(e.PanicLine), Text: hostreader.EscapeLog(e.Text())}
 			for _, l := range e.OopsLines {
 				rep.OopsLines = append(rep.OopsLines, hostreader.EscapeLog(l))
 			}
