@@ -92,7 +92,7 @@ func Terms(c Config) []aml.Term {
 			aml.Scope(`\_SB.PCI0`, aml.Device(c.DeviceName,
 				aml.Name("_ADR", aml.Int(uint64(c.Slot)<<16)),
 				aml.OperationRegion(namePCIRegion, aml.PCIConfig, aml.Zero, aml.Int(0x20)),
-				aml.Field(namePCIRegion, aml.DWordAcc, false, aml.Preserve,
+				aml.Field(namePCIRegion, aml.DWordAcc, aml.NoLock, aml.Preserve,
 					aml.FieldUnit(namePCIIDs, 32),
 					aml.Offset(0x18),
 					aml.FieldUnit(namePCIBAR2, 32),
@@ -102,7 +102,7 @@ func Terms(c Config) []aml.Term {
 				// that setting a bit never rewrites the status register's
 				// write-1-to-clear bits at 0x06. (AnyAcc would do this too,
 				// but ACPICA then reads the 32-bit units byte by byte.)
-				aml.Field(namePCIRegion, aml.WordAcc, false, aml.Preserve,
+				aml.Field(namePCIRegion, aml.WordAcc, aml.NoLock, aml.Preserve,
 					aml.Offset(0x04),
 					aml.FieldUnit(namePCICmd, 16),
 				),
@@ -115,10 +115,10 @@ func Terms(c Config) []aml.Term {
 			regionField())
 	}
 	zone = append(zone,
-		aml.Method("_INI", 0, false, 0, iniBody()...),
-		aml.Method("_TZP", 0, false, 0, aml.Return(n(namePeriod))),
-		aml.Method("_CRT", 0, false, 0, aml.Return(aml.Int(CriticalTemperature))),
-		aml.Method("_TMP", 0, true, 0, tickBody(c)...),
+		aml.Method("_INI", 0, aml.NotSerialized, iniBody()...),
+		aml.Method("_TZP", 0, aml.NotSerialized, aml.Return(n(namePeriod))),
+		aml.Method("_CRT", 0, aml.NotSerialized, aml.Return(aml.Int(CriticalTemperature))),
+		aml.Method("_TMP", 0, aml.Serialized, tickBody(c)...),
 	)
 	terms = append(terms, aml.Scope(`\_TZ`, aml.ThermalZone(c.ZoneName, zone...)))
 	return terms
@@ -126,24 +126,8 @@ func Terms(c Config) []aml.Term {
 
 func n(s string) aml.Term { return aml.NameString(s) }
 
-// fieldTerms maps region field names to their AML name terms; built once
-// from region.Fields and never modified.
-var fieldTerms = func() map[string]aml.Term {
-	m := make(map[string]aml.Term, len(region.Fields))
-	for _, f := range region.Fields {
-		m[f.Name] = aml.NameString(f.AMLName)
-	}
-	return m
-}()
-
-// amlName returns the ACPI name of a region field.
-func amlName(name string) aml.Term {
-	t, ok := fieldTerms[name]
-	if !ok {
-		panic("acpi: region has no field " + name) // programming error, caught by every test
-	}
-	return t
-}
+// w returns the AML name term of a region field.
+func w(f region.Field) aml.Term { return aml.NameString(f.AMLName) }
 
 // regionFieldElems is the Field list declaring every field of region.Fields
 // in offset order; built once and never modified.
@@ -151,20 +135,20 @@ var regionFieldElems = func() []aml.FieldElement {
 	fs := append([]region.Field(nil), region.Fields...)
 	sort.Slice(fs, func(i, j int) bool { return fs[i].Offset < fs[j].Offset })
 	var elems []aml.FieldElement
-	var at uint32
+	at := 0
 	for _, f := range fs {
 		if f.Offset != at {
-			elems = append(elems, aml.Offset(int(f.Offset)))
+			elems = append(elems, aml.Offset(f.Offset))
 		}
-		elems = append(elems, aml.FieldUnit(f.AMLName, 8*region.Width))
-		at = f.Offset + region.Width
+		elems = append(elems, aml.FieldUnit(f.AMLName, 8*f.Width))
+		at = f.Offset + f.Width
 	}
 	return elems
 }()
 
 // regionField declares every field of region.Fields over nameMemRegion.
 func regionField() aml.Term {
-	return aml.Field(nameMemRegion, aml.DWordAcc, false, aml.Preserve, regionFieldElems...)
+	return aml.Field(nameMemRegion, aml.DWordAcc, aml.NoLock, aml.Preserve, regionFieldElems...)
 }
 
 // iniBody is the body of the zone's _INI: it asks _OSI for each string of
@@ -216,14 +200,14 @@ func tickBody(c Config) []aml.Term {
 	}
 	first := []aml.Term{
 		aml.Store(aml.One, n(nameFirst)),
-		aml.Store(aml.Int(uint64(region.Magic)), amlName("magic")),
-		aml.Store(aml.Int(region.Version), amlName("version")),
-		aml.Store(aml.Int(region.HeaderSize), amlName("header_size")),
-		aml.Store(aml.Int(c.Size), amlName("region_size")),
-		aml.Increment(amlName("boots")),
-		aml.Store(aml.Zero, amlName("ticks")),
-		aml.Store(n(nameOSI), amlName("osi")),
-		aml.Store(n("_REV"), amlName("rev")),
+		aml.Store(aml.Int(uint64(region.Magic)), w(region.MagicWord)),
+		aml.Store(aml.Int(region.Version), w(region.VersionWord)),
+		aml.Store(aml.Int(region.HeaderSize), w(region.HeaderSizeWord)),
+		aml.Store(aml.Int(c.Size), w(region.RegionSize)),
+		aml.Increment(w(region.Boots)),
+		aml.Store(aml.Zero, w(region.Ticks)),
+		aml.Store(n(nameOSI), w(region.OSI)),
+		aml.Store(n("_REV"), w(region.Rev)),
 	}
 	seq := aml.Local(1)
 	arg := aml.Local(5)
@@ -233,46 +217,54 @@ func tickBody(c Config) []aml.Term {
 	inRange := aml.LLess(aml.Subtract(arg, aml.Int(uint64(region.MinPeriod)), nil),
 		aml.Int(uint64(region.MaxPeriod-region.MinPeriod+1)))
 	mailbox := []aml.Term{
-		aml.Store(amlName("mbx_seq"), aml.Local(3)),
-		aml.If(aml.LNotEqual(aml.Local(3), amlName("mbx_ack")),
-			aml.Store(amlName("mbx_cmd"), aml.Local(4)),
+		aml.Store(w(region.MbxSeq), aml.Local(3)),
+		aml.If(aml.LNotEqual(aml.Local(3), w(region.MbxAck)),
+			aml.Store(w(region.MbxCmd), aml.Local(4)),
 			// Set-period first: it is the longer branch, so the worst
 			// mailbox tick stays short.
 			aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdSetPeriod))),
-				aml.Store(amlName("mbx_arg"), arg),
+				aml.Store(w(region.MbxArg), arg),
 				aml.If(inRange,
 					aml.Store(arg, n(namePeriod)),
 					aml.Notify(n(c.ZoneName), aml.Int(0x81)),
-					aml.Store(aml.Int(uint64(region.ResultAccepted)), amlName("mbx_result")),
+					aml.Store(aml.Int(uint64(region.ResultAccepted)), w(region.MbxResult)),
 				).Else(
-					aml.Store(aml.Int(uint64(region.ResultBadArg)), amlName("mbx_result")),
+					aml.Store(aml.Int(uint64(region.ResultBadArg)), w(region.MbxResult)),
 				),
-				aml.Store(n(namePeriod), amlName("mbx_value")),
+				aml.Store(n(namePeriod), w(region.MbxValue)),
 			).Else(aml.If(aml.LEqual(aml.Local(4), aml.Int(uint64(region.CmdPing))),
-				aml.Store(aml.Int(uint64(region.ResultOK)), amlName("mbx_result")),
-				aml.Store(amlName("mbx_arg"), amlName("mbx_value")),
+				aml.Store(aml.Int(uint64(region.ResultOK)), w(region.MbxResult)),
+				aml.Store(w(region.MbxArg), w(region.MbxValue)),
 			).Else(
-				aml.Store(aml.Int(uint64(region.ResultUnknown)), amlName("mbx_result")),
-				aml.Store(aml.Zero, amlName("mbx_value")),
+				aml.Store(aml.Int(uint64(region.ResultUnknown)), w(region.MbxResult)),
+				aml.Store(aml.Zero, w(region.MbxValue)),
 			)),
-			aml.Store(aml.Local(3), amlName("mbx_ack")),
+			aml.Store(aml.Local(3), w(region.MbxAck)),
 		),
 	}
 	body = append(body,
 		// seqlock: Local1 = SEQN | 1 (odd); SEQN = Local1
-		aml.Or(amlName("seq"), aml.One, seq),
-		aml.Store(seq, amlName("seq")),
+		aml.Or(w(region.Seq), aml.One, seq),
+		aml.Store(seq, w(region.Seq)),
 		// The first tick of a boot initialises the header and leaves the
 		// mailbox to the next tick: so that no tick pays for both.
 		aml.If(n(nameFirst), mailbox...).Else(first...),
-		aml.Increment(amlName("ticks")),
-		aml.Store(n(namePeriod), amlName("period")),
-		aml.Store(aml.Timer(), amlName("timer_lo")),
-		aml.Store(amlName("host_stamp_lo"), amlName("echo_lo")),
-		aml.Store(amlName("host_stamp_hi"), amlName("echo_hi")),
+		aml.Increment(w(region.Ticks)),
+		aml.Store(n(namePeriod), w(region.Period)),
+		aml.Store(aml.Timer(), w(region.TimerLo)),
+	)
+	body = append(body, copyPair(region.HostStamp, region.Echo)...)
+	return append(body,
 		// SEQN = Local1 + 1 (even)
-		aml.Add(seq, aml.One, amlName("seq")),
+		aml.Add(seq, aml.One, w(region.Seq)),
 		aml.Return(aml.Int(SafeTemperature)),
 	)
-	return body
+}
+
+// copyPair copies the 64-bit value src into dst one word at a time, in
+// region's ReadOrder (low word, then high word): the order the host's
+// WriteOrder is safe against (see region.Pair).
+func copyPair(src, dst region.Pair) []aml.Term {
+	s, d := src.ReadOrder(), dst.ReadOrder()
+	return []aml.Term{aml.Store(w(s[0]), w(d[0])), aml.Store(w(s[1]), w(d[1]))}
 }

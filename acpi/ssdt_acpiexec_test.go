@@ -57,7 +57,7 @@ func (tt tickTarget) runFlags(t *testing.T, flags []string, machine string, init
 	return r
 }
 
-func word(img []byte, off uint32) uint32 { return binary.LittleEndian.Uint32(img[off:]) }
+func word(img []byte, off int) uint32 { return binary.LittleEndian.Uint32(img[off:]) }
 
 func writtenOffsets(t *testing.T, tt tickTarget, evals []evalResult) map[uint32]bool {
 	t.Helper()
@@ -83,34 +83,34 @@ func checkTwoTicks(t *testing.T, tt tickTarget, machine string) []byte {
 		require.Equal(t, fmt.Sprintf("%016X", acpi.SafeTemperature), e.Ret, "tick %d must return the safe temperature", i)
 	}
 	img := r.image(tt.base, int(tt.cfg.Size))
-	assert.Equal(t, region.Magic, word(img, region.OffMagic))
-	assert.Equal(t, uint32(region.Version), word(img, region.OffVersion))
-	assert.Equal(t, uint32(region.HeaderSize), word(img, region.OffHeaderSize))
-	assert.Equal(t, uint32(tt.cfg.Size), word(img, region.OffRegionSize))
-	assert.Equal(t, uint32(4), word(img, region.OffSeq), "two ticks leave seq even: 0→1→2→3→4")
-	assert.Equal(t, uint32(2), word(img, region.OffTicks))
-	assert.Equal(t, uint32(1), word(img, region.OffBoots), "the second tick of a boot must not count a boot")
-	assert.Equal(t, uint32(tt.cfg.Tick.Milliseconds()/100), word(img, region.OffPeriod))
-	osi := word(img, region.OffOSI)
+	assert.Equal(t, region.Magic, word(img, region.MagicWord.Offset))
+	assert.Equal(t, uint32(region.Version), word(img, region.VersionWord.Offset))
+	assert.Equal(t, uint32(region.HeaderSize), word(img, region.HeaderSizeWord.Offset))
+	assert.Equal(t, uint32(tt.cfg.Size), word(img, region.RegionSize.Offset))
+	assert.Equal(t, uint32(4), word(img, region.Seq.Offset), "two ticks leave seq even: 0→1→2→3→4")
+	assert.Equal(t, uint32(2), word(img, region.Ticks.Offset))
+	assert.Equal(t, uint32(1), word(img, region.Boots.Offset), "the second tick of a boot must not count a boot")
+	assert.Equal(t, uint32(tt.cfg.Tick.Milliseconds()/100), word(img, region.Period.Offset))
+	osi := word(img, region.OSI.Offset)
 	assert.NotZero(t, osi&region.OSIValid, "OSI word valid bit")
 	assert.NotZero(t, osi&(1<<7), "acpiexec answers _OSI(\"Windows 2015\") true")
 	assert.Zero(t, osi&1, "acpiexec answers _OSI(\"Linux\") false")
-	assert.Equal(t, uint32(2), word(img, region.OffRev), "acpiexec's _REV is 2")
+	assert.Equal(t, uint32(2), word(img, region.Rev.Offset), "acpiexec's _REV is 2")
 
 	// seqlock: first write of each tick makes seq odd, last makes it even.
 	for i, e := range ticks {
 		w := e.writes()
 		require.NotEmpty(t, w)
-		assert.Equal(t, tt.base+region.OffSeq, w[0].Addr, "tick %d: first write is seq", i)
+		assert.Equal(t, tt.base+uint64(region.Seq.Offset), w[0].Addr, "tick %d: first write is seq", i)
 		assert.Equal(t, uint32(2*i+1), w[0].Val, "tick %d: seq odd during update", i)
-		assert.Equal(t, tt.base+region.OffSeq, w[len(w)-1].Addr, "tick %d: last write is seq", i)
+		assert.Equal(t, tt.base+uint64(region.Seq.Offset), w[len(w)-1].Addr, "tick %d: last write is seq", i)
 		assert.Equal(t, uint32(2*i+2), w[len(w)-1].Val, "tick %d: seq even after update", i)
 	}
 	// Timer low word moves between ticks.
 	var timers []uint32
 	for _, e := range ticks {
 		for _, w := range e.writes() {
-			if w.Addr == tt.base+region.OffTimerLo {
+			if w.Addr == tt.base+uint64(region.TimerLo.Offset) {
 				timers = append(timers, w.Val)
 			}
 		}
@@ -188,12 +188,12 @@ func TestBuildMatchesHandASL(t *testing.T) {
 	var runs [2][]memOp
 	for i, tt := range []tickTarget{gen, hand} {
 		r := tt.run(t, "q35", tt.goodInit(), []string{host},
-			tt.tick(), hostWrite(tt.base+region.OffMbxCmd, region.CmdPing),
-			hostWrite(tt.base+region.OffMbxSeq, 5), tt.tick())
+			tt.tick(), hostWrite(tt.base+uint64(region.MbxCmd.Offset), region.CmdPing),
+			hostWrite(tt.base+uint64(region.MbxSeq.Offset), 5), tt.tick())
 		for _, e := range r.evals(tt.tmp()) {
 			require.NotEmpty(t, e.Mem)
 			for _, m := range e.Mem {
-				if m.Addr == tt.base+region.OffTimerLo {
+				if m.Addr == tt.base+uint64(region.TimerLo.Offset) {
 					m.Val = 0
 				}
 				runs[i] = append(runs[i], m)
@@ -262,17 +262,17 @@ func TestMailboxAndHostStamp(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					r := tt.run(t, "q35", tt.goodInit(), []string{host},
 						tt.tick(),
-						hostWrite(b+region.OffHostStampLo, 0x89ABCDEF), hostWrite(b+region.OffHostStampHi, 0x195),
-						hostWrite(b+region.OffMbxCmd, c.cmd), hostWrite(b+region.OffMbxArg, c.arg),
-						hostWrite(b+region.OffMbxSeq, 7),
+						hostWrite(b+uint64(region.HostStampLo.Offset), 0x89ABCDEF), hostWrite(b+uint64(region.HostStampHi.Offset), 0x195),
+						hostWrite(b+uint64(region.MbxCmd.Offset), c.cmd), hostWrite(b+uint64(region.MbxArg.Offset), c.arg),
+						hostWrite(b+uint64(region.MbxSeq.Offset), 7),
 						tt.tick(), tt.tick(), "execute "+tt.tzp())
 					img := r.image(b, int(cfg.Size))
-					assert.Equal(t, c.wantRes, word(img, region.OffMbxResult))
-					assert.Equal(t, c.wantVal, word(img, region.OffMbxValue))
-					assert.Equal(t, uint32(7), word(img, region.OffMbxAck))
-					assert.Equal(t, uint32(0x89ABCDEF), word(img, region.OffEchoLo))
-					assert.Equal(t, uint32(0x195), word(img, region.OffEchoHi))
-					assert.Equal(t, c.wantTZP, word(img, region.OffPeriod))
+					assert.Equal(t, c.wantRes, word(img, region.MbxResult.Offset))
+					assert.Equal(t, c.wantVal, word(img, region.MbxValue.Offset))
+					assert.Equal(t, uint32(7), word(img, region.MbxAck.Offset))
+					assert.Equal(t, uint32(0x89ABCDEF), word(img, region.EchoLo.Offset))
+					assert.Equal(t, uint32(0x195), word(img, region.EchoHi.Offset))
+					assert.Equal(t, c.wantTZP, word(img, region.Period.Offset))
 					tzp := r.evals(tt.tzp())
 					require.Len(t, tzp, 1)
 					assert.Equal(t, fmt.Sprintf("%016X", c.wantTZP), tzp[0].Ret)
@@ -281,7 +281,7 @@ func TestMailboxAndHostStamp(t *testing.T) {
 					require.Len(t, ticks, 3)
 					for _, w := range ticks[2].writes() {
 						off := w.Addr - b
-						assert.NotContains(t, []uint64{region.OffMbxAck, region.OffMbxResult, region.OffMbxValue}, off)
+						assert.NotContains(t, []uint64{uint64(region.MbxAck.Offset), uint64(region.MbxResult.Offset), uint64(region.MbxValue.Offset)}, off)
 					}
 				})
 			}
@@ -296,14 +296,14 @@ func TestAMLWritesExactlyGuestAMLFields(t *testing.T) {
 	want := map[uint32]bool{}
 	for _, f := range region.Fields {
 		if f.Writer == region.GuestAML {
-			want[f.Offset] = true
+			want[uint32(f.Offset)] = true
 		}
 	}
 	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
 		tt := buildTarget(t, cfg)
 		r := tt.run(t, "pc", tt.goodInit(), []string{hostSim(t)},
-			tt.tick(), hostWrite(tt.base+region.OffMbxCmd, region.CmdPing),
-			hostWrite(tt.base+region.OffMbxSeq, 1), tt.tick(), tt.tick())
+			tt.tick(), hostWrite(tt.base+uint64(region.MbxCmd.Offset), region.CmdPing),
+			hostWrite(tt.base+uint64(region.MbxSeq.Offset), 1), tt.tick(), tt.tick())
 		got := writtenOffsets(t, tt, r.evals(tt.tmp()))
 		require.Equal(t, sortedKeys(want), sortedKeys(got), "%s: written offsets", cfg.Placement)
 	}
@@ -335,8 +335,8 @@ func guestSim(t *testing.T, tt tickTarget) string {
 // postCmd returns the acpiexec commands with which the host posts a mailbox
 // command at the region at base.
 func postCmd(base uint64, cmd, arg, seq uint32) []string {
-	return []string{hostWrite(base+region.OffMbxCmd, cmd), hostWrite(base+region.OffMbxArg, arg),
-		hostWrite(base+region.OffMbxSeq, seq)}
+	return []string{hostWrite(base+uint64(region.MbxCmd.Offset), cmd), hostWrite(base+uint64(region.MbxArg.Offset), arg),
+		hostWrite(base+uint64(region.MbxSeq.Offset), seq)}
 }
 
 // ivshmemPCI returns n for the ivshmem placement, 0 (not checked) otherwise.
@@ -352,7 +352,7 @@ func mbxWrites(tt tickTarget, e evalResult) map[uint64]uint32 {
 	m := map[uint64]uint32{}
 	for _, w := range e.writes() {
 		switch off := w.Addr - tt.base; off {
-		case region.OffMbxAck, region.OffMbxResult, region.OffMbxValue:
+		case uint64(region.MbxAck.Offset), uint64(region.MbxResult.Offset), uint64(region.MbxValue.Offset):
 			m[off] = w.Val
 		}
 	}
@@ -382,17 +382,17 @@ func TestTickOperationCount(t *testing.T) {
 				{name: "first tick of a boot", mbx: map[uint64]uint32{}, pci: ivshmemPCI(cfg, 6)},
 				{name: "steady", mbx: map[uint64]uint32{}, pci: ivshmemPCI(cfg, 2)},
 				{name: "ping", cmds: postCmd(b, region.CmdPing, 7, 1),
-					mbx: map[uint64]uint32{region.OffMbxResult: region.ResultOK, region.OffMbxValue: 7, region.OffMbxAck: 1}},
+					mbx: map[uint64]uint32{uint64(region.MbxResult.Offset): region.ResultOK, uint64(region.MbxValue.Offset): 7, uint64(region.MbxAck.Offset): 1}},
 				{name: "set-period accepted", cmds: postCmd(b, region.CmdSetPeriod, 50, 2),
-					mbx: map[uint64]uint32{region.OffMbxResult: region.ResultAccepted, region.OffMbxValue: 50, region.OffMbxAck: 2}},
+					mbx: map[uint64]uint32{uint64(region.MbxResult.Offset): region.ResultAccepted, uint64(region.MbxValue.Offset): 50, uint64(region.MbxAck.Offset): 2}},
 				{name: "set-period refused", cmds: postCmd(b, region.CmdSetPeriod, 0, 3),
-					mbx: map[uint64]uint32{region.OffMbxResult: region.ResultBadArg, region.OffMbxValue: 50, region.OffMbxAck: 3}},
+					mbx: map[uint64]uint32{uint64(region.MbxResult.Offset): region.ResultBadArg, uint64(region.MbxValue.Offset): 50, uint64(region.MbxAck.Offset): 3}},
 				{name: "unknown command", cmds: postCmd(b, 99, 0, 4),
-					mbx: map[uint64]uint32{region.OffMbxResult: region.ResultUnknown, region.OffMbxValue: 0, region.OffMbxAck: 4}},
+					mbx: map[uint64]uint32{uint64(region.MbxResult.Offset): region.ResultUnknown, uint64(region.MbxValue.Offset): 0, uint64(region.MbxAck.Offset): 4}},
 				{name: "first tick after a reboot, command pending", cmds: append(postCmd(b, region.CmdSetPeriod, 20, 5), `execute \REBT`),
 					mbx: map[uint64]uint32{}},
 				{name: "set-period answered at the second tick of the boot",
-					mbx: map[uint64]uint32{region.OffMbxResult: region.ResultAccepted, region.OffMbxValue: 20, region.OffMbxAck: 5}},
+					mbx: map[uint64]uint32{uint64(region.MbxResult.Offset): region.ResultAccepted, uint64(region.MbxValue.Offset): 20, uint64(region.MbxAck.Offset): 5}},
 			}
 			if cfg.Placement == acpi.PlaceIvshmem {
 				// The OS moves BAR2 away and back: the tick at the
@@ -404,7 +404,7 @@ func TestTickOperationCount(t *testing.T) {
 						fmt.Sprintf(`execute \SBR2 0x%x`, other|0xC)), mbx: map[uint64]uint32{}, pci: 6},
 					step{name: "BAR moved back: re-validation + set-period", pci: 6,
 						cmds: []string{fmt.Sprintf(`execute \SBR2 0x%x`, b|0xC)},
-						mbx:  map[uint64]uint32{region.OffMbxResult: region.ResultAccepted, region.OffMbxValue: 30, region.OffMbxAck: 6}},
+						mbx:  map[uint64]uint32{uint64(region.MbxResult.Offset): region.ResultAccepted, uint64(region.MbxValue.Offset): 30, uint64(region.MbxAck.Offset): 6}},
 				)
 			}
 			cmds := []string{"trace opcode " + tt.tmp()}
@@ -435,7 +435,7 @@ func TestTickOperationCount(t *testing.T) {
 			// The header of the rebooted boot was written, boots counted.
 			var boots []uint32
 			for _, w := range ticks[6].writes() {
-				if w.Addr == b+region.OffBoots {
+				if w.Addr == b+uint64(region.Boots.Offset) {
 					boots = append(boots, w.Val)
 				}
 			}
@@ -487,7 +487,7 @@ func TestOSIWordComesFromINI(t *testing.T) {
 				loaded, err := strconv.ParseUint(v[0].Ret, 16, 64)
 				require.NoError(t, err)
 				img := r.image(tt.base, int(cfg.Size))
-				osi := word(img, region.OffOSI)
+				osi := word(img, region.OSI.Offset)
 				require.Equal(t, uint32(loaded), osi, "the tick copies DGOS as it was after load")
 				if c.flags == nil {
 					// acpiexec at load answers true for every "Windows 20xx"
@@ -498,14 +498,14 @@ func TestOSIWordComesFromINI(t *testing.T) {
 					require.Zero(t, osi, "no _INI: no valid bit, no answers")
 				}
 				// The rest of the first tick's work is unaffected.
-				require.Equal(t, region.Magic, word(img, region.OffMagic))
-				require.Equal(t, uint32(1), word(img, region.OffBoots))
-				require.Equal(t, uint32(2), word(img, region.OffTicks))
-				require.Equal(t, uint32(2), word(img, region.OffRev))
+				require.Equal(t, region.Magic, word(img, region.MagicWord.Offset))
+				require.Equal(t, uint32(1), word(img, region.Boots.Offset))
+				require.Equal(t, uint32(2), word(img, region.Ticks.Offset))
+				require.Equal(t, uint32(2), word(img, region.Rev.Offset))
 				ticks := r.evals(tt.tmp())
 				require.Len(t, ticks, 2)
 				for _, e := range ticks[1].writes() {
-					require.NotEqual(t, tt.base+region.OffOSI, e.Addr, "only the first tick of a boot writes the OSI word")
+					require.NotEqual(t, tt.base+uint64(region.OSI.Offset), e.Addr, "only the first tick of a boot writes the OSI word")
 				}
 			})
 		}
@@ -525,4 +525,26 @@ func operators(ops []string) int {
 		n++
 	}
 	return n
+}
+
+// The tick reads the host stamp in region.HostStamp.ReadOrder (low word,
+// then high word), the order the host's WriteOrder is safe against: checked
+// on acpiexec's trace of every SystemMemory read, both placements.
+func TestAMLReadsHostStampInReadOrder(t *testing.T) {
+	order := region.HostStamp.ReadOrder()
+	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+		tt := buildTarget(t, cfg)
+		r := tt.run(t, "pc", tt.goodInit(), []string{hostSim(t)}, tt.tick(), tt.tick())
+		for i, e := range r.evals(tt.tmp()) {
+			var seen []uint64
+			for _, m := range e.Mem {
+				off := m.Addr - tt.base
+				if !m.Write && (off == uint64(order[0].Offset) || off == uint64(order[1].Offset)) {
+					seen = append(seen, off)
+				}
+			}
+			require.Equal(t, []uint64{uint64(order[0].Offset), uint64(order[1].Offset)}, seen,
+				"%s tick %d: host stamp words read, in order", cfg.Placement, i)
+		}
+	}
 }

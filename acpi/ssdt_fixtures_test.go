@@ -40,9 +40,9 @@ var regionFixtures = []regionFixture{
 		cmds: func(tt tickTarget) []string {
 			b := tt.base
 			return []string{tt.tick(),
-				hostWrite(b+region.OffHostStampLo, 0x5E0A1B2C), hostWrite(b+region.OffHostStampHi, 0x19A),
-				hostWrite(b+region.OffMbxCmd, region.CmdPing), hostWrite(b+region.OffMbxArg, 0xC0FFEE),
-				hostWrite(b+region.OffMbxSeq, 1), tt.tick(), tt.tick()}
+				hostWrite(b+uint64(region.HostStampLo.Offset), 0x5E0A1B2C), hostWrite(b+uint64(region.HostStampHi.Offset), 0x19A),
+				hostWrite(b+uint64(region.MbxCmd.Offset), region.CmdPing), hostWrite(b+uint64(region.MbxArg.Offset), 0xC0FFEE),
+				hostWrite(b+uint64(region.MbxSeq.Offset), 1), tt.tick(), tt.tick()}
 		},
 	},
 	{
@@ -50,8 +50,8 @@ var regionFixtures = []regionFixture{
 		cfg: func() acpi.Config { return small(fixedConfig()) },
 		cmds: func(tt tickTarget) []string {
 			b := tt.base
-			return []string{tt.tick(), hostWrite(b+region.OffMbxCmd, region.CmdSetPeriod),
-				hostWrite(b+region.OffMbxArg, 50), hostWrite(b+region.OffMbxSeq, 3), tt.tick(), tt.tick()}
+			return []string{tt.tick(), hostWrite(b+uint64(region.MbxCmd.Offset), region.CmdSetPeriod),
+				hostWrite(b+uint64(region.MbxArg.Offset), 50), hostWrite(b+uint64(region.MbxSeq.Offset), 3), tt.tick(), tt.tick()}
 		},
 	},
 }
@@ -77,9 +77,9 @@ func TestRegionFixtures(t *testing.T) {
 			want, err := os.ReadFile(path)
 			require.NoError(t, err, "run go test ./acpi -run TestRegionFixtures -update-region")
 			require.Len(t, want, int(cfg.Size))
-			require.NotZero(t, binary.LittleEndian.Uint32(img[region.OffTimerLo:]))
-			require.NotZero(t, binary.LittleEndian.Uint32(want[region.OffTimerLo:]))
-			copy(img[region.OffTimerLo:region.OffTimerLo+4], want[region.OffTimerLo:])
+			require.NotZero(t, binary.LittleEndian.Uint32(img[region.TimerLo.Offset:]))
+			require.NotZero(t, binary.LittleEndian.Uint32(want[region.TimerLo.Offset:]))
+			copy(img[region.TimerLo.Offset:region.TimerLo.Offset+4], want[region.TimerLo.Offset:])
 			require.Equal(t, want, img)
 		})
 	}

@@ -74,25 +74,24 @@ const (
 // Named containers: Scope, Device, ThermalZone, Method, PowerResource
 
 type containerTerm struct {
-	construct string
-	code      [2]byte
-	ncode     uint8
-	path      string
-	head      [6]byte // bytes after the name (method flags, power resource level/order, processor id/pblk)
-	nhead     uint8
-	check     error // argument error found by the constructor, reported at encode time
-	terms     []Term
-	inl       [inlineTerms]Term
+	code  [2]byte
+	ncode uint8
+	path  string
+	head  [6]byte // bytes after the name (method flags, power resource level/order, processor id/pblk)
+	nhead uint8
+	check error // argument error found by the constructor, reported at encode time
+	terms []Term
+	inl   [inlineTerms]Term
 }
 
 // AppendAML appends Op PkgLength NameString [head] TermList.
 func (c *containerTerm) AppendAML(b []byte) ([]byte, error) {
 	if c.check != nil {
-		return b, newErr(c.construct, c.path, c.check)
+		return b, newErr(c.construct(), c.path, c.check)
 	}
 	b = append(b, c.code[:c.ncode]...)
 	b, at := openPkg(b)
-	b, err := appendName(b, c.path, c.construct)
+	b, err := appendName(b, c.path, c.construct())
 	if err != nil {
 		return b, err
 	}
@@ -101,10 +100,13 @@ func (c *containerTerm) AppendAML(b []byte) ([]byte, error) {
 		return b, within(err, c.path)
 	}
 	if b, err = closePkg(b, at); err != nil {
-		return b, newErr(c.construct, c.path, err)
+		return b, newErr(c.construct(), c.path, err)
 	}
 	return b, nil
 }
+
+// construct returns the ASL name of the container (from the opcode table).
+func (c *containerTerm) construct() string { return opName(c.code, c.ncode) }
 
 func newContainer(proto containerTerm, terms []Term) *containerTerm {
 	c := new(containerTerm)
@@ -115,50 +117,75 @@ func newContainer(proto containerTerm, terms []Term) *containerTerm {
 
 // Scope returns Scope(path) {terms}.
 func Scope(path string, terms ...Term) Term {
-	return newContainer(containerTerm{construct: "Scope", code: [2]byte{ScopeOp}, ncode: 1, path: path}, terms)
+	return newContainer(containerTerm{code: [2]byte{ScopeOp}, ncode: 1, path: path}, terms)
 }
 
 // Device returns Device(path) {terms}.
 func Device(path string, terms ...Term) Term {
-	return newContainer(containerTerm{construct: "Device", code: [2]byte{ExtOpPrefix, DeviceOp}, ncode: 2, path: path}, terms)
+	return newContainer(containerTerm{code: [2]byte{ExtOpPrefix, DeviceOp}, ncode: 2, path: path}, terms)
 }
 
 // ThermalZone returns ThermalZone(path) {terms}.
 func ThermalZone(path string, terms ...Term) Term {
-	return newContainer(containerTerm{construct: "ThermalZone", code: [2]byte{ExtOpPrefix, ThermalZoneOp}, ncode: 2, path: path}, terms)
+	return newContainer(containerTerm{code: [2]byte{ExtOpPrefix, ThermalZoneOp}, ncode: 2, path: path}, terms)
 }
 
 // PowerResource returns PowerResource(path, systemLevel, resourceOrder) {terms}.
 func PowerResource(path string, systemLevel byte, resourceOrder uint16, terms ...Term) Term {
-	return newContainer(containerTerm{construct: "PowerResource", code: [2]byte{ExtOpPrefix, PowerResOp}, ncode: 2, path: path,
+	return newContainer(containerTerm{code: [2]byte{ExtOpPrefix, PowerResOp}, ncode: 2, path: path,
 		head: [6]byte{systemLevel, byte(resourceOrder), byte(resourceOrder >> 8)}, nhead: 3}, terms)
 }
 
 // Processor returns the (deprecated, still common in QEMU's DSDT)
 // Processor(path, procID, pblkAddr, pblkLen) {terms}.
 func Processor(path string, procID byte, pblkAddr uint32, pblkLen byte, terms ...Term) Term {
-	return newContainer(containerTerm{construct: "Processor", code: [2]byte{ExtOpPrefix, ProcessorOp}, ncode: 2, path: path,
+	return newContainer(containerTerm{code: [2]byte{ExtOpPrefix, ProcessorOp}, ncode: 2, path: path,
 		head: [6]byte{procID, byte(pblkAddr), byte(pblkAddr >> 8), byte(pblkAddr >> 16), byte(pblkAddr >> 24), pblkLen}, nhead: 6}, terms)
 }
 
 // MaxSyncLevel is the largest method or mutex synchronization level.
 const MaxSyncLevel = 15
 
-// Method returns Method(path, nargs, Serialized|NotSerialized, syncLevel)
-// {terms}. nargs is 0-7 and syncLevel 0-15; other values are encode errors.
-func Method(path string, nargs int, serialized bool, syncLevel int, terms ...Term) Term {
-	c := newContainer(containerTerm{construct: "Method", code: [2]byte{MethodOp}, ncode: 1, path: path, nhead: 1}, terms)
+// MethodFlags are the flags of a Method besides its argument count: its
+// serialization and synchronization level, as in ASL "Method (_TMP, 0,
+// Serialized)" or QEMU's aml_method(..., AML_SERIALIZED). Combine them with
+// |, e.g. Serialized|SyncLevel(3). The zero value is NotSerialized at sync
+// level 0.
+type MethodFlags uint16
+
+const (
+	// NotSerialized: the method may be executed by several threads at once.
+	NotSerialized MethodFlags = 0
+	// Serialized: the interpreter runs one invocation at a time (an implicit
+	// mutex at the method's sync level).
+	Serialized MethodFlags = 1 << 3
+)
+
+// methodSyncShift is where SyncLevel stores its level in MethodFlags (bits
+// 8-15, so that an out-of-range level is reported rather than truncated).
+const methodSyncShift = 8
+
+// SyncLevel returns the flag for a method's synchronization level (0-15;
+// larger levels are an encode error).
+func SyncLevel(level uint8) MethodFlags { return MethodFlags(level) << methodSyncShift }
+
+// Level returns the synchronization level set by SyncLevel.
+func (f MethodFlags) Level() int { return int(f >> methodSyncShift) }
+
+// Method returns Method(path, nargs, flags) {terms}: nargs is 0-7, flags
+// Serialized or NotSerialized, optionally | SyncLevel(n); other values are
+// encode errors.
+func Method(path string, nargs int, flags MethodFlags, terms ...Term) Term {
+	c := newContainer(containerTerm{code: [2]byte{MethodOp}, ncode: 1, path: path, nhead: 1}, terms)
 	switch {
 	case nargs < 0 || nargs > MaxArgs:
 		c.check = fmt.Errorf("argument count %d, want 0-%d: %w", nargs, MaxArgs, ErrOutOfRange)
-	case syncLevel < 0 || syncLevel > MaxSyncLevel:
-		c.check = fmt.Errorf("sync level %d, want 0-%d: %w", syncLevel, MaxSyncLevel, ErrOutOfRange)
+	case flags.Level() > MaxSyncLevel:
+		c.check = fmt.Errorf("sync level %d, want 0-%d: %w", flags.Level(), MaxSyncLevel, ErrOutOfRange)
+	case flags&^(Serialized|0xFF<<methodSyncShift) != 0:
+		c.check = fmt.Errorf("method flags %#x: unknown bits (use Serialized, NotSerialized, SyncLevel): %w", uint16(flags), ErrOutOfRange)
 	}
-	flags := byte(nargs&7) | byte(syncLevel&15)<<4
-	if serialized {
-		flags |= 1 << 3
-	}
-	c.head[0] = flags
+	c.head[0] = byte(nargs&7) | byte(flags&Serialized) | byte(flags.Level()&15)<<4
 	return c
 }
 
@@ -178,15 +205,15 @@ func Name(path string, value Term) Term { return &nameTerm{path: path, value: va
 // AppendAML appends NameOp NameString DataRefObject.
 func (n *nameTerm) AppendAML(b []byte) ([]byte, error) {
 	b = append(b, NameOp)
-	b, err := appendName(b, n.path, "Name")
+	b, err := appendName(b, n.path, Op(NameOp).String())
 	if err != nil {
 		return b, err
 	}
 	if n.value == nil {
-		return b, newErr("Name", n.path, fmt.Errorf("value: %w", ErrNilTerm))
+		return b, newErr(Op(NameOp).String(), n.path, fmt.Errorf("value: %w", ErrNilTerm))
 	}
 	if !isDataObject(n.value, false) {
-		return b, newErr("Name", n.path, fmt.Errorf("value is %T, not a data object (Int, Str, Buffer, Package, ...): %w", n.value, ErrBadOperand))
+		return b, newErr(Op(NameOp).String(), n.path, fmt.Errorf("value is %T, not a data object (Int, Str, Buffer, Package, ...): %w", n.value, ErrBadOperand))
 	}
 	if b, err = n.value.AppendAML(b); err != nil {
 		return b, within(err, n.path)
@@ -210,13 +237,13 @@ func External(path string, t ObjectType, nargs int) Term {
 // AppendAML appends ExternalOp NameString ObjectType ArgumentCount.
 func (e *externalTerm) AppendAML(b []byte) ([]byte, error) {
 	if e.typ > DDBHandleObj {
-		return b, newErr("External", e.path, fmt.Errorf("object type %d, want 0-%d: %w", e.typ, DDBHandleObj, ErrOutOfRange))
+		return b, newErr(Op(ExternalOp).String(), e.path, fmt.Errorf("object type %d, want 0-%d: %w", e.typ, DDBHandleObj, ErrOutOfRange))
 	}
 	if e.nargs < 0 || e.nargs > MaxArgs || (e.typ != MethodObj && e.nargs != 0) {
-		return b, newErr("External", e.path, fmt.Errorf("argument count %d for object type %d: %w", e.nargs, e.typ, ErrOutOfRange))
+		return b, newErr(Op(ExternalOp).String(), e.path, fmt.Errorf("argument count %d for object type %d: %w", e.nargs, e.typ, ErrOutOfRange))
 	}
 	b = append(b, ExternalOp)
-	b, err := appendName(b, e.path, "External")
+	b, err := appendName(b, e.path, Op(ExternalOp).String())
 	if err != nil {
 		return b, err
 	}
@@ -239,18 +266,18 @@ func OperationRegion(path string, space RegionSpace, offset, length Term) Term {
 // AppendAML appends ExtOp OpRegionOp NameString RegionSpace Offset Length.
 func (o *opRegionTerm) AppendAML(b []byte) ([]byte, error) {
 	if o.space > PlatformRtMechanism && o.space < 0x80 && o.space != FFixedHW {
-		return b, newErr("OperationRegion", o.path, fmt.Errorf("region space 0x%02X is reserved: %w", byte(o.space), ErrOutOfRange))
+		return b, newErr(ExtendedOp(OpRegionOp).String(), o.path, fmt.Errorf("region space 0x%02X is reserved: %w", byte(o.space), ErrOutOfRange))
 	}
 	b = append(b, ExtOpPrefix, OpRegionOp)
-	b, err := appendName(b, o.path, "OperationRegion")
+	b, err := appendName(b, o.path, ExtendedOp(OpRegionOp).String())
 	if err != nil {
 		return b, err
 	}
 	b = append(b, byte(o.space))
-	if b, err = appendArg(b, o.offset, "OperationRegion", o.path, "offset"); err != nil {
+	if b, err = appendArg(b, o.offset, ExtendedOp(OpRegionOp).String(), o.path, "offset"); err != nil {
 		return b, err
 	}
-	return appendArg(b, o.length, "OperationRegion", o.path, "length")
+	return appendArg(b, o.length, ExtendedOp(OpRegionOp).String(), o.path, "length")
 }
 
 type mutexTerm struct {
@@ -264,10 +291,10 @@ func Mutex(path string, syncLevel int) Term { return &mutexTerm{path: path, leve
 // AppendAML appends ExtOp MutexOp NameString SyncFlags.
 func (m *mutexTerm) AppendAML(b []byte) ([]byte, error) {
 	if m.level < 0 || m.level > MaxSyncLevel {
-		return b, newErr("Mutex", m.path, fmt.Errorf("sync level %d, want 0-%d: %w", m.level, MaxSyncLevel, ErrOutOfRange))
+		return b, newErr(ExtendedOp(MutexOp).String(), m.path, fmt.Errorf("sync level %d, want 0-%d: %w", m.level, MaxSyncLevel, ErrOutOfRange))
 	}
 	b = append(b, ExtOpPrefix, MutexOp)
-	b, err := appendName(b, m.path, "Mutex")
+	b, err := appendName(b, m.path, ExtendedOp(MutexOp).String())
 	if err != nil {
 		return b, err
 	}
@@ -281,7 +308,7 @@ func Event(path string) Term { return eventTerm(path) }
 
 // AppendAML appends ExtOp EventOp NameString.
 func (e eventTerm) AppendAML(b []byte) ([]byte, error) {
-	return appendName(append(b, ExtOpPrefix, EventOp), string(e), "Event")
+	return appendName(append(b, ExtOpPrefix, EventOp), string(e), ExtendedOp(EventOp).String())
 }
 
 type aliasTerm struct{ src, alias string }
@@ -291,11 +318,11 @@ func Alias(src, alias string) Term { return &aliasTerm{src: src, alias: alias} }
 
 // AppendAML appends AliasOp NameString NameString.
 func (a *aliasTerm) AppendAML(b []byte) ([]byte, error) {
-	b, err := appendName(append(b, AliasOp), a.src, "Alias")
+	b, err := appendName(append(b, AliasOp), a.src, Op(AliasOp).String())
 	if err != nil {
 		return b, err
 	}
-	return appendName(b, a.alias, "Alias")
+	return appendName(b, a.alias, Op(AliasOp).String())
 }
 
 // ---------------------------------------------------------------------------
@@ -342,7 +369,6 @@ func AccessAs(access AccessType, attrib byte) FieldElement {
 }
 
 type fieldTerm struct {
-	construct string
 	op        byte
 	region    string // Field, BankField: region; IndexField: index name
 	second    string // IndexField: data name; BankField: bank name
@@ -362,60 +388,72 @@ const MaxFieldWidth = MaxPkgLength - 4
 // field bit offsets in 32 bits).
 const maxFieldBits = 1<<32 - 1
 
+// LockRule says whether a Field access acquires the global lock (bit 4 of
+// FieldFlags): ASL Lock / NoLock, QEMU's AML_LOCK / AML_NOLOCK.
+type LockRule byte
+
+// Lock rules.
+const (
+	NoLock LockRule = 0
+	Lock   LockRule = 1
+)
+
 // Field returns Field(region, access, lock, update) {elems}: named units over
 // an OperationRegion.
-func Field(region string, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
-	return newField("Field", FieldOp, region, "", nil, access, lock, update, elems)
+func Field(region string, access AccessType, lock LockRule, update UpdateRule, elems ...FieldElement) Term {
+	return newField(FieldOp, region, "", nil, access, lock, update, elems)
 }
 
 // IndexField returns IndexField(index, data, access, lock, update) {elems}:
 // units reached by writing their offset to the field unit index and
 // accessing the field unit data.
-func IndexField(index, data string, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
-	return newField("IndexField", IndexFieldOp, index, data, nil, access, lock, update, elems)
+func IndexField(index, data string, access AccessType, lock LockRule, update UpdateRule, elems ...FieldElement) Term {
+	return newField(IndexFieldOp, index, data, nil, access, lock, update, elems)
 }
 
 // BankField returns BankField(region, bank, bankValue, access, lock, update)
 // {elems}: units of region visible when bankValue is written to the field
 // unit bank.
-func BankField(region, bank string, bankValue Term, access AccessType, lock bool, update UpdateRule, elems ...FieldElement) Term {
-	f := newField("BankField", BankFieldOp, region, bank, bankValue, access, lock, update, elems)
+func BankField(region, bank string, bankValue Term, access AccessType, lock LockRule, update UpdateRule, elems ...FieldElement) Term {
+	f := newField(BankFieldOp, region, bank, bankValue, access, lock, update, elems)
 	if bankValue == nil && f.check == nil {
 		f.check = fmt.Errorf("bank value: %w", ErrNilTerm)
 	}
 	return f
 }
 
-func newField(construct string, op byte, region, second string, bankValue Term, access AccessType, lock bool, update UpdateRule, elems []FieldElement) *fieldTerm {
-	f := &fieldTerm{construct: construct, op: op, region: region, second: second, bankValue: bankValue,
+func newField(op byte, region, second string, bankValue Term, access AccessType, lock LockRule, update UpdateRule, elems []FieldElement) *fieldTerm {
+	f := &fieldTerm{op: op, region: region, second: second, bankValue: bankValue,
 		elems: append([]FieldElement(nil), elems...)}
 	switch {
 	case access > BufferAcc:
 		f.check = fmt.Errorf("access type %d, want 0-%d: %w", access, BufferAcc, ErrOutOfRange)
 	case update > WriteAsZeros:
 		f.check = fmt.Errorf("update rule %d, want 0-2: %w", update, ErrOutOfRange)
+	case lock > Lock:
+		f.check = fmt.Errorf("lock rule %d, want NoLock (0) or Lock (1): %w", lock, ErrOutOfRange)
 	}
-	f.flags = byte(access) | byte(update)<<5
-	if lock {
-		f.flags |= 1 << 4
-	}
+	f.flags = byte(access) | byte(lock&1)<<4 | byte(update)<<5
 	return f
 }
+
+// construct returns the ASL name of the field list (from the opcode table).
+func (f *fieldTerm) construct() string { return ExtendedOp(f.op).String() }
 
 // AppendAML appends ExtOp FieldOp|IndexFieldOp|BankFieldOp PkgLength, the
 // name(s) (and bank value), FieldFlags and the FieldList.
 func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 	if f.check != nil {
-		return b, newErr(f.construct, f.region, f.check)
+		return b, newErr(f.construct(), f.region, f.check)
 	}
 	b = append(b, ExtOpPrefix, f.op)
 	b, at := openPkg(b)
-	b, err := appendName(b, f.region, f.construct)
+	b, err := appendName(b, f.region, f.construct())
 	if err != nil {
 		return b, err
 	}
 	if f.op != FieldOp {
-		if b, err = appendName(b, f.second, f.construct); err != nil {
+		if b, err = appendName(b, f.second, f.construct()); err != nil {
 			return b, err
 		}
 	}
@@ -428,7 +466,7 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 	var pos int64 // current bit offset
 	for i, e := range f.elems {
 		bad := func(format string, args ...any) error {
-			return newErr(f.construct, f.region, fmt.Errorf("element %d: "+format, append([]any{i}, args...)...))
+			return newErr(f.construct(), f.region, fmt.Errorf("element %d: "+format, append([]any{i}, args...)...))
 		}
 		switch e.kind {
 		case fieldUnit, fieldReserved:
@@ -439,7 +477,7 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 				return b, bad("unit ends at bit %d, beyond the 32-bit bit offset space: %w", pos+int64(e.n), ErrFieldOffset)
 			}
 			if e.kind == fieldUnit {
-				if b, err = appendNameSeg(b, e.name, f.construct); err != nil {
+				if b, err = appendNameSeg(b, e.name, f.construct()); err != nil {
 					return b, within(err, f.region)
 				}
 			} else {
@@ -476,7 +514,7 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 		}
 	}
 	if b, err = closePkg(b, at); err != nil {
-		return b, newErr(f.construct, f.region, err)
+		return b, newErr(f.construct(), f.region, err)
 	}
 	return b, nil
 }

@@ -47,8 +47,8 @@ func runAcpiexec(t *testing.T, table []byte, cmds string) string {
 func TestFieldSplitOffsetAcpiexec(t *testing.T) {
 	body := mustEncode(t,
 		OperationRegion("OPR0", SystemMemory, Int(0x10000000), Int(0x10000000)),
-		Field("OPR0", AnyAcc, false, Preserve, Offset(0x4000000), FieldUnit("X", 8)),
-		Method("MAIN", 0, false, 0, Store(Int(0x5A), NameString("X")), Return(NameString("X"))),
+		Field("OPR0", AnyAcc, NoLock, Preserve, Offset(0x4000000), FieldUnit("X", 8)),
+		Method("MAIN", 0, NotSerialized, Store(Int(0x5A), NameString("X")), Return(NameString("X"))),
 	)
 	out := runAcpiexec(t, wrapSSDT(body), "execute MAIN")
 	require.NotContains(t, out, "Error", out)

@@ -20,7 +20,7 @@ func Example() {
 	body, err := aml.Encode(
 		aml.ThermalZone(`\_TZ.DIAG`,
 			aml.Name("CNT", aml.Zero),
-			aml.Method("_TMP", 0, true, 0,
+			aml.Method("_TMP", 0, aml.Serialized,
 				aml.Increment(aml.NameString("CNT")),
 				aml.Return(aml.Int(3000)),
 			),
@@ -34,7 +34,7 @@ func Example() {
 	fmt.Printf("% X\n", body)
 
 	// Errors name the construct, the object and where it is.
-	_, err = aml.Encode(aml.Scope(`\_SB`, aml.Method("FOO", 0, false, 0, aml.Store(aml.One, aml.Local(8)))))
+	_, err = aml.Encode(aml.Scope(`\_SB`, aml.Method("FOO", 0, aml.NotSerialized, aml.Store(aml.One, aml.Local(8)))))
 	fmt.Println(err)
 	// Output:
 	// 5B 85 28 5C 2E 5F 54 5A 5F 44 49 41 47 08 43 4E 54 5F 00 14 0F 5F 54 4D 50 08 75 43 4E 54 5F A4 0B B8 0B 08 5F 54 5A 50 0A 0A

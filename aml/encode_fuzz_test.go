@@ -276,7 +276,7 @@ func (v *treeVM) run() []Term {
 		case 17:
 			c := v.byte()
 			name := []string{"M000", "M001", "_TMP", "M0.M1", "9M"}[c%5]
-			v.decls = append(v.decls, Method(name, int(c/5)%9, c&0x80 != 0, int(v.byte())%17, v.stmtList(6)...))
+			v.decls = append(v.decls, Method(name, int(c/5)%9, MethodFlags(c>>7)<<3|SyncLevel(v.byte()%17), v.stmtList(6)...))
 		case 18:
 			name, val := string(v.varName(v.byte())), v.expr()
 			if !isDataObject(val, false) && v.byte()%8 != 0 {
@@ -314,12 +314,12 @@ func (v *treeVM) run() []Term {
 				}
 			}
 			c := v.byte()
-			v.decls = append(v.decls, Field("R000", AccessType(c%7), c&8 != 0, UpdateRule(c>>4%4), els...))
+			v.decls = append(v.decls, Field("R000", AccessType(c%7), LockRule(c>>3%4), UpdateRule(c>>4%4), els...))
 		case 22:
 			v.decls = append(v.decls, Mutex("MX00", int(v.byte()%17)))
 		default:
 			// A statement list becomes a method body at top level.
-			v.decls = append(v.decls, Method("M002", 1, false, 0, v.stmtList(8)...))
+			v.decls = append(v.decls, Method("M002", 1, NotSerialized, v.stmtList(8)...))
 		}
 	}
 	return v.decls

@@ -112,7 +112,7 @@ func TestPkgLengthBoundariesIasl(t *testing.T) {
 // more than one byte, so every close moves an already moved body again.
 func TestNestedPkgLengthShift(t *testing.T) {
 	leaf := Name("LEAF", Buffer(make([]byte, 5000)))
-	got := mustEncode(t, Scope(`\_SB`, Device("DEV0", Method("M000", 0, false, 0, If(One, Store(Buffer(make([]byte, 100)), Local(0)))), leaf)))
+	got := mustEncode(t, Scope(`\_SB`, Device("DEV0", Method("M000", 0, NotSerialized, If(One, Store(Buffer(make([]byte, 100)), Local(0)))), leaf)))
 	// Scope: 10 <3-byte len> \_SB_ ...
 	require.Equal(t, byte(ScopeOp), got[0])
 	n := int(got[1]&0x0F) | int(got[2])<<4 | int(got[3])<<12
@@ -143,15 +143,15 @@ func TestEncodeInline(t *testing.T) {
 		{`Name (P002, Package (5) {One})`, Name("P002", PackageN(5, One)), "08 50 30 30 32 12 03 05 01"},
 		{`Scope (\_SB.PCI9.DIAG) { Name (X, One) }`, Scope(`\_SB.PCI9.DIAG`, Name("X", One)),
 			"10 16 5C 2F 03 5F 53 42 5F 50 43 49 39 44 49 41 47 08 58 5F 5F 5F 01"},
-		{`Method (M003, 2, Serialized, 15) { Return (Arg1) }`, Method("M003", 2, true, 15, Return(Arg(1))),
+		{`Method (M003, 2, Serialized, 15) { Return (Arg1) }`, Method("M003", 2, Serialized|SyncLevel(15), Return(Arg(1))),
 			"14 08 4D 30 30 33 FA A4 69"},
 		{`ThermalZone (\_TZ.TZ2) { Method (_TMP) { Return (0x0BB8) } }`,
-			ThermalZone(`\_TZ.TZ2`, Method("_TMP", 0, false, 0, Return(Int(3000)))),
+			ThermalZone(`\_TZ.TZ2`, Method("_TMP", 0, NotSerialized, Return(Int(3000)))),
 			"5B 85 16 5C 2E 5F 54 5A 5F 54 5A 32 5F 14 0A 5F 54 4D 50 00 A4 0B B8 0B"},
 		{`OperationRegion (R002, PCI_Config, Zero, 0x0100)`, OperationRegion("R002", PCIConfig, Zero, Int(0x100)),
 			"5B 80 52 30 30 32 02 00 0B 00 01"},
 		{`Field (OPR0, DWordAcc, Lock, WriteAsOnes) { Offset (0x400), D000, 32, D001, 32 }`,
-			Field("OPR0", DWordAcc, true, WriteAsOnes, Offset(0x400), FieldUnit("D000", 32), FieldUnit("D001", 32)),
+			Field("OPR0", DWordAcc, Lock, WriteAsOnes, Offset(0x400), FieldUnit("D000", 32), FieldUnit("D001", 32)),
 			"5B 81 14 4F 50 52 30 33 00 80 00 02 44 30 30 30 20 44 30 30 31 20"},
 		{`If (Arg0) { Local0 = One } Else { Local0 = Zero }`,
 			If(Arg(0), Store(One, Local(0))).Else(Store(Zero, Local(0))),
@@ -193,32 +193,35 @@ func TestEncodeErrors(t *testing.T) {
 		{"lowercase", Device("diag"), ErrBadName, "Device", "diag", nil, "not A-Z"},
 		{"leading digit", Scope(`\_SB.1ABC`), ErrBadName, "Scope", `\_SB.1ABC`, nil, "offset 5 starts with digit"},
 		{"empty segment", NameString(`\_SB..X`), ErrBadName, "NameString", `\_SB..X`, nil, "empty segment at offset 5"},
-		{"empty name", Method("", 0, false, 0), ErrBadName, "Method", "", nil, "empty name"},
+		{"empty name", Method("", 0, NotSerialized), ErrBadName, "Method", "", nil, "empty name"},
 		{"root then parent", NameString(`\^A`), ErrBadName, "NameString", `\^A`, nil, "character '^'"},
-		{"too many args", Method("M", 8, false, 0), ErrOutOfRange, "Method", "M", nil, "argument count 8"},
-		{"negative args", Method("M", -1, false, 0), ErrOutOfRange, "Method", "M", nil, "argument count -1"},
+		{"too many args", Method("M", 8, NotSerialized), ErrOutOfRange, "Method", "M", nil, "argument count 8"},
+		{"negative args", Method("M", -1, NotSerialized), ErrOutOfRange, "Method", "M", nil, "argument count -1"},
 		{"call with 8 args", Call("M", One, One, One, One, One, One, One, One), ErrOutOfRange, "MethodCall", "M", nil, "8 arguments"},
-		{"local 8", Method("M", 0, false, 0, Store(One, Local(8))), ErrOutOfRange, "Local", "", []string{"M"}, "index 8"},
+		{"local 8", Method("M", 0, NotSerialized, Store(One, Local(8))), ErrOutOfRange, "Local", "", []string{"M"}, "index 8"},
 		{"local -1", Local(-1), ErrOutOfRange, "Local", "", nil, "index -1"},
-		{"arg 7", Scope(`\_SB`, Method("M", 0, false, 0, Return(Arg(7)))), ErrOutOfRange, "Arg", "", []string{`\_SB`, "M"}, `Arg (in \_SB > M): index 7, want 0-6`},
-		{"method sync level", Method("M", 0, true, 16), ErrOutOfRange, "Method", "M", nil, "sync level 16"},
+		{"arg 7", Scope(`\_SB`, Method("M", 0, NotSerialized, Return(Arg(7)))), ErrOutOfRange, "Arg", "", []string{`\_SB`, "M"}, `Arg (in \_SB > M): index 7, want 0-6`},
+		{"method sync level", Method("M", 0, Serialized|SyncLevel(16)), ErrOutOfRange, "Method", "M", nil, "sync level 16"},
+		{"method sync level 255", Method("M", 0, SyncLevel(255)), ErrOutOfRange, "Method", "M", nil, "sync level 255"},
+		{"method flags", Method("M", 0, MethodFlags(1)), ErrOutOfRange, "Method", "M", nil, "method flags 0x1: unknown bits"},
 		{"mutex sync level", Mutex("MTX", 16), ErrOutOfRange, "Mutex", "MTX", nil, "sync level 16"},
 		{"package 256", Package(make256()...), ErrTooLong, "Package", "", nil, "256 elements, at most 255"},
 		{"packageN 256", PackageN(256), ErrTooLong, "Package", "", nil, "256 elements"},
 		{"packageN short", PackageN(1, One, One), ErrOutOfRange, "Package", "", nil, "count 1 is smaller than the 2"},
 		{"buffer size short", BufferN(Int(1), []byte{1, 2}), ErrTooLong, "Buffer", "", nil, "size 1 is smaller"},
-		{"field backwards", Field("OPR", AnyAcc, false, Preserve, FieldUnit("A", 32), Offset(2)), ErrFieldOffset, "Field", "OPR", nil,
+		{"field backwards", Field("OPR", AnyAcc, NoLock, Preserve, FieldUnit("A", 32), Offset(2)), ErrFieldOffset, "Field", "OPR", nil,
 			"element 1: Offset(0x2) is before the current position (bit 32, byte 0x4)"},
-		{"field width 0", Field("OPR", AnyAcc, false, Preserve, FieldUnit("A", 0)), ErrOutOfRange, "Field", "OPR", nil, "element 0: width 0 bits"},
-		{"reserved width 0", Field("OPR", AnyAcc, false, Preserve, Reserved(0)), ErrOutOfRange, "Field", "OPR", nil, "width 0 bits"},
-		{"field unit too wide", Field("OPR", AnyAcc, false, Preserve, FieldUnit("A", MaxFieldWidth+1)), ErrOutOfRange, "Field", "OPR", nil, "width 268435452 bits, want 1-268435451"},
-		{"field overflow", Field("OPR", AnyAcc, false, Preserve, Offset(0x1FFFFFFF), FieldUnit("A", 16)), ErrFieldOffset, "Field", "OPR", nil, "beyond the 32-bit bit offset space"},
-		{"field offset overflow", Field("OPR", AnyAcc, false, Preserve, Offset(1<<29)), ErrFieldOffset, "Field", "OPR", nil, "Offset(0x20000000) out of range"},
-		{"field unit name", Field("OPR", AnyAcc, false, Preserve, FieldUnit(`\A`, 8)), ErrBadName, "Field", `\A`, []string{"OPR"}, `character '\\'`},
-		{"field zero element", Field("OPR", AnyAcc, false, Preserve, FieldElement{}), ErrBadOperand, "Field", "OPR", nil, "zero FieldElement"},
-		{"field access type", Field("OPR", AccessType(6), false, Preserve), ErrOutOfRange, "Field", "OPR", nil, "access type 6"},
-		{"field update rule", Field("OPR", AnyAcc, false, UpdateRule(3)), ErrOutOfRange, "Field", "OPR", nil, "update rule 3"},
-		{"accessas type", Field("OPR", AnyAcc, false, Preserve, AccessAs(AccessType(9), 0)), ErrOutOfRange, "Field", "OPR", nil, "access type 9"},
+		{"field width 0", Field("OPR", AnyAcc, NoLock, Preserve, FieldUnit("A", 0)), ErrOutOfRange, "Field", "OPR", nil, "element 0: width 0 bits"},
+		{"reserved width 0", Field("OPR", AnyAcc, NoLock, Preserve, Reserved(0)), ErrOutOfRange, "Field", "OPR", nil, "width 0 bits"},
+		{"field unit too wide", Field("OPR", AnyAcc, NoLock, Preserve, FieldUnit("A", MaxFieldWidth+1)), ErrOutOfRange, "Field", "OPR", nil, "width 268435452 bits, want 1-268435451"},
+		{"field overflow", Field("OPR", AnyAcc, NoLock, Preserve, Offset(0x1FFFFFFF), FieldUnit("A", 16)), ErrFieldOffset, "Field", "OPR", nil, "beyond the 32-bit bit offset space"},
+		{"field offset overflow", Field("OPR", AnyAcc, NoLock, Preserve, Offset(1<<29)), ErrFieldOffset, "Field", "OPR", nil, "Offset(0x20000000) out of range"},
+		{"field unit name", Field("OPR", AnyAcc, NoLock, Preserve, FieldUnit(`\A`, 8)), ErrBadName, "Field", `\A`, []string{"OPR"}, `character '\\'`},
+		{"field zero element", Field("OPR", AnyAcc, NoLock, Preserve, FieldElement{}), ErrBadOperand, "Field", "OPR", nil, "zero FieldElement"},
+		{"field access type", Field("OPR", AccessType(6), NoLock, Preserve), ErrOutOfRange, "Field", "OPR", nil, "access type 6"},
+		{"field update rule", Field("OPR", AnyAcc, NoLock, UpdateRule(3)), ErrOutOfRange, "Field", "OPR", nil, "update rule 3"},
+		{"field lock rule", Field("OPR", AnyAcc, LockRule(2), Preserve), ErrOutOfRange, "Field", "OPR", nil, "lock rule 2"},
+		{"accessas type", Field("OPR", AnyAcc, NoLock, Preserve, AccessAs(AccessType(9), 0)), ErrOutOfRange, "Field", "OPR", nil, "access type 9"},
 		{"nil in scope", Scope(`\_SB`, nil), ErrNilTerm, "TermList", "", []string{`\_SB`}, "nil term"},
 		{"nil store src", Store(nil, Local(0)), ErrNilTerm, "Store", "", nil, "operand 1"},
 		{"nil store dst", Store(One, nil), ErrNilTerm, "Store", "", nil, "operand 2"},
@@ -243,7 +246,7 @@ func TestEncodeErrors(t *testing.T) {
 		{"region space", OperationRegion("R", RegionSpace(0x20), Zero, One), ErrOutOfRange, "OperationRegion", "R", nil, "region space 0x20 is reserved"},
 		{"bad const", ConstObj(5), ErrOutOfRange, "ConstObj", "", nil, "0x05"},
 		{"create field name", CreateDWordField(NameString("B"), Zero, ""), ErrBadName, "CreateDWordField", "\x00", nil, "character '\\x00'"},
-		{"name in thermal zone", ThermalZone(`\_TZ.DIAG`, Name("_TZP", Int(10)), Method("_TMP", 0, false, 0, Store(One, NameString("a")))),
+		{"name in thermal zone", ThermalZone(`\_TZ.DIAG`, Name("_TZP", Int(10)), Method("_TMP", 0, NotSerialized, Store(One, NameString("a")))),
 			ErrBadName, "NameString", "a", []string{`\_TZ.DIAG`, "_TMP"}, `NameString a (in \_TZ.DIAG > _TMP)`},
 		{"else body", If(One).Else(nil), ErrNilTerm, "TermList", "", nil, "nil term"},
 		{"alias", Alias("A", "1"), ErrBadName, "Alias", "1", nil, "digit"},
@@ -296,10 +299,10 @@ func TestPackageLengthTooLong(t *testing.T) {
 // wider than one PkgLength is split into several reserved elements whose
 // widths add up (iasl refuses such a gap: "Package length too long").
 func TestFieldWideUnits(t *testing.T) {
-	b := mustEncode(t, Field("OPR0", AnyAcc, false, Preserve, FieldUnit("W", MaxFieldWidth)))
+	b := mustEncode(t, Field("OPR0", AnyAcc, NoLock, Preserve, FieldUnit("W", MaxFieldWidth)))
 	assert.Equal(t, "5B 81 0E 4F 50 52 30 00 57 5F 5F 5F CB FF FF FF", fmt.Sprintf("% X", b))
 
-	b = mustEncode(t, Field("OPR0", AnyAcc, false, Preserve, Offset(0x4000000), FieldUnit("X", 8)))
+	b = mustEncode(t, Field("OPR0", AnyAcc, NoLock, Preserve, Offset(0x4000000), FieldUnit("X", 8)))
 	els := b[8:] // after ExtOp FieldOp PkgLength(1) "OPR0" flags
 	var total int
 	for len(els) > 0 && els[0] == 0x00 {
@@ -372,29 +375,70 @@ func TestAppendEncodeKeepsPrefix(t *testing.T) {
 }
 
 // TestOperatorNamesInErrors: every operator reports its ASL name (derived
-// from its opcode) when an operand is missing.
+// from its opcode through the one opcode table, spelled as iasl -dl prints
+// it) when an operand is missing, and the decoder and printer name the
+// encoded operator the same way.
 func TestOperatorNamesInErrors(t *testing.T) {
-	var n Term // a nil operand
 	l := Local(0)
-	for want, term := range map[string]Term{
-		"Store": Store(n, l), "CopyObject": CopyObject(n, l), "Add": Add(n, l, nil), "Subtract": Subtract(n, l, nil),
-		"Multiply": Multiply(n, l, nil), "Mod": Mod(n, l, nil), "And": And(n, l, nil), "Or": Or(n, l, nil),
-		"Xor": Xor(n, l, nil), "NAnd": Nand(n, l, nil), "NOr": Nor(n, l, nil), "ShiftLeft": ShiftLeft(n, l, nil),
-		"ShiftRight": ShiftRight(n, l, nil), "Concatenate": Concatenate(n, l, nil), "Index": Index(n, l, nil),
-		"Divide": Divide(n, l, nil, nil), "Not": Not(n, nil), "FindSetLeftBit": FindSetLeftBit(n, nil),
-		"FindSetRightBit": FindSetRightBit(n, nil), "ToInteger": ToInteger(n, nil), "ToBuffer": ToBuffer(n, nil),
-		"ToHexString": ToHexString(n, nil), "ToDecimalString": ToDecimalString(n, nil), "ToString": ToString(n, l, nil),
-		"Mid": Mid(n, l, l, nil), "Increment": Increment(n), "Decrement": Decrement(n), "DerefOf": DerefOf(n),
-		"RefOf": RefOf(n), "CondRefOf": CondRefOf(n, nil), "SizeOf": SizeOf(n), "ObjectType": ObjectTypeOf(n),
-		"LAnd": LAnd(n, l), "LOr": LOr(n, l), "LNot": LNot(n), "LEqual": LEqual(n, l), "LGreater": LGreater(n, l),
-		"LLess": LLess(n, l), "LNotEqual": LNotEqual(n, l), "LLessEqual": LLessEqual(n, l),
-		"LGreaterEqual": LGreaterEqual(n, l), "Notify": Notify(n, l), "Return": Return(n), "Sleep": Sleep(n),
-		"Stall": Stall(n), "Acquire": Acquire(n, 1), "Release": Release(n), "Signal": Signal(n), "Reset": Reset(n),
-		"Wait": Wait(n, l), "CreateDWordField": CreateDWordField(n, l, "X"), "CreateWordField": CreateWordField(n, l, "X"),
-		"CreateByteField": CreateByteField(n, l, "X"), "CreateQWordField": CreateQWordField(n, l, "X"),
-		"CreateBitField": CreateBitField(n, l, "X"), "CreateField": CreateField(n, l, l, "X"),
+	for want, build := range map[string]func(n Term) Term{
+		"Store":            func(n Term) Term { return Store(n, l) },
+		"CopyObject":       func(n Term) Term { return CopyObject(n, l) },
+		"Add":              func(n Term) Term { return Add(n, l, nil) },
+		"Subtract":         func(n Term) Term { return Subtract(n, l, nil) },
+		"Multiply":         func(n Term) Term { return Multiply(n, l, nil) },
+		"Mod":              func(n Term) Term { return Mod(n, l, nil) },
+		"And":              func(n Term) Term { return And(n, l, nil) },
+		"Or":               func(n Term) Term { return Or(n, l, nil) },
+		"XOr":              func(n Term) Term { return Xor(n, l, nil) },
+		"NAnd":             func(n Term) Term { return Nand(n, l, nil) },
+		"NOr":              func(n Term) Term { return Nor(n, l, nil) },
+		"ShiftLeft":        func(n Term) Term { return ShiftLeft(n, l, nil) },
+		"ShiftRight":       func(n Term) Term { return ShiftRight(n, l, nil) },
+		"Concatenate":      func(n Term) Term { return Concatenate(n, l, nil) },
+		"Index":            func(n Term) Term { return Index(n, l, nil) },
+		"Divide":           func(n Term) Term { return Divide(n, l, nil, nil) },
+		"Not":              func(n Term) Term { return Not(n, nil) },
+		"FindSetLeftBit":   func(n Term) Term { return FindSetLeftBit(n, nil) },
+		"FindSetRightBit":  func(n Term) Term { return FindSetRightBit(n, nil) },
+		"ToInteger":        func(n Term) Term { return ToInteger(n, nil) },
+		"ToBuffer":         func(n Term) Term { return ToBuffer(n, nil) },
+		"ToHexString":      func(n Term) Term { return ToHexString(n, nil) },
+		"ToDecimalString":  func(n Term) Term { return ToDecimalString(n, nil) },
+		"ToString":         func(n Term) Term { return ToString(n, l, nil) },
+		"Mid":              func(n Term) Term { return Mid(n, l, l, nil) },
+		"Increment":        func(n Term) Term { return Increment(n) },
+		"Decrement":        func(n Term) Term { return Decrement(n) },
+		"DerefOf":          func(n Term) Term { return DerefOf(n) },
+		"RefOf":            func(n Term) Term { return RefOf(n) },
+		"CondRefOf":        func(n Term) Term { return CondRefOf(n, nil) },
+		"SizeOf":           func(n Term) Term { return SizeOf(n) },
+		"ObjectType":       func(n Term) Term { return ObjectTypeOf(n) },
+		"LAnd":             func(n Term) Term { return LAnd(n, l) },
+		"LOr":              func(n Term) Term { return LOr(n, l) },
+		"LNot":             func(n Term) Term { return LNot(n) },
+		"LEqual":           func(n Term) Term { return LEqual(n, l) },
+		"LGreater":         func(n Term) Term { return LGreater(n, l) },
+		"LLess":            func(n Term) Term { return LLess(n, l) },
+		"LNotEqual":        func(n Term) Term { return LNotEqual(n, l) },
+		"LLessEqual":       func(n Term) Term { return LLessEqual(n, l) },
+		"LGreaterEqual":    func(n Term) Term { return LGreaterEqual(n, l) },
+		"Notify":           func(n Term) Term { return Notify(n, l) },
+		"Return":           func(n Term) Term { return Return(n) },
+		"Sleep":            func(n Term) Term { return Sleep(n) },
+		"Stall":            func(n Term) Term { return Stall(n) },
+		"Acquire":          func(n Term) Term { return Acquire(n, 1) },
+		"Release":          func(n Term) Term { return Release(n) },
+		"Signal":           func(n Term) Term { return Signal(n) },
+		"Reset":            func(n Term) Term { return Reset(n) },
+		"Wait":             func(n Term) Term { return Wait(n, l) },
+		"CreateDWordField": func(n Term) Term { return CreateDWordField(n, l, "X") },
+		"CreateWordField":  func(n Term) Term { return CreateWordField(n, l, "X") },
+		"CreateByteField":  func(n Term) Term { return CreateByteField(n, l, "X") },
+		"CreateQWordField": func(n Term) Term { return CreateQWordField(n, l, "X") },
+		"CreateBitField":   func(n Term) Term { return CreateBitField(n, l, "X") },
+		"CreateField":      func(n Term) Term { return CreateField(n, l, l, "X") },
 	} {
-		_, err := Encode(term)
+		_, err := Encode(build(nil))
 		require.ErrorIs(t, err, ErrNilTerm, want)
 		var e *EncodeError
 		require.ErrorAs(t, err, &e)
@@ -402,5 +446,11 @@ func TestOperatorNamesInErrors(t *testing.T) {
 		if strings.HasPrefix(want, "Create") {
 			assert.Equal(t, "X", e.Path, want)
 		}
+		b, err := Encode(build(Local(1)))
+		require.NoError(t, err, want)
+		root, err := Decode(b)
+		require.NoError(t, err, want)
+		asl := root.String()
+		assert.True(t, strings.HasPrefix(asl, want+" ("), "%s printed as %s", want, asl)
 	}
 }

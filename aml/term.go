@@ -77,7 +77,7 @@ func Str(s string) Term { return strTerm(s) }
 func (s strTerm) AppendAML(b []byte) ([]byte, error) {
 	for i := 0; i < len(s); i++ {
 		if s[i] == 0 || s[i] > 0x7F {
-			return b, newErr("String", "", fmt.Errorf("byte 0x%02X at offset %d: %w", s[i], i, ErrBadString))
+			return b, newErr(Op(StringPrefix).String(), "", fmt.Errorf("byte 0x%02X at offset %d: %w", s[i], i, ErrBadString))
 		}
 	}
 	b = append(b, StringPrefix)
@@ -112,10 +112,10 @@ func (t *bufTerm) AppendAML(b []byte) ([]byte, error) {
 		b = appendInt(b, uint64(len(t.data)))
 	} else {
 		if t.size == nil {
-			return b, newErr("Buffer", "", fmt.Errorf("size: %w", ErrNilTerm))
+			return b, newErr(Op(BufferOp).String(), "", fmt.Errorf("size: %w", ErrNilTerm))
 		}
 		if n, ok := t.size.(intTerm); ok && uint64(n) < uint64(len(t.data)) {
-			return b, newErr("Buffer", "", fmt.Errorf("size %d is smaller than the %d initial bytes: %w", uint64(n), len(t.data), ErrTooLong))
+			return b, newErr(Op(BufferOp).String(), "", fmt.Errorf("size %d is smaller than the %d initial bytes: %w", uint64(n), len(t.data), ErrTooLong))
 		}
 		if b, err = t.size.AppendAML(b); err != nil {
 			return b, err
@@ -124,7 +124,7 @@ func (t *bufTerm) AppendAML(b []byte) ([]byte, error) {
 	b = append(b, t.data...)
 	b, err = closePkg(b, at)
 	if err != nil {
-		return b, newErr("Buffer", "", err)
+		return b, newErr(Op(BufferOp).String(), "", err)
 	}
 	return b, nil
 }
@@ -168,9 +168,9 @@ func VarPackage(n Term, elems ...Term) Term {
 // AppendAML appends PackageOp/VarPackageOp, PkgLength, the count and the
 // elements.
 func (t *pkgTerm) AppendAML(b []byte) ([]byte, error) {
-	construct := "Package"
+	construct := Op(PackageOp).String()
 	if t.vari {
-		construct = "VarPackage"
+		construct = Op(VarPackageOp).String()
 		b = append(b, VarPackageOp)
 	} else {
 		b = append(b, PackageOp)
@@ -310,134 +310,8 @@ func newExtOp(op byte, args ...Term) *opTerm {
 	return t
 }
 
-// construct returns the ASL name of the operator.
-func (t *opTerm) construct() string {
-	c0, c1 := t.code[0], t.code[1]
-	if t.ncode == 2 && c0 == LNotOp {
-		switch c1 {
-		case LEqualOp:
-			return "LNotEqual"
-		case LGreaterOp:
-			return "LLessEqual"
-		case LLessOp:
-			return "LGreaterEqual"
-		}
-	}
-	if t.ncode == 2 && c0 == ExtOpPrefix {
-		switch c1 {
-		case CondRefOfOp:
-			return "CondRefOf"
-		case CreateFieldOp:
-			return "CreateField"
-		case SleepOp:
-			return "Sleep"
-		case StallOp:
-			return "Stall"
-		case AcquireOp:
-			return "Acquire"
-		case ReleaseOp:
-			return "Release"
-		case SignalOp:
-			return "Signal"
-		case ResetOp:
-			return "Reset"
-		case WaitOp:
-			return "Wait"
-		}
-		return fmt.Sprintf("ExtOp 0x%02X", c1)
-	}
-	switch c0 {
-	case StoreOp:
-		return "Store"
-	case CopyObjectOp:
-		return "CopyObject"
-	case AddOp:
-		return "Add"
-	case SubtractOp:
-		return "Subtract"
-	case MultiplyOp:
-		return "Multiply"
-	case ModOp:
-		return "Mod"
-	case AndOp:
-		return "And"
-	case OrOp:
-		return "Or"
-	case XorOp:
-		return "Xor"
-	case NandOp:
-		return "NAnd"
-	case NorOp:
-		return "NOr"
-	case ShiftLeftOp:
-		return "ShiftLeft"
-	case ShiftRightOp:
-		return "ShiftRight"
-	case ConcatOp:
-		return "Concatenate"
-	case IndexOp:
-		return "Index"
-	case DivideOp:
-		return "Divide"
-	case NotOp:
-		return "Not"
-	case FindSetLeftBitOp:
-		return "FindSetLeftBit"
-	case FindSetRightBitOp:
-		return "FindSetRightBit"
-	case ToIntegerOp:
-		return "ToInteger"
-	case ToBufferOp:
-		return "ToBuffer"
-	case ToHexStringOp:
-		return "ToHexString"
-	case ToDecimalStringOp:
-		return "ToDecimalString"
-	case ToStringOp:
-		return "ToString"
-	case MidOp:
-		return "Mid"
-	case IncrementOp:
-		return "Increment"
-	case DecrementOp:
-		return "Decrement"
-	case DerefOfOp:
-		return "DerefOf"
-	case RefOfOp:
-		return "RefOf"
-	case SizeOfOp:
-		return "SizeOf"
-	case ObjectTypeOp:
-		return "ObjectType"
-	case LAndOp:
-		return "LAnd"
-	case LOrOp:
-		return "LOr"
-	case LNotOp:
-		return "LNot"
-	case LEqualOp:
-		return "LEqual"
-	case LGreaterOp:
-		return "LGreater"
-	case LLessOp:
-		return "LLess"
-	case NotifyOp:
-		return "Notify"
-	case ReturnOp:
-		return "Return"
-	case CreateDWordFieldOp:
-		return "CreateDWordField"
-	case CreateWordFieldOp:
-		return "CreateWordField"
-	case CreateByteFieldOp:
-		return "CreateByteField"
-	case CreateQWordFieldOp:
-		return "CreateQWordField"
-	case CreateBitFieldOp:
-		return "CreateBitField"
-	}
-	return fmt.Sprintf("Op 0x%02X", c0)
-}
+// construct returns the ASL name of the operator (from the opcode table).
+func (t *opTerm) construct() string { return opName(t.code, t.ncode) }
 
 // isDataObject reports whether t may be the value of a Name or an element
 // of a Package (a DataRefObject: constant, integer, string, buffer,
@@ -664,7 +538,7 @@ type fatalTerm struct {
 // AppendAML appends ExtOp FatalOp FatalType FatalCode FatalArg.
 func (f *fatalTerm) AppendAML(b []byte) ([]byte, error) {
 	b = append(b, ExtOpPrefix, FatalOp, f.typ, byte(f.code), byte(f.code>>8), byte(f.code>>16), byte(f.code>>24))
-	return appendArg(b, f.arg, "Fatal", "", "argument")
+	return appendArg(b, f.arg, ExtendedOp(FatalOp).String(), "", "argument")
 }
 
 // MatchOperator is a comparison of Match.
@@ -696,22 +570,22 @@ func Match(pkg Term, op1 MatchOperator, obj1 Term, op2 MatchOperator, obj2 Term,
 // AppendAML appends MatchOp SearchPkg Op1 Obj1 Op2 Obj2 StartIndex.
 func (m *matchTerm) AppendAML(b []byte) ([]byte, error) {
 	if m.op1 > MGT || m.op2 > MGT {
-		return b, newErr("Match", "", fmt.Errorf("match operator %d/%d, want 0-5: %w", m.op1, m.op2, ErrOutOfRange))
+		return b, newErr(Op(MatchOp).String(), "", fmt.Errorf("match operator %d/%d, want 0-5: %w", m.op1, m.op2, ErrOutOfRange))
 	}
 	b = append(b, MatchOp)
-	b, err := appendArg(b, m.pkg, "Match", "", "package")
+	b, err := appendArg(b, m.pkg, Op(MatchOp).String(), "", "package")
 	if err != nil {
 		return b, err
 	}
 	b = append(b, byte(m.op1))
-	if b, err = appendArg(b, m.obj1, "Match", "", "operand 1"); err != nil {
+	if b, err = appendArg(b, m.obj1, Op(MatchOp).String(), "", "operand 1"); err != nil {
 		return b, err
 	}
 	b = append(b, byte(m.op2))
-	if b, err = appendArg(b, m.obj2, "Match", "", "operand 2"); err != nil {
+	if b, err = appendArg(b, m.obj2, Op(MatchOp).String(), "", "operand 2"); err != nil {
 		return b, err
 	}
-	return appendArg(b, m.start, "Match", "", "start index")
+	return appendArg(b, m.start, Op(MatchOp).String(), "", "start index")
 }
 
 // Increment returns Increment(t) (t is a name, Local or Arg).
@@ -913,15 +787,15 @@ func Call(path string, args ...Term) Term {
 // AppendAML appends the method's name and its arguments.
 func (c *callTerm) AppendAML(b []byte) ([]byte, error) {
 	if len(c.args) > MaxArgs {
-		return b, newErr("MethodCall", c.path, fmt.Errorf("%d arguments, at most %d: %w", len(c.args), MaxArgs, ErrOutOfRange))
+		return b, newErr(OpCall.String(), c.path, fmt.Errorf("%d arguments, at most %d: %w", len(c.args), MaxArgs, ErrOutOfRange))
 	}
-	b, err := appendName(b, c.path, "MethodCall")
+	b, err := appendName(b, c.path, OpCall.String())
 	if err != nil {
 		return b, err
 	}
 	for i, a := range c.args {
 		if a == nil {
-			return b, newErr("MethodCall", c.path, fmt.Errorf("argument %d: %w", i, ErrNilTerm))
+			return b, newErr(OpCall.String(), c.path, fmt.Errorf("argument %d: %w", i, ErrNilTerm))
 		}
 		if b, err = a.AppendAML(b); err != nil {
 			return b, err
@@ -977,7 +851,7 @@ func (t *IfTerm) ElseIf(pred Term, terms ...Term) *IfTerm {
 func (t *IfTerm) AppendAML(b []byte) ([]byte, error) {
 	b = append(b, IfOp)
 	b, at := openPkg(b)
-	b, err := appendArg(b, t.pred, "If", "", "predicate")
+	b, err := appendArg(b, t.pred, Op(IfOp).String(), "", "predicate")
 	if err != nil {
 		return b, err
 	}
@@ -985,7 +859,7 @@ func (t *IfTerm) AppendAML(b []byte) ([]byte, error) {
 		return b, err
 	}
 	if b, err = closePkg(b, at); err != nil {
-		return b, newErr("If", "", err)
+		return b, newErr(Op(IfOp).String(), "", err)
 	}
 	if !t.hasElse {
 		return b, nil
@@ -996,7 +870,7 @@ func (t *IfTerm) AppendAML(b []byte) ([]byte, error) {
 		return b, err
 	}
 	if b, err = closePkg(b, at); err != nil {
-		return b, newErr("Else", "", err)
+		return b, newErr(Op(ElseOp).String(), "", err)
 	}
 	return b, nil
 }
@@ -1018,7 +892,7 @@ func While(pred Term, terms ...Term) Term {
 func (t *whileTerm) AppendAML(b []byte) ([]byte, error) {
 	b = append(b, WhileOp)
 	b, at := openPkg(b)
-	b, err := appendArg(b, t.pred, "While", "", "predicate")
+	b, err := appendArg(b, t.pred, Op(WhileOp).String(), "", "predicate")
 	if err != nil {
 		return b, err
 	}
@@ -1026,7 +900,7 @@ func (t *whileTerm) AppendAML(b []byte) ([]byte, error) {
 		return b, err
 	}
 	if b, err = closePkg(b, at); err != nil {
-		return b, newErr("While", "", err)
+		return b, newErr(Op(WhileOp).String(), "", err)
 	}
 	return b, nil
 }

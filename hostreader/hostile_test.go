@@ -99,7 +99,7 @@ func TestReadERSTBytesBounded(t *testing.T) {
 func TestHostileRegionSizeOpensCorrupt(t *testing.T) {
 	for _, size := range []uint32{0xffffffff, 8192, 0, 5000} {
 		img := newImage(4096)
-		putWord(img, region.OffRegionSize, size)
+		putWord(img, region.RegionSize.Offset, size)
 		p := writeRegionFile(t, t.TempDir(), "bad", img)
 		r, err := OpenRegion(p, OpenOptions{})
 		require.NoError(t, err, "region_size %#x", size)
@@ -108,7 +108,7 @@ func TestHostileRegionSizeOpensCorrupt(t *testing.T) {
 		v := Assess(s, VerdictConfig{}, nil)
 		assert.Equal(t, StateCorrupt, v.State, "region_size %#x", size)
 		assert.Equal(t, "region_size", v.Field)
-		assert.Equal(t, uint32(region.OffRegionSize), v.FieldOffset)
+		assert.Equal(t, uint32(region.RegionSize.Offset), v.FieldOffset)
 		r.Close()
 
 		rb, err := RegionFromBytes(img)
@@ -126,7 +126,7 @@ func TestWatchHostileRegionAmongOthers(t *testing.T) {
 	dir := t.TempDir()
 	ok := writeRegionFile(t, dir, "ok", newImage(4096))
 	badImg := newImage(4096)
-	putWord(badImg, region.OffRegionSize, 0xffffffff)
+	putWord(badImg, region.RegionSize.Offset, 0xffffffff)
 	bad := writeRegionFile(t, dir, "bad", badImg)
 	other := writeRegionFile(t, dir, "other", newImage(4096))
 
@@ -155,7 +155,7 @@ func TestWatchHostileRegionAmongOthers(t *testing.T) {
 	assert.NotEqual(t, StateCorrupt, first["ok"].State)
 	assert.NotEqual(t, StateCorrupt, first["other"].State)
 
-	putWordFile(t, other, region.OffRegionSize, 0xffffffff)
+	putWordFile(t, other, region.RegionSize.Offset, 0xffffffff)
 	c, _ := waitChange(t, w.Changes(), "other", StateCorrupt, 5*time.Second)
 	assert.Equal(t, startup.Field, c.Verdict.Field)
 	assert.Equal(t, startup.FieldOffset, c.Verdict.FieldOffset)

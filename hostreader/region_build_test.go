@@ -16,40 +16,32 @@ import (
 // putWord writes a little-endian word at a region offset of an image.
 func putWord(b []byte, off int, v uint32) { binary.LittleEndian.PutUint32(b[off:], v) }
 
-// fieldOff returns the offset of a region field by name (region.Fields is
-// the single source of truth; tests fail if a name disappears).
-func fieldOff(t testing.TB, name string) int {
-	f, ok := region.FieldByName(name)
-	require.True(t, ok, "region field %q", name)
-	return int(f.Offset)
-}
-
 // newImage returns an initialised v1 region image of size bytes: header
 // valid, seq even, ticks 1, boots 1, period 10 ds.
 func newImage(size int) []byte {
 	b := make([]byte, size)
-	putWord(b, region.OffMagic, region.Magic)
-	putWord(b, region.OffVersion, region.Version)
-	putWord(b, region.OffHeaderSize, region.HeaderSize)
-	putWord(b, region.OffRegionSize, uint32(size))
-	putWord(b, region.OffSeq, 2)
-	putWord(b, region.OffTicks, 1)
-	putWord(b, region.OffBoots, 1)
-	putWord(b, region.OffPeriod, 10)
+	putWord(b, region.MagicWord.Offset, region.Magic)
+	putWord(b, region.VersionWord.Offset, region.Version)
+	putWord(b, region.HeaderSizeWord.Offset, region.HeaderSize)
+	putWord(b, region.RegionSize.Offset, uint32(size))
+	putWord(b, region.Seq.Offset, 2)
+	putWord(b, region.Ticks.Offset, 1)
+	putWord(b, region.Boots.Offset, 1)
+	putWord(b, region.Period.Offset, 10)
 	return b
 }
 
 // setEcho writes an echo of host time at (ms since epoch, lo then hi).
 func setEcho(b []byte, at time.Time) {
 	ms := uint64(at.UnixMilli())
-	putWord(b, region.OffEchoLo, uint32(ms))
-	putWord(b, region.OffEchoHi, uint32(ms>>32))
+	putWord(b, region.EchoLo.Offset, uint32(ms))
+	putWord(b, region.EchoHi.Offset, uint32(ms>>32))
 }
 
 func setHostStamp(b []byte, at time.Time) {
 	ms := uint64(at.UnixMilli())
-	putWord(b, region.OffHostStampLo, uint32(ms))
-	putWord(b, region.OffHostStampHi, uint32(ms>>32))
+	putWord(b, region.HostStampLo.Offset, uint32(ms))
+	putWord(b, region.HostStampHi.Offset, uint32(ms>>32))
 }
 
 func setSlot(b []byte, i int, beat, periodMs uint32, tag string) {
@@ -81,25 +73,25 @@ type amlWriter struct {
 }
 
 func (a *amlWriter) init(period uint32) {
-	a.r.store(region.OffMagic, region.Magic)
-	a.r.store(region.OffVersion, region.Version)
-	a.r.store(region.OffHeaderSize, region.HeaderSize)
-	a.r.store(region.OffRegionSize, uint32(a.r.Len()))
-	a.r.store(region.OffPeriod, period)
+	a.r.store(region.MagicWord.Offset, region.Magic)
+	a.r.store(region.VersionWord.Offset, region.Version)
+	a.r.store(region.HeaderSizeWord.Offset, region.HeaderSize)
+	a.r.store(region.RegionSize.Offset, uint32(a.r.Len()))
+	a.r.store(region.Period.Offset, period)
 }
 
 func (a *amlWriter) boot() { a.boots++; a.ticks = 0 }
 
 func (a *amlWriter) tick() {
-	seq := a.r.load(region.OffSeq)
-	a.r.store(region.OffSeq, seq+1) // odd
+	seq := a.r.load(region.Seq.Offset)
+	a.r.store(region.Seq.Offset, seq+1) // odd
 	a.ticks++
-	a.r.store(region.OffTicks, a.ticks)
-	a.r.store(region.OffBoots, a.boots)
-	a.r.store(region.OffTimerLo, a.ticks*7)
-	a.r.store(region.OffEchoLo, a.r.load(region.OffHostStampLo))
-	a.r.store(region.OffEchoHi, a.r.load(region.OffHostStampHi))
-	a.r.store(region.OffSeq, seq+2) // even
+	a.r.store(region.Ticks.Offset, a.ticks)
+	a.r.store(region.Boots.Offset, a.boots)
+	a.r.store(region.TimerLo.Offset, a.ticks*7)
+	a.r.store(region.EchoLo.Offset, a.r.load(region.HostStampLo.Offset))
+	a.r.store(region.EchoHi.Offset, a.r.load(region.HostStampHi.Offset))
+	a.r.store(region.Seq.Offset, seq+2) // even
 }
 
 func unsafePointer(p *[numWords]uint32) unsafe.Pointer { return unsafe.Pointer(p) }

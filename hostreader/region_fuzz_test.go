@@ -32,8 +32,8 @@ func FuzzDecodeRegion(f *testing.F) {
 	f.Add(img[:region.HeaderSize-1], int64(0))
 	f.Add(make([]byte, 4096), int64(0))
 	odd := append([]byte(nil), img...)
-	putWord(odd, region.OffSeq, 1)
-	putWord(odd, region.OffEchoHi, 0xffffffff)
+	putWord(odd, region.Seq.Offset, 1)
+	putWord(odd, region.EchoHi.Offset, 0xffffffff)
 	f.Add(odd, int64(-1))
 
 	f.Fuzz(func(t *testing.T, data []byte, dt int64) {

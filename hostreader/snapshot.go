@@ -3,10 +3,12 @@ package hostreader
 import (
 	"encoding/binary"
 	"fmt"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/acpidiag/acpidiag/region"
 )
@@ -40,6 +42,8 @@ type Snapshot struct {
 	// reading: the words below are the last (possibly mixed) values seen.
 	Torn bool
 
+	// The words from Magic to MbxSeq mirror the region layout word for
+	// word, in offset order (see snapshotWords; Word reads them by field).
 	Magic, Version, HeaderSize, RegionSize uint32
 	Seq                                    uint32
 	Ticks, Boots, Period, TimerLo          uint32
@@ -93,9 +97,9 @@ func (r *Region) SnapshotAt(at time.Time) (s Snapshot, err error) {
 func (r *Region) readSeqlocked(s *Snapshot) {
 	for attempt := 1; ; attempt++ {
 		s.Attempts = attempt
-		seq1 := r.load(region.OffSeq)
+		seq1 := r.load(region.Seq.Offset)
 		r.readWords(s)
-		seq2 := r.load(region.OffSeq)
+		seq2 := r.load(region.Seq.Offset)
 		s.Seq = seq2
 		if seq1 == seq2 && seq1&1 == 0 {
 			s.Torn = false
@@ -111,29 +115,52 @@ func (r *Region) readSeqlocked(s *Snapshot) {
 	}
 }
 
+// snapshotWords binds the region fields to Snapshot: the uint32 fields
+// from Magic to MbxSeq mirror the layout word for word, so that one copy
+// of the words [0, n) fills them. It is checked once, from region.Fields
+// alone (each field's GoName must name the Snapshot field at the matching
+// position), and panics at package initialisation — so in every test — if
+// the two ever disagree.
+var snapshotWords = func() (b struct {
+	start uintptr // offset of Snapshot.Magic
+	n     int     // words mirrored
+}) {
+	t := reflect.TypeOf(Snapshot{})
+	first, _ := t.FieldByName(region.Fields[0].GoName)
+	b.start = first.Offset
+	for _, f := range region.Fields {
+		sf, ok := t.FieldByName(f.GoName)
+		if !ok || sf.Type.Kind() != reflect.Uint32 || sf.Offset != b.start+uintptr(f.Offset) {
+			panic(fmt.Sprintf("hostreader: region field %s (offset %#x) needs Snapshot.%s, a uint32 at Magic+%#x", f.Name, f.Offset, f.GoName, f.Offset))
+		}
+		if end := (f.Offset + f.Width) / region.Width; end > b.n {
+			b.n = end
+		}
+	}
+	return b
+}()
+
+// mirror returns the Snapshot's words that mirror the layout.
+func (s *Snapshot) mirror() *[numWords]uint32 {
+	return (*[numWords]uint32)(unsafe.Add(unsafe.Pointer(s), snapshotWords.start))
+}
+
+// Word returns the decoded value of region field f (false if f is not a
+// field of the v1 layout).
+func (s *Snapshot) Word(f region.Field) (uint32, bool) {
+	if g, ok := region.FieldAt(f.Offset); !ok || g != f {
+		return 0, false
+	}
+	return s.mirror()[f.Offset/region.Width], true
+}
+
 func (r *Region) readWords(s *Snapshot) {
 	w := r.words
 	ld := func(off int) uint32 { return wordFromLE(atomic.LoadUint32(&w[off/region.Width])) }
-	s.Magic = ld(region.OffMagic)
-	s.Version = ld(region.OffVersion)
-	s.HeaderSize = ld(region.OffHeaderSize)
-	s.RegionSize = ld(region.OffRegionSize)
-	s.Ticks = ld(region.OffTicks)
-	s.Boots = ld(region.OffBoots)
-	s.Period = ld(region.OffPeriod)
-	s.TimerLo = ld(region.OffTimerLo)
-	s.EchoLo = ld(region.OffEchoLo)
-	s.EchoHi = ld(region.OffEchoHi)
-	s.OSI = ld(region.OffOSI)
-	s.Rev = ld(region.OffRev)
-	s.MbxAck = ld(region.OffMbxAck)
-	s.MbxResult = ld(region.OffMbxResult)
-	s.MbxValue = ld(region.OffMbxValue)
-	s.HostStampLo = ld(region.OffHostStampLo)
-	s.HostStampHi = ld(region.OffHostStampHi)
-	s.MbxCmd = ld(region.OffMbxCmd)
-	s.MbxArg = ld(region.OffMbxArg)
-	s.MbxSeq = ld(region.OffMbxSeq)
+	m := s.mirror()[:snapshotWords.n]
+	for i := range m {
+		m[i] = wordFromLE(atomic.LoadUint32(&w[i]))
+	}
 	for i := range s.Slots {
 		base := region.OffSlots + i*region.SlotSize
 		sl := &s.Slots[i]

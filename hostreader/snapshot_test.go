@@ -1,6 +1,7 @@
 package hostreader
 
 import (
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,16 +13,13 @@ import (
 	"github.com/acpidiag/acpidiag/region"
 )
 
-// Every field of region.Fields lands in the matching Snapshot field: the
-// decoder takes its offsets from package region only.
+// Every field of region.Fields lands in the Snapshot field its GoName
+// names, and Word returns it: the decoder takes its offsets from package
+// region only.
 func TestSnapshotDecodesEveryField(t *testing.T) {
 	img := make([]byte, 4096)
 	for _, f := range region.Fields {
-		putWord(img, int(f.Offset), 0x1000+f.Offset) // distinct per field
-	}
-	putWord(img, region.OffSeq, 0x1000+region.OffSeq+1) // even... make it even
-	if (0x1000+region.OffSeq+1)%2 != 0 {
-		putWord(img, region.OffSeq, 0x1000+region.OffSeq)
+		putWord(img, f.Offset, uint32(0x1000+2*f.Offset)) // distinct per field, and even (seq must be)
 	}
 	for i := 0; i < region.NumSlots; i++ {
 		setSlot(img, i, uint32(100+i), uint32(200+i), string(rune('a'+i))+"tag\x00")
@@ -29,23 +27,15 @@ func TestSnapshotDecodesEveryField(t *testing.T) {
 	s, err := DecodeRegion(img, time.Unix(1, 0))
 	require.NoError(t, err)
 	require.False(t, s.Torn)
-	got := map[string]uint32{
-		"magic": s.Magic, "version": s.Version, "header_size": s.HeaderSize, "region_size": s.RegionSize,
-		"seq": s.Seq, "ticks": s.Ticks, "boots": s.Boots, "period": s.Period, "timer_lo": s.TimerLo,
-		"echo_lo": s.EchoLo, "echo_hi": s.EchoHi, "osi": s.OSI, "rev": s.Rev,
-		"mbx_ack": s.MbxAck, "mbx_result": s.MbxResult, "mbx_value": s.MbxValue,
-		"host_stamp_lo": s.HostStampLo, "host_stamp_hi": s.HostStampHi,
-		"mbx_cmd": s.MbxCmd, "mbx_arg": s.MbxArg, "mbx_seq": s.MbxSeq,
-	}
-	require.Len(t, got, len(region.Fields), "Snapshot must cover every region field")
+	byGoName := reflect.ValueOf(s)
 	for _, f := range region.Fields {
-		v, ok := got[f.Name]
+		v, ok := s.Word(f)
 		require.True(t, ok, "field %s not decoded", f.Name)
-		if f.Name == "seq" {
-			continue
-		}
-		assert.Equal(t, 0x1000+f.Offset, v, f.Name)
+		assert.Equal(t, uint32(0x1000+2*f.Offset), v, f.Name)
+		assert.Equal(t, uint64(v), byGoName.FieldByName(f.GoName).Uint(), "Snapshot.%s", f.GoName)
 	}
+	_, ok := s.Word(region.Field{Name: "reserved", Offset: 0x60})
+	assert.False(t, ok, "a reserved offset is no field")
 	for i, sl := range s.Slots {
 		assert.Equal(t, uint32(100+i), sl.Beat)
 		assert.Equal(t, uint32(200+i), sl.PeriodMs)
@@ -65,7 +55,7 @@ func TestEscapeTag(t *testing.T) {
 // untorn snapshot that breaks the invariant.
 func TestSeqlockConcurrentWriter(t *testing.T) {
 	img := newImage(4096)
-	putWord(img, region.OffTicks, 0) // the invariant holds from the start
+	putWord(img, region.Ticks.Offset, 0) // the invariant holds from the start
 	r, err := RegionFromBytes(img)
 	require.NoError(t, err)
 	stop := make(chan struct{})
@@ -74,20 +64,20 @@ func TestSeqlockConcurrentWriter(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		seq := r.load(region.OffSeq)
+		seq := r.load(region.Seq.Offset)
 		for i := uint32(1); ; i++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			r.store(region.OffSeq, seq+1) // odd: update in progress
-			r.store(region.OffTicks, i)
-			r.store(region.OffTimerLo, i)
-			r.store(region.OffEchoLo, i)
-			r.store(region.OffEchoHi, i)
+			r.store(region.Seq.Offset, seq+1) // odd: update in progress
+			r.store(region.Ticks.Offset, i)
+			r.store(region.TimerLo.Offset, i)
+			r.store(region.EchoLo.Offset, i)
+			r.store(region.EchoHi.Offset, i)
 			seq += 2
-			r.store(region.OffSeq, seq) // even: stable
+			r.store(region.Seq.Offset, seq) // even: stable
 			writes.Add(1)
 		}
 	}()
@@ -121,8 +111,8 @@ func TestSeqlockConcurrentWriter(t *testing.T) {
 
 func TestSeqlockStuckOddIsTorn(t *testing.T) {
 	img := newImage(4096)
-	putWord(img, region.OffSeq, 7) // writer died mid-update
-	putWord(img, region.OffTicks, 5)
+	putWord(img, region.Seq.Offset, 7) // writer died mid-update
+	putWord(img, region.Ticks.Offset, 5)
 	p := writeRegionFile(t, t.TempDir(), "r", img)
 	r, err := OpenRegion(p, OpenOptions{Retries: 9})
 	require.NoError(t, err)
@@ -138,7 +128,7 @@ func TestSeqlockStuckOddIsTorn(t *testing.T) {
 	assert.Contains(t, v.String(), "seq 0x7 after 9 attempts")
 
 	// Once the writer finishes, the next snapshot is consistent.
-	putWordFile(t, p, region.OffSeq, 8)
+	putWordFile(t, p, region.Seq.Offset, 8)
 	s, err = r.Snapshot()
 	require.NoError(t, err)
 	assert.False(t, s.Torn)

@@ -256,10 +256,10 @@ func (r *Region) guard(f func()) (err error) {
 
 // StampHostTime writes now (milliseconds since the Unix epoch) into the
 // host stamp words, which the guest's AML copies into the echo words at
-// each tick. The high word is written first, then the low word: a reader
-// (the AML reads low then high) can therefore only see a pair whose high
-// word is newer than its low word, a value too large by 2^32 ms, which
-// the verdict code detects and corrects.
+// each tick. The words are stored in region.HostStamp.WriteOrder (high,
+// then low) so that the AML, which copies them in ReadOrder, can only see a
+// value too large by region.TornExcess ms, which the verdict code detects
+// and corrects.
 func (r *Region) StampHostTime(now time.Time) error {
 	if r.closed.Load() {
 		return ErrClosed
@@ -267,10 +267,10 @@ func (r *Region) StampHostTime(now time.Time) error {
 	if !r.writable {
 		return ErrReadOnly
 	}
-	ms := uint64(now.UnixMilli())
+	order, words := region.HostStamp.WriteOrder(), region.HostStamp.Split(uint64(now.UnixMilli()))
 	return r.guard(func() {
-		r.store(region.OffHostStampHi, uint32(ms>>32))
-		r.store(region.OffHostStampLo, uint32(ms))
+		r.store(order[0].Offset, words[0])
+		r.store(order[1].Offset, words[1])
 	})
 }
 
@@ -286,13 +286,13 @@ func (r *Region) Post(cmd, arg uint32) (uint32, error) {
 	}
 	var seq uint32
 	err := r.guard(func() {
-		seq = r.load(region.OffMbxSeq) + 1
+		seq = r.load(region.MbxSeq.Offset) + 1
 		if seq == 0 {
 			seq = 1
 		}
-		r.store(region.OffMbxCmd, cmd)
-		r.store(region.OffMbxArg, arg)
-		r.store(region.OffMbxSeq, seq)
+		r.store(region.MbxCmd.Offset, cmd)
+		r.store(region.MbxArg.Offset, arg)
+		r.store(region.MbxSeq.Offset, seq)
 	})
 	return seq, err
 }

@@ -17,7 +17,7 @@ import (
 
 func TestOpenRegionReadsFile(t *testing.T) {
 	img := newImage(64 << 10)
-	putWord(img, region.OffTicks, 42)
+	putWord(img, region.Ticks.Offset, 42)
 	p := writeRegionFile(t, t.TempDir(), "r.bin", img)
 	r, err := OpenRegion(p, OpenOptions{})
 	require.NoError(t, err)
@@ -36,7 +36,7 @@ func TestOpenRegionReadsFile(t *testing.T) {
 	require.NoError(t, err)
 	var w [4]byte
 	binary.LittleEndian.PutUint32(w[:], 43)
-	_, err = f.WriteAt(w[:], region.OffTicks)
+	_, err = f.WriteAt(w[:], int64(region.Ticks.Offset))
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	s, err = r.Snapshot()
@@ -98,7 +98,7 @@ func TestOpenRegionAtOffset(t *testing.T) {
 	const off = 3*4096 + 256
 	ram := make([]byte, 64<<10)
 	img := newImage(4096)
-	putWord(img, region.OffTicks, 7)
+	putWord(img, region.Ticks.Offset, 7)
 	copy(ram[off:], img)
 	p := writeRegionFile(t, t.TempDir(), "ram", ram)
 	r, err := OpenRegion(p, OpenOptions{Offset: off, Size: 4096})
@@ -133,7 +133,7 @@ func TestOpenRegionAtOffset(t *testing.T) {
 
 func TestRegionFromBytesUnaligned(t *testing.T) {
 	img := newImage(4096)
-	putWord(img, region.OffTicks, 99)
+	putWord(img, region.Ticks.Offset, 99)
 	buf := make([]byte, len(img)+1)
 	copy(buf[1:], img)
 	r, err := RegionFromBytes(buf[1:])
@@ -208,11 +208,11 @@ func TestStampHostTimeWritesOnlyHostWords(t *testing.T) {
 	got, err := os.ReadFile(p)
 	require.NoError(t, err)
 	want := append([]byte(nil), img...)
-	putWord(want, fieldOff(t, "host_stamp_lo"), 0x456789ab)
-	putWord(want, fieldOff(t, "host_stamp_hi"), 0x123)
-	putWord(want, fieldOff(t, "mbx_cmd"), region.CmdSetPeriod)
-	putWord(want, fieldOff(t, "mbx_arg"), 20)
-	putWord(want, fieldOff(t, "mbx_seq"), 1)
+	putWord(want, region.HostStampLo.Offset, 0x456789ab)
+	putWord(want, region.HostStampHi.Offset, 0x123)
+	putWord(want, region.MbxCmd.Offset, region.CmdSetPeriod)
+	putWord(want, region.MbxArg.Offset, 20)
+	putWord(want, region.MbxSeq.Offset, 1)
 	assert.True(t, bytes.Equal(want, got), "only the host-owned words may change:\n% x\n% x", want[:0x60], got[:0x60])
 	for _, f := range region.Fields {
 		if f.Writer != region.Host {
@@ -241,9 +241,9 @@ func TestMailboxPostAnswer(t *testing.T) {
 	assert.False(t, ok, "not answered yet")
 
 	// The guest (AML) answers at its next tick: result, value, then ack.
-	putWord(img, region.OffMbxResult, region.ResultOK)
-	putWord(img, region.OffMbxValue, 0xabc)
-	putWord(img, region.OffMbxAck, seq)
+	putWord(img, region.MbxResult.Offset, region.ResultOK)
+	putWord(img, region.MbxValue.Offset, 0xabc)
+	putWord(img, region.MbxAck.Offset, seq)
 	ack, res, val, ok := r.Answer()
 	assert.True(t, ok)
 	assert.Equal(t, []uint32{seq, region.ResultOK, 0xabc}, []uint32{ack, res, val})
@@ -255,7 +255,7 @@ func TestMailboxPostAnswer(t *testing.T) {
 	assert.False(t, ok, "old ack does not answer the new command")
 
 	// The sequence never posts 0 (0 = nothing posted).
-	putWord(img, region.OffMbxSeq, 0xffffffff)
+	putWord(img, region.MbxSeq.Offset, 0xffffffff)
 	seq3, err := r.Post(region.CmdPing, 1)
 	require.NoError(t, err)
 	assert.Equal(t, uint32(1), seq3)

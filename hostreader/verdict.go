@@ -295,7 +295,11 @@ func (t *Tracker) Update(s Snapshot) (v Verdict) {
 		v.HostStamp = time.UnixMilli(ms)
 	}
 
-	v.State, v.Reason, v.Field, v.FieldOffset = headerCheck(sp)
+	var bad *region.Field
+	v.State, v.Reason, bad = headerCheck(sp)
+	if bad != nil {
+		v.Field, v.FieldOffset = bad.Name, uint32(bad.Offset)
+	}
 	if v.State == StateNone {
 		if s.Torn {
 			v.State, v.Reason = StateTorn, "seq was odd or changing on every read attempt"
@@ -320,23 +324,23 @@ func (t *Tracker) Update(s Snapshot) (v Verdict) {
 	return v
 }
 
-// headerCheck validates the header words.
-func headerCheck(s *Snapshot) (State, string, string, uint32) {
+// headerCheck validates the header words; f is the word at fault.
+func headerCheck(s *Snapshot) (st State, reason string, f *region.Field) {
 	switch {
 	case s.Magic == 0:
-		return StateAbsent, "magic is 0: the region was never initialised by the SSDT", "magic", region.OffMagic
+		return StateAbsent, "magic is 0: the region was never initialised by the SSDT", &region.MagicWord
 	case s.Magic != region.Magic:
-		return StateCorrupt, "bad magic", "magic", region.OffMagic
+		return StateCorrupt, "bad magic", &region.MagicWord
 	case s.Version != region.Version:
-		return StateCorrupt, "unknown layout version", "version", region.OffVersion
+		return StateCorrupt, "unknown layout version", &region.VersionWord
 	case s.HeaderSize != region.HeaderSize:
-		return StateCorrupt, "header size does not match layout version 1", "header_size", region.OffHeaderSize
+		return StateCorrupt, "header size does not match layout version 1", &region.HeaderSizeWord
 	case region.ValidSize(uint64(s.RegionSize)) != nil:
-		return StateCorrupt, "region size is not a valid region size", "region_size", region.OffRegionSize
+		return StateCorrupt, "region size is not a valid region size", &region.RegionSize
 	case int64(s.RegionSize) > s.Avail:
-		return StateCorrupt, "region size is larger than the mapped source", "region_size", region.OffRegionSize
+		return StateCorrupt, "region size is larger than the mapped source", &region.RegionSize
 	}
-	return StateNone, "", "", 0
+	return StateNone, "", nil
 }
 
 // fresh decides alive / stale / rebooted / unknown for a valid, untorn
@@ -484,10 +488,11 @@ func (t *Tracker) slots(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 // msValue decodes a (lo, hi) pair of milliseconds since the Unix epoch,
 // judged against the host time now (Unix ns). 0 means none. A pair lying
 // more than 2^31 ms in the future is a torn write (high word newer than
-// low word, see StampHostTime: off by 2^32 ms) and is corrected; any other
-// value more than futureSlack after now is refused as implausible.
+// low word, see region.Pair: off by region.TornExcess ms) and is
+// corrected; any other value more than futureSlack after now is refused as
+// implausible.
 func msValue(lo, hi uint32, now int64) (int64, bool) {
-	v := uint64(hi)<<32 | uint64(lo)
+	v := region.Join(lo, hi)
 	if v == 0 || v > math.MaxInt64/1_000_000 {
 		return 0, false
 	}
@@ -495,7 +500,7 @@ func msValue(lo, hi uint32, now int64) (int64, bool) {
 	if int64(v) > limit+1<<31 && hi > 0 {
 		// More than 2^31 ms (24.8 days) ahead: a high word newer than its
 		// low word; the pair was (hi-1, lo).
-		v -= 1 << 32
+		v -= region.TornExcess
 	}
 	if int64(v) > limit {
 		return 0, false

@@ -29,16 +29,16 @@ func TestVerdictHeaderStates(t *testing.T) {
 		mod    func(b []byte)
 		state  State
 		field  string
-		offset uint32
+		offset int
 	}{
-		{"absent", func(b []byte) { clear(b) }, StateAbsent, "magic", region.OffMagic},
-		{"bad magic", func(b []byte) { putWord(b, region.OffMagic, 0x31474441+1) }, StateCorrupt, "magic", region.OffMagic},
-		{"version", func(b []byte) { putWord(b, region.OffVersion, 2) }, StateCorrupt, "version", region.OffVersion},
-		{"header size", func(b []byte) { putWord(b, region.OffHeaderSize, 0x80) }, StateCorrupt, "header_size", region.OffHeaderSize},
-		{"region size not page multiple", func(b []byte) { putWord(b, region.OffRegionSize, 5000) }, StateCorrupt, "region_size", region.OffRegionSize},
-		{"region size zero", func(b []byte) { putWord(b, region.OffRegionSize, 0) }, StateCorrupt, "region_size", region.OffRegionSize},
-		{"region size beyond source", func(b []byte) { putWord(b, region.OffRegionSize, 16384) }, StateCorrupt, "region_size", region.OffRegionSize},
-		{"torn", func(b []byte) { putWord(b, region.OffSeq, 3) }, StateTorn, "", 0},
+		{"absent", func(b []byte) { clear(b) }, StateAbsent, "magic", region.MagicWord.Offset},
+		{"bad magic", func(b []byte) { putWord(b, region.MagicWord.Offset, 0x31474441+1) }, StateCorrupt, "magic", region.MagicWord.Offset},
+		{"version", func(b []byte) { putWord(b, region.VersionWord.Offset, 2) }, StateCorrupt, "version", region.VersionWord.Offset},
+		{"header size", func(b []byte) { putWord(b, region.HeaderSizeWord.Offset, 0x80) }, StateCorrupt, "header_size", region.HeaderSizeWord.Offset},
+		{"region size not page multiple", func(b []byte) { putWord(b, region.RegionSize.Offset, 5000) }, StateCorrupt, "region_size", region.RegionSize.Offset},
+		{"region size zero", func(b []byte) { putWord(b, region.RegionSize.Offset, 0) }, StateCorrupt, "region_size", region.RegionSize.Offset},
+		{"region size beyond source", func(b []byte) { putWord(b, region.RegionSize.Offset, 16384) }, StateCorrupt, "region_size", region.RegionSize.Offset},
+		{"torn", func(b []byte) { putWord(b, region.Seq.Offset, 3) }, StateTorn, "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,7 +56,7 @@ func TestVerdictHeaderStates(t *testing.T) {
 			v := Assess(s, VerdictConfig{}, nil)
 			assert.Equal(t, c.state, v.State, v.Reason)
 			assert.Equal(t, c.field, v.Field)
-			assert.Equal(t, c.offset, v.FieldOffset)
+			assert.Equal(t, uint32(c.offset), v.FieldOffset)
 			assert.NotEmpty(t, v.Reason)
 			assert.Contains(t, v.String(), c.state.String())
 			if c.state == StateCorrupt {
@@ -118,14 +118,14 @@ func TestVerdictNoEchoIsUnknownThenObserved(t *testing.T) {
 
 	// Ticks moved one second later: alive, observed. The tick happened
 	// after the previous snapshot: that is its lower bound.
-	putWord(img, region.OffTicks, 2)
+	putWord(img, region.Ticks.Offset, 2)
 	v = tr.Update(snapOf(t, img, t0.Add(time.Second)))
 	assert.Equal(t, StateAlive, v.State, v.Reason)
 	assert.Equal(t, TickObserved, v.LastTickSource)
 	assert.True(t, v.LastTick.Equal(t0), "%v", v.LastTick)
 
 	// The timer word alone moving also counts as a tick.
-	putWord(img, region.OffTimerLo, 1234)
+	putWord(img, region.TimerLo.Offset, 1234)
 	v = tr.Update(snapOf(t, img, t0.Add(2*time.Second)))
 	assert.Equal(t, StateAlive, v.State)
 	assert.Equal(t, time.Second, v.Age)
@@ -140,14 +140,14 @@ func TestVerdictNoEchoIsUnknownThenObserved(t *testing.T) {
 	assert.Contains(t, v.Reason, "unchanged")
 
 	// It ticks again: alive.
-	putWord(img, region.OffTicks, 3)
+	putWord(img, region.Ticks.Offset, 3)
 	v = tr.Update(snapOf(t, img, t0.Add(6*time.Second)))
 	assert.Equal(t, StateAlive, v.State)
 }
 
 func TestVerdictNeverTicksIsStaleAfterKPeriods(t *testing.T) {
 	img := newImage(4096)
-	putWord(img, region.OffPeriod, 5) // 0.5 s
+	putWord(img, region.Period.Offset, 5) // 0.5 s
 	tr := NewTracker(VerdictConfig{K: 2})
 	assert.Equal(t, StateUnknown, tr.Update(snapOf(t, img, t0)).State)
 	assert.Equal(t, StateUnknown, tr.Update(snapOf(t, img, t0.Add(time.Second))).State)
@@ -158,21 +158,21 @@ func TestVerdictNeverTicksIsStaleAfterKPeriods(t *testing.T) {
 
 func TestVerdictRebooted(t *testing.T) {
 	img := newImage(4096)
-	putWord(img, region.OffTicks, 50)
+	putWord(img, region.Ticks.Offset, 50)
 	var tr Tracker
 	tr.Update(snapOf(t, img, t0))
-	putWord(img, region.OffBoots, 2)
-	putWord(img, region.OffTicks, 1)
+	putWord(img, region.Boots.Offset, 2)
+	putWord(img, region.Ticks.Offset, 1)
 	v := tr.Update(snapOf(t, img, t0.Add(time.Second)))
 	assert.Equal(t, StateRebooted, v.State)
 	assert.Equal(t, "boot count changed", v.Reason)
 	assert.Equal(t, uint32(2), v.Snapshot.Boots)
-	putWord(img, region.OffTicks, 2)
+	putWord(img, region.Ticks.Offset, 2)
 	v = tr.Update(snapOf(t, img, t0.Add(2*time.Second)))
 	assert.Equal(t, StateAlive, v.State, "a reboot is reported once")
 
 	// Ticks going back without a boot count change (region re-created).
-	putWord(img, region.OffTicks, 1)
+	putWord(img, region.Ticks.Offset, 1)
 	v = tr.Update(snapOf(t, img, t0.Add(3*time.Second)))
 	assert.Equal(t, StateRebooted, v.State)
 	assert.Equal(t, "tick count went backwards", v.Reason)
@@ -182,7 +182,7 @@ func TestVerdictRebooted(t *testing.T) {
 	v = tr.Update(snapOf(t, img, t0.Add(4*time.Second)))
 	assert.Equal(t, StateAbsent, v.State)
 	copy(img, newImage(4096))
-	putWord(img, region.OffBoots, 3)
+	putWord(img, region.Boots.Offset, 3)
 	v = tr.Update(snapOf(t, img, t0.Add(5*time.Second)))
 	assert.Equal(t, StateRebooted, v.State)
 }
@@ -209,14 +209,14 @@ func TestVerdictPanicEvidence(t *testing.T) {
 	assert.Equal(t, uint64(7), v.Panic.RecordID)
 	v = tr.Update(snapOf(t, img, t0.Add(30*time.Second)))
 	assert.Equal(t, StatePanicked, v.State, "panicked wins over stale")
-	putWord(img, region.OffBoots, 2)
-	putWord(img, region.OffTicks, 1)
+	putWord(img, region.Boots.Offset, 2)
+	putWord(img, region.Ticks.Offset, 1)
 	setEcho(img, t0.Add(31*time.Second))
 	setHostStamp(img, t0.Add(31*time.Second))
 	v = tr.Update(snapOf(t, img, t0.Add(31*time.Second)))
 	assert.Equal(t, StateRebooted, v.State)
 	assert.False(t, v.HasPanic)
-	putWord(img, region.OffTicks, 2)
+	putWord(img, region.Ticks.Offset, 2)
 	v = tr.Update(snapOf(t, img, t0.Add(32*time.Second)))
 	assert.Equal(t, StateAlive, v.State)
 
@@ -229,7 +229,7 @@ func TestVerdictPanicEvidence(t *testing.T) {
 	assert.Equal(t, StatePanicked, tr2.Update(snapOf(t, zero, t0.Add(time.Second))).State)
 	img2 := newImage(4096)
 	assert.Equal(t, StatePanicked, tr2.Update(snapOf(t, img2, t0.Add(2*time.Second))).State)
-	putWord(img2, region.OffBoots, 2)
+	putWord(img2, region.Boots.Offset, 2)
 	assert.Equal(t, StateRebooted, tr2.Update(snapOf(t, img2, t0.Add(3*time.Second))).State)
 }
 
@@ -239,8 +239,8 @@ func TestEchoTornPairIsCorrected(t *testing.T) {
 	real := uint64(0x19a)<<32 | 0xfffff000
 	now := time.UnixMilli(int64(real) + 800)
 	img := newImage(4096)
-	putWord(img, region.OffEchoLo, uint32(real))
-	putWord(img, region.OffEchoHi, uint32(real>>32)+1)
+	putWord(img, region.EchoLo.Offset, uint32(real))
+	putWord(img, region.EchoHi.Offset, uint32(real>>32)+1)
 	setHostStamp(img, now.Add(-100*time.Millisecond))
 	v := Assess(snapOf(t, img, now), VerdictConfig{}, nil)
 	assert.Equal(t, StateAlive, v.State, v.Reason)
@@ -248,8 +248,8 @@ func TestEchoTornPairIsCorrected(t *testing.T) {
 	assert.Equal(t, 800*time.Millisecond, v.Age)
 
 	// The same torn pattern on our own host stamp words.
-	putWord(img, region.OffHostStampLo, uint32(real))
-	putWord(img, region.OffHostStampHi, uint32(real>>32)+1)
+	putWord(img, region.HostStampLo.Offset, uint32(real))
+	putWord(img, region.HostStampHi.Offset, uint32(real>>32)+1)
 	v = Assess(snapOf(t, img, now), VerdictConfig{}, nil)
 	assert.Equal(t, int64(real), v.HostStamp.UnixMilli())
 
@@ -263,7 +263,7 @@ func TestEchoTornPairIsCorrected(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(js), `"echo_implausible":true`)
 	// So is one beyond int64 milliseconds.
-	putWord(img, region.OffEchoHi, 0xffffffff)
+	putWord(img, region.EchoHi.Offset, 0xffffffff)
 	v = Assess(snapOf(t, img, now), VerdictConfig{}, nil)
 	assert.True(t, v.EchoImplausible)
 }
@@ -300,7 +300,7 @@ func TestVerdictPeriodBounds(t *testing.T) {
 	img := newImage(4096)
 	setEcho(img, t0.Add(-1500*time.Millisecond))
 	setHostStamp(img, t0)
-	putWord(img, region.OffPeriod, 0)
+	putWord(img, region.Period.Offset, 0)
 	v := Assess(snapOf(t, img, t0), VerdictConfig{DefaultPeriod: 500 * time.Millisecond}, nil)
 	assert.Equal(t, 500*time.Millisecond, v.Period)
 	assert.Equal(t, StateAlive, v.State, "1.5 s <= 3*0.5 s")
@@ -316,7 +316,7 @@ func TestVerdictPeriodBounds(t *testing.T) {
 	assert.Equal(t, StateStale, Assess(snapOf(t, img, t0), slow, nil).State)
 
 	// A hostile period and a huge K saturate instead of overflowing.
-	putWord(img, region.OffPeriod, 0xffffffff)
+	putWord(img, region.Period.Offset, 0xffffffff)
 	v = Assess(snapOf(t, img, t0), VerdictConfig{K: 1 << 30}, nil)
 	assert.Equal(t, StateAlive, v.State)
 	assert.Equal(t, time.Duration(0xffffffff)*100*time.Millisecond, v.Period)
@@ -341,7 +341,7 @@ func TestSlotVerdicts(t *testing.T) {
 
 	// 3 * 200 ms without a beat: stale; the machine-level state is not
 	// changed by an app slot.
-	putWord(img, region.OffTicks, 5)
+	putWord(img, region.Ticks.Offset, 5)
 	v = tr.Update(snapOf(t, img, t0.Add(701*time.Millisecond)))
 	assert.Equal(t, SlotStale, v.Slots[0].State)
 	assert.Equal(t, SlotUnknown, v.Slots[5].State, "no beat seen, but 3 s have not passed")
@@ -369,8 +369,8 @@ func TestVerdictJSON(t *testing.T) {
 	img := newImage(4096)
 	setEcho(img, t0.Add(-time.Second))
 	setHostStamp(img, t0)
-	putWord(img, region.OffOSI, region.OSIValid|1|1<<7)
-	putWord(img, region.OffRev, 2)
+	putWord(img, region.OSI.Offset, region.OSIValid|1|1<<7)
+	putWord(img, region.Rev.Offset, 2)
 	setSlot(img, 2, 4, 500, "db\"\\\x01")
 	ev := PanicEvidence{Source: "erst", At: t0, Detail: "Kernel panic\x00x", RecordID: 99}
 	v := Assess(snapOf(t, img, t0), VerdictConfig{}, nil)
@@ -401,7 +401,7 @@ func TestVerdictJSON(t *testing.T) {
 	assert.EqualValues(t, 99, p["record_id"])
 
 	// Corrupt carries the field and offset.
-	putWord(img, region.OffVersion, 9)
+	putWord(img, region.VersionWord.Offset, 9)
 	b, err = json.Marshal(Assess(snapOf(t, img, t0), VerdictConfig{}, nil))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &m))
@@ -425,7 +425,7 @@ func TestStateText(t *testing.T) {
 // Check re-reads a region without an echo until its ticks move.
 func TestCheckWaitsForTicks(t *testing.T) {
 	img := newImage(4096)
-	putWord(img, region.OffPeriod, 1) // 100 ms
+	putWord(img, region.Period.Offset, 1) // 100 ms
 	r, err := RegionFromBytes(img)
 	require.NoError(t, err)
 

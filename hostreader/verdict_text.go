@@ -46,19 +46,11 @@ func (v Verdict) String() string {
 	return b.String()
 }
 
+// fieldValue is the value of the header word a corrupt verdict is about.
 func (v *Verdict) fieldValue() uint32 {
-	s := &v.Snapshot
-	switch v.FieldOffset {
-	case region.OffMagic:
-		return s.Magic
-	case region.OffVersion:
-		return s.Version
-	case region.OffHeaderSize:
-		return s.HeaderSize
-	case region.OffRegionSize:
-		return s.RegionSize
-	}
-	return 0
+	f, _ := region.FieldAt(int(v.FieldOffset))
+	w, _ := v.Snapshot.Word(f)
+	return w
 }
 
 // WriteText writes the verdict and all its evidence as human-readable
@@ -206,7 +198,7 @@ func (v Verdict) MarshalJSON() ([]byte, error) {
 		State: v.State, Reason: v.Reason, Field: v.Field, Fault: v.Fault,
 		At: v.At.UTC(), Ticks: s.Ticks, Boots: s.Boots, PeriodDs: s.Period, PeriodMs: v.Period.Milliseconds(),
 		TimerLo: s.TimerLo, LastTickSource: v.LastTickSource.String(),
-		EchoMs: uint64(s.EchoHi)<<32 | uint64(s.EchoLo), EchoImpl: v.EchoImplausible,
+		EchoMs: region.Join(s.EchoLo, s.EchoHi), EchoImpl: v.EchoImplausible,
 		Header: headerJSON{s.Magic, s.Version, s.HeaderSize, s.RegionSize, s.Avail},
 		Seq:    s.Seq, Attempts: s.Attempts, Torn: s.Torn,
 		OSI:     osiJSON{Raw: s.OSI, Names: OSINames(s.OSI)},

@@ -163,7 +163,7 @@ func TestWatcherWithoutStampUsesObservation(t *testing.T) {
 
 func TestWatcherStuckSeqIsTorn(t *testing.T) {
 	img := newImage(4096)
-	putWord(img, region.OffSeq, 5)
+	putWord(img, region.Seq.Offset, 5)
 	p := writeRegionFile(t, t.TempDir(), "vm", img)
 	w := NewWatcher(context.Background(), WatchOptions{Interval: time.Hour, TornRecheck: 5 * time.Millisecond})
 	defer w.Close()
@@ -347,7 +347,7 @@ func TestWatcherOneTornRoundIsNotReported(t *testing.T) {
 	setSeq := func(v uint32) {
 		var b [4]byte
 		binary.LittleEndian.PutUint32(b[:], v)
-		_, err := f.WriteAt(b[:], region.OffSeq)
+		_, err := f.WriteAt(b[:], int64(region.Seq.Offset))
 		require.NoError(t, err)
 	}
 	w := NewWatcher(context.Background(), WatchOptions{Interval: time.Hour, TornRecheck: time.Millisecond})

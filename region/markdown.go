@@ -59,6 +59,15 @@ func Markdown() string {
 	p("field, and `(seq|1)+1` (even) after its last write. A reader copies the region,\n")
 	p("and accepts the copy only if `seq` was even and unchanged before and after.\n\n")
 
+	p("## 64-bit values\n\n")
+	p("The host stamp (`%s`, `%s`) and its echo (`%s`, `%s`) are milliseconds since\n", HostStamp.Lo.Name, HostStamp.Hi.Name, Echo.Lo.Name, Echo.Hi.Name)
+	p("the Unix epoch in two words, low word first. The host stamp is not under the\n")
+	p("seqlock, so its writer and reader keep an order (`region.Pair`): the host writes\n")
+	p("`%s` then `%s`; the AML reads `%s` then `%s` (copying each into the echo).\n",
+		HostStamp.WriteOrder()[0].Name, HostStamp.WriteOrder()[1].Name, HostStamp.ReadOrder()[0].Name, HostStamp.ReadOrder()[1].Name)
+	p("A racing read can then only pair a new high word with an old low word: a value\n")
+	p("too large by exactly 2^32 ms, which the reader recognises and corrects.\n\n")
+
 	p("## Mailbox\n\n")
 	p("The host writes `mbx_cmd` and `mbx_arg`, then `mbx_seq` last. At its next tick\n")
 	p("the AML sees `mbx_seq != mbx_ack`, writes `mbx_result` and `mbx_value`, and then\n")

@@ -46,14 +46,24 @@ func (w Writer) String() string {
 	return fmt.Sprintf("Writer(%d)", uint8(w))
 }
 
-// Field describes one 32-bit little-endian word of the region.
+// Field is one 32-bit little-endian word of the region, with every name it
+// goes by. The exported values (Ticks, Boots, MbxSeq, ...) are the only
+// identity of a field: the AML generator (package acpi) declares and writes
+// them by value, the decoder (package hostreader) reads them by value, and
+// nothing outside this package pairs a name with an offset by hand.
 type Field struct {
-	// Name is the Go-facing name of the field (stable; used in docs and JSON).
+	// Name is the stable snake_case name used in docs, errors and JSON
+	// (the verdict's "field" and "words" keys).
 	Name string
+	// GoName is the name of the hostreader.Snapshot field that holds the
+	// word once decoded.
+	GoName string
 	// AMLName is the 4-character ACPI name the generated Field() declares for it.
 	AMLName string
-	// Offset is the byte offset from the start of the region (4-byte aligned).
-	Offset uint32
+	// Offset is the byte offset from the start of the region (a multiple of Width).
+	Offset int
+	// Width is the width in bytes (always Width: AML integers are 32-bit).
+	Width int
 	// Writer owns the field.
 	Writer Writer
 	// Doc is a one-line description.
@@ -70,35 +80,84 @@ const Version = 1
 // the header: the bytes "ADG1" in memory order.
 const Magic uint32 = 'A' | 'D'<<8 | 'G'<<16 | '1'<<24
 
-// Offsets of every field. They are the single source of truth; Fields lists
-// them with their metadata in offset order.
-const (
-	OffMagic      = 0x00
-	OffVersion    = 0x04
-	OffHeaderSize = 0x08
-	OffRegionSize = 0x0C
-	OffSeq        = 0x10
-	OffTicks      = 0x14
-	OffBoots      = 0x18
-	OffPeriod     = 0x1C
-	OffTimerLo    = 0x20
-	OffEchoLo     = 0x24
-	OffEchoHi     = 0x28
-	OffOSI        = 0x2C
-	OffRev        = 0x30
-	OffMbxAck     = 0x34
-	OffMbxResult  = 0x38
-	OffMbxValue   = 0x3C
+func field(name, goName, aml string, off int, w Writer, doc string) Field {
+	return Field{Name: name, GoName: goName, AMLName: aml, Offset: off, Width: Width, Writer: w, Doc: doc}
+}
 
-	OffHostStampLo = 0x40
-	OffHostStampHi = 0x44
-	OffMbxCmd      = 0x48
-	OffMbxArg      = 0x4C
-	OffMbxSeq      = 0x50
-
-	// OffSlots is where the application heartbeat slots start.
-	OffSlots = 0x80
+// The fields of the v1 layout. MagicWord, VersionWord and HeaderSizeWord
+// carry a suffix because Magic, Version and HeaderSize name the values the
+// AML writes into them.
+var (
+	MagicWord      = field("magic", "Magic", "MAGC", 0x00, GuestAML, "layout magic, Magic once the AML has initialised the region")
+	VersionWord    = field("version", "Version", "VERS", 0x04, GuestAML, "layout version (1)")
+	HeaderSizeWord = field("header_size", "HeaderSize", "HSIZ", 0x08, GuestAML, "bytes defined by this layout version")
+	RegionSize     = field("region_size", "RegionSize", "RSIZ", 0x0C, GuestAML, "size of the whole region in bytes")
+	Seq            = field("seq", "Seq", "SEQN", 0x10, GuestAML, "seqlock: odd while the AML updates the tick words, even when stable")
+	Ticks          = field("ticks", "Ticks", "TICK", 0x14, GuestAML, "ticks since this boot (first tick of a boot writes 1)")
+	Boots          = field("boots", "Boots", "BOOT", 0x18, GuestAML, "boot count: incremented on the first tick of every boot")
+	Period         = field("period", "Period", "PERD", 0x1C, GuestAML, "polling period in deciseconds that _TZP reports")
+	TimerLo        = field("timer_lo", "TimerLo", "TMRL", 0x20, GuestAML, "low 32 bits of Timer() (100 ns units) at the last tick")
+	EchoLo         = field("echo_lo", "EchoLo", "ECHL", 0x24, GuestAML, "host stamp seen at the last tick, low word (ms since Unix epoch)")
+	EchoHi         = field("echo_hi", "EchoHi", "ECHH", 0x28, GuestAML, "host stamp seen at the last tick, high word")
+	OSI            = field("osi", "OSI", "OSIB", 0x2C, GuestAML, "_OSI answers (bit i = OSIStrings[i]); bit 31 = valid")
+	Rev            = field("rev", "Rev", "REVN", 0x30, GuestAML, "value of _REV in the guest interpreter")
+	MbxAck         = field("mbx_ack", "MbxAck", "MACK", 0x34, GuestAML, "sequence number of the last mailbox command answered")
+	MbxResult      = field("mbx_result", "MbxResult", "MRES", 0x38, GuestAML, "result code of the last mailbox command")
+	MbxValue       = field("mbx_value", "MbxValue", "MVAL", 0x3C, GuestAML, "value returned by the last mailbox command")
+	HostStampLo    = field("host_stamp_lo", "HostStampLo", "HSTL", 0x40, Host, "host wall clock, ms since Unix epoch, low word")
+	HostStampHi    = field("host_stamp_hi", "HostStampHi", "HSTH", 0x44, Host, "host wall clock, high word")
+	MbxCmd         = field("mbx_cmd", "MbxCmd", "MCMD", 0x48, Host, "mailbox command (CmdPing, CmdSetPeriod)")
+	MbxArg         = field("mbx_arg", "MbxArg", "MARG", 0x4C, Host, "mailbox argument")
+	MbxSeq         = field("mbx_seq", "MbxSeq", "MSEQ", 0x50, Host, "mailbox sequence: written last; a new value posts the command")
 )
+
+// Fields lists every field of the v1 layout in offset order.
+var Fields = []Field{
+	MagicWord, VersionWord, HeaderSizeWord, RegionSize, Seq, Ticks, Boots, Period, TimerLo,
+	EchoLo, EchoHi, OSI, Rev, MbxAck, MbxResult, MbxValue,
+	HostStampLo, HostStampHi, MbxCmd, MbxArg, MbxSeq,
+}
+
+// Pair is a 64-bit value held in two fields, low word first in memory. A
+// single 32-bit store cannot update both words at once, so a writer and a
+// reader of a pair that is not under the seqlock (the host stamp) agree on
+// an order: the writer stores the high word, then the low word
+// (WriteOrder); the reader loads the low word, then the high word
+// (ReadOrder). A reader racing a writer can then only see a high word newer
+// than its low word — a value too large by exactly TornExcess, never one too
+// small. hostreader.Region.StampHostTime writes HostStamp in WriteOrder, the
+// AML copies HostStamp into Echo in ReadOrder, and the verdict code corrects
+// the excess.
+type Pair struct{ Lo, Hi Field }
+
+// The two 64-bit values of the layout, milliseconds since the Unix epoch.
+var (
+	// HostStamp is the host's wall clock, written by the host.
+	HostStamp = Pair{HostStampLo, HostStampHi}
+	// Echo is the copy of HostStamp the AML takes at each tick.
+	Echo = Pair{EchoLo, EchoHi}
+)
+
+// TornExcess is how much too large a Pair read in ReadOrder can be while a
+// writer stores it in WriteOrder.
+const TornExcess = 1 << 32
+
+// WriteOrder returns the pair's fields in the order a writer stores them:
+// high word, then low word.
+func (p Pair) WriteOrder() [2]Field { return [2]Field{p.Hi, p.Lo} }
+
+// ReadOrder returns the pair's fields in the order a reader loads them:
+// low word, then high word.
+func (p Pair) ReadOrder() [2]Field { return [2]Field{p.Lo, p.Hi} }
+
+// Split returns the words of v in WriteOrder (high word, low word).
+func (p Pair) Split(v uint64) [2]uint32 { return [2]uint32{uint32(v >> 32), uint32(v)} }
+
+// Join returns the 64-bit value of a low and a high word.
+func Join(lo, hi uint32) uint64 { return uint64(hi)<<32 | uint64(lo) }
+
+// OffSlots is where the application heartbeat slots start.
+const OffSlots = 0x80
 
 // Application heartbeat slots: NumSlots slots of SlotSize bytes from OffSlots.
 // Within a slot:
@@ -169,44 +228,29 @@ var OSIStrings = [...]string{
 // OSIValid is set in the OSI word once the bits were computed.
 const OSIValid uint32 = 1 << 31
 
-// Fields lists every field of the v1 layout in offset order.
-var Fields = []Field{
-	{"magic", "MAGC", OffMagic, GuestAML, "layout magic, Magic once the AML has initialised the region"},
-	{"version", "VERS", OffVersion, GuestAML, "layout version (1)"},
-	{"header_size", "HSIZ", OffHeaderSize, GuestAML, "bytes defined by this layout version"},
-	{"region_size", "RSIZ", OffRegionSize, GuestAML, "size of the whole region in bytes"},
-	{"seq", "SEQN", OffSeq, GuestAML, "seqlock: odd while the AML updates the tick words, even when stable"},
-	{"ticks", "TICK", OffTicks, GuestAML, "ticks since this boot (first tick of a boot writes 1)"},
-	{"boots", "BOOT", OffBoots, GuestAML, "boot count: incremented on the first tick of every boot"},
-	{"period", "PERD", OffPeriod, GuestAML, "polling period in deciseconds that _TZP reports"},
-	{"timer_lo", "TMRL", OffTimerLo, GuestAML, "low 32 bits of Timer() (100 ns units) at the last tick"},
-	{"echo_lo", "ECHL", OffEchoLo, GuestAML, "host stamp seen at the last tick, low word (ms since Unix epoch)"},
-	{"echo_hi", "ECHH", OffEchoHi, GuestAML, "host stamp seen at the last tick, high word"},
-	{"osi", "OSIB", OffOSI, GuestAML, "_OSI answers (bit i = OSIStrings[i]); bit 31 = valid"},
-	{"rev", "REVN", OffRev, GuestAML, "value of _REV in the guest interpreter"},
-	{"mbx_ack", "MACK", OffMbxAck, GuestAML, "sequence number of the last mailbox command answered"},
-	{"mbx_result", "MRES", OffMbxResult, GuestAML, "result code of the last mailbox command"},
-	{"mbx_value", "MVAL", OffMbxValue, GuestAML, "value returned by the last mailbox command"},
-	{"host_stamp_lo", "HSTL", OffHostStampLo, Host, "host wall clock, ms since Unix epoch, low word"},
-	{"host_stamp_hi", "HSTH", OffHostStampHi, Host, "host wall clock, high word"},
-	{"mbx_cmd", "MCMD", OffMbxCmd, Host, "mailbox command (CmdPing, CmdSetPeriod)"},
-	{"mbx_arg", "MARG", OffMbxArg, Host, "mailbox argument"},
-	{"mbx_seq", "MSEQ", OffMbxSeq, Host, "mailbox sequence: written last; a new value posts the command"},
-}
-
 // SlotOffset returns the byte offset of application slot i, or an error if
 // i is out of range.
-func SlotOffset(i int) (uint32, error) {
+func SlotOffset(i int) (int, error) {
 	if i < 0 || i >= NumSlots {
 		return 0, fmt.Errorf("region: slot %d out of range [0,%d)", i, NumSlots)
 	}
-	return OffSlots + uint32(i)*SlotSize, nil
+	return OffSlots + i*SlotSize, nil
 }
 
 // FieldByName returns the field with the given Name.
 func FieldByName(name string) (Field, bool) {
 	for _, f := range Fields {
 		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// FieldAt returns the field at byte offset off.
+func FieldAt(off int) (Field, bool) {
+	for _, f := range Fields {
+		if f.Offset == off {
 			return f, true
 		}
 	}

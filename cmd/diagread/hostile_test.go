@@ -65,7 +65,7 @@ func TestDiagreadBinaryWatchHostileFiles(t *testing.T) {
 	ok := filepath.Join(dir, "vm1.diag")
 	writeAt(t, ok, regionImage(4096, 10, time.Time{}, time.Time{}))
 	bad := regionImage(4096, 10, time.Time{}, time.Time{})
-	binary.LittleEndian.PutUint32(bad[region.OffRegionSize:], 0xffffffff)
+	binary.LittleEndian.PutUint32(bad[region.RegionSize.Offset:], 0xffffffff)
 	badp := filepath.Join(dir, "vm2.diag")
 	writeAt(t, badp, bad)
 	fifo := filepath.Join(dir, "vm3.diag")

@@ -24,23 +24,23 @@ import (
 func regionImage(size int, periodDs uint32, echo, stamp time.Time) []byte {
 	b := make([]byte, size)
 	put := func(off int, v uint32) { binary.LittleEndian.PutUint32(b[off:], v) }
-	put(region.OffMagic, region.Magic)
-	put(region.OffVersion, region.Version)
-	put(region.OffHeaderSize, region.HeaderSize)
-	put(region.OffRegionSize, uint32(size))
-	put(region.OffSeq, 2)
-	put(region.OffTicks, 1)
-	put(region.OffBoots, 1)
-	put(region.OffPeriod, periodDs)
+	put(region.MagicWord.Offset, region.Magic)
+	put(region.VersionWord.Offset, region.Version)
+	put(region.HeaderSizeWord.Offset, region.HeaderSize)
+	put(region.RegionSize.Offset, uint32(size))
+	put(region.Seq.Offset, 2)
+	put(region.Ticks.Offset, 1)
+	put(region.Boots.Offset, 1)
+	put(region.Period.Offset, periodDs)
 	if !echo.IsZero() {
 		ms := uint64(echo.UnixMilli())
-		put(region.OffEchoLo, uint32(ms))
-		put(region.OffEchoHi, uint32(ms>>32))
+		put(region.EchoLo.Offset, uint32(ms))
+		put(region.EchoHi.Offset, uint32(ms>>32))
 	}
 	if !stamp.IsZero() {
 		ms := uint64(stamp.UnixMilli())
-		put(region.OffHostStampLo, uint32(ms))
-		put(region.OffHostStampHi, uint32(ms>>32))
+		put(region.HostStampLo.Offset, uint32(ms))
+		put(region.HostStampHi.Offset, uint32(ms>>32))
 	}
 	return b
 }
@@ -105,15 +105,15 @@ func (g *fileGuest) put(off int, v uint32) {
 
 func (g *fileGuest) tick() {
 	var hs [8]byte
-	_, _ = g.f.ReadAt(hs[:], region.OffHostStampLo)
-	g.put(region.OffSeq, g.seq+1)
+	_, _ = g.f.ReadAt(hs[:], int64(region.HostStampLo.Offset))
+	g.put(region.Seq.Offset, g.seq+1)
 	g.ticks++
-	g.put(region.OffTicks, g.ticks)
-	g.put(region.OffTimerLo, g.ticks*1000)
-	g.put(region.OffEchoLo, binary.LittleEndian.Uint32(hs[0:]))
-	g.put(region.OffEchoHi, binary.LittleEndian.Uint32(hs[4:]))
+	g.put(region.Ticks.Offset, g.ticks)
+	g.put(region.TimerLo.Offset, g.ticks*1000)
+	g.put(region.EchoLo.Offset, binary.LittleEndian.Uint32(hs[0:]))
+	g.put(region.EchoHi.Offset, binary.LittleEndian.Uint32(hs[4:]))
 	g.seq += 2
-	g.put(region.OffSeq, g.seq)
+	g.put(region.Seq.Offset, g.seq)
 }
 
 func (g *fileGuest) setTicking(on bool) { g.mu.Lock(); g.ticking = on; g.mu.Unlock() }
@@ -125,7 +125,7 @@ func TestReadVerdicts(t *testing.T) {
 	stale := writeFile(t, "stale", regionImage(4096, 10, now.Add(-time.Minute), now.Add(-200*time.Millisecond)))
 	absent := writeFile(t, "absent", make([]byte, 4096))
 	bad := regionImage(4096, 10, time.Time{}, time.Time{})
-	binary.LittleEndian.PutUint32(bad[region.OffVersion:], 9)
+	binary.LittleEndian.PutUint32(bad[region.VersionWord.Offset:], 9)
 	corrupt := writeFile(t, "corrupt", bad)
 
 	cases := []struct {
@@ -196,7 +196,7 @@ func TestReadBadInput(t *testing.T) {
 	short := filepath.Join(dir, "short")
 	require.NoError(t, os.WriteFile(short, make([]byte, 100), 0o644))
 	big := regionImage(4096, 10, time.Time{}, time.Time{})
-	binary.LittleEndian.PutUint32(big[region.OffRegionSize:], 65536)
+	binary.LittleEndian.PutUint32(big[region.RegionSize.Offset:], 65536)
 	bigp := filepath.Join(dir, "big")
 	require.NoError(t, os.WriteFile(bigp, big, 0o644))
 	ok := writeFile(t, "ok", regionImage(4096, 10, time.Time{}, time.Time{}))

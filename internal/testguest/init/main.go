@@ -396,7 +396,7 @@ func readTrim(p string) string {
 }
 
 // word returns a pointer to the 32-bit word at off in the mapped BAR.
-func word(bar []byte, off uint32) *uint32 {
+func word(bar []byte, off int) *uint32 {
 	return (*uint32)(unsafe.Pointer(&bar[off]))
 }
 
@@ -412,7 +412,7 @@ func startHeartbeat(bar []byte, o options) *heartbeat {
 	copy(tag[:], o.appTag)
 	for i := 0; i < region.SlotTagLen; i += 4 {
 		v := uint32(tag[i]) | uint32(tag[i+1])<<8 | uint32(tag[i+2])<<16 | uint32(tag[i+3])<<24
-		atomic.StoreUint32(word(bar, off+region.SlotTag+uint32(i)), v)
+		atomic.StoreUint32(word(bar, off+region.SlotTag+i), v)
 	}
 	ms := o.appPeriod.Milliseconds()
 	if ms > 1<<31 {
@@ -441,10 +441,10 @@ func startHeartbeat(bar []byte, o options) *heartbeat {
 func debugLoop(bar []byte, o options) {
 	off, _ := region.SlotOffset(o.appSlot)
 	for {
-		rd := func(o uint32) uint32 { return atomic.LoadUint32(word(bar, o)) }
+		rd := func(o int) uint32 { return atomic.LoadUint32(word(bar, o)) }
 		consolef("region: magic=%#08x version=%d seq=%d ticks=%d boots=%d period=%d timer_lo=%d osi=%#x mbx_ack=%d app_beat=%d",
-			rd(region.OffMagic), rd(region.OffVersion), rd(region.OffSeq), rd(region.OffTicks), rd(region.OffBoots),
-			rd(region.OffPeriod), rd(region.OffTimerLo), rd(region.OffOSI), rd(region.OffMbxAck), rd(off+region.SlotBeat))
+			rd(region.MagicWord.Offset), rd(region.VersionWord.Offset), rd(region.Seq.Offset), rd(region.Ticks.Offset), rd(region.Boots.Offset),
+			rd(region.Period.Offset), rd(region.TimerLo.Offset), rd(region.OSI.Offset), rd(region.MbxAck.Offset), rd(off+region.SlotBeat))
 		time.Sleep(o.debugPeriod)
 	}
 }

@@ -45,7 +45,7 @@ func spinCost(bar []byte) {
 		if bar == nil {
 			return -1
 		}
-		return int64(atomic.LoadUint32(word(bar, region.OffTicks)))
+		return int64(atomic.LoadUint32(word(bar, region.Ticks.Offset)))
 	}
 	for r := 0; r < spinRounds; r++ {
 		on := r%2 == 0

@@ -77,6 +77,10 @@ func rawSize(kind byte) int {
 	return 0
 }
 
+// opSpec is one row of the opcode table: the ASL name of the operator
+// (spelled as "iasl -dl" prints it) and its operand grammar. The encoder's
+// error messages, the decoder and the printer all take operator names from
+// this table.
 type opSpec struct {
 	name  string
 	args  string
@@ -88,6 +92,38 @@ var (
 	opTable  [256]opSpec
 	extTable [256]opSpec
 )
+
+// lnotNames are the ASL names of the composite comparisons that iasl
+// encodes as LNot of another comparison (LNotOp followed by the opcode).
+var lnotNames = [...]struct {
+	op   byte
+	name string
+}{{LEqualOp, "LNotEqual"}, {LGreaterOp, "LLessEqual"}, {LLessOp, "LGreaterEqual"}}
+
+// lnotName returns the ASL name of LNot(op (...)), or "" when that is not
+// one of the composite comparisons.
+func lnotName(op byte) string {
+	for _, c := range lnotNames {
+		if c.op == op {
+			return c.name
+		}
+	}
+	return ""
+}
+
+// opName returns the ASL name of the operator encoded as code[:n] (one
+// opcode byte, ExtOpPrefix and a byte, or LNotOp and a comparison).
+func opName(code [2]byte, n uint8) string {
+	switch {
+	case n == 2 && code[0] == LNotOp:
+		if s := lnotName(code[1]); s != "" {
+			return s
+		}
+	case n == 2 && code[0] == ExtOpPrefix:
+		return ExtendedOp(code[1]).String()
+	}
+	return Op(code[0]).String()
+}
 
 func init() {
 	one := map[byte]opSpec{
