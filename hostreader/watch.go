@@ -270,8 +270,8 @@ func (w *Watcher) round(out []Change) []Change {
 	now := w.opts.Now()
 	var torn []*watchEntry
 	for _, e := range w.entries {
-		if w.opts.Stamp {
-			_ = e.region.StampHostTime(now) // a fault shows in the snapshot below
+		if w.opts.Stamp && e.region.StampHostTime(now) == nil { // a fault shows in the snapshot below
+			e.tracker.Stamped(now)
 		}
 		s, err := e.region.SnapshotAt(now)
 		if err == nil && s.Torn {
