@@ -94,6 +94,9 @@ type ExitReport struct {
 	// the supervisor stopped it.
 	Expected bool     `json:"expected"`
 	Stderr   []string `json:"stderr,omitempty"` // last lines of QEMU's stderr
+	// Cause is the likely cause told from the host (Process.ExitCause),
+	// e.g. the backing file that made QEMU die of SIGBUS.
+	Cause string `json:"cause,omitempty"`
 }
 
 // SupervisorOptions tunes a Supervisor. Zero values select defaults.
@@ -511,7 +514,7 @@ func (s *Supervisor) finish(ctx context.Context, changes <-chan hostreader.Chang
 		s.onERST(ctx, rep)
 	default:
 	}
-	if v, ok := s.watcher.Verdict(watchName); ok {
+	if v, ok := s.finalRegion(); ok {
 		s.mu.Lock()
 		s.setRegion(v)
 		s.mu.Unlock()
@@ -519,6 +522,22 @@ func (s *Supervisor) finish(ctx context.Context, changes <-chan hostreader.Chang
 	if end != nil {
 		s.emit(ctx, *end)
 	}
+}
+
+// finalRegion reads the region once more at the end of a run (the
+// summary's ticks, boots and state are the region's now, not those of the
+// last verdict printed). Once QEMU has exited the guest cannot tick: a
+// region that still reads alive (its last tick is recent) is reported
+// stale, with the last tick as evidence.
+func (s *Supervisor) finalRegion() (hostreader.Verdict, bool) {
+	v, err := s.watcher.Refresh(watchName)
+	if err != nil {
+		return s.watcher.Verdict(watchName)
+	}
+	if s.proc != nil && s.proc.Exited() && (v.State == hostreader.StateAlive || v.State == hostreader.StateUnknown) {
+		v.State, v.Reason = hostreader.StateStale, "QEMU has exited: the guest can no longer tick"
+	}
+	return v, true
 }
 
 func (s *Supervisor) release() {
@@ -652,6 +671,9 @@ func (s *Supervisor) exitVerdict() *Verdict {
 	}
 	if !expected {
 		reason += " unexpectedly"
+	}
+	if ex.Cause = s.proc.ExitCause(); ex.Cause != "" {
+		reason += ": " + ex.Cause
 	}
 	if len(ex.Stderr) > 0 {
 		reason += ": " + hostreader.EscapeLog(ex.Stderr[len(ex.Stderr)-1])

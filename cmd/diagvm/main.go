@@ -48,10 +48,13 @@ Modes:
   diagvm run --kernel K [--initrd I] [--append ARGS] [--machine pc|q35]
              [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
              [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--json] [--workdir DIR]
-             [--console] [-- extra qemu args]
+             [--console] [--keep-qemu] [-- extra qemu args]
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
-      when QEMU exits.
+      when QEMU exits (the summary reads the region at the end). The region
+      and ERST files are preallocated first: a disk too full for them fails
+      here, before the guest runs. QEMU dies with diagvm, also when diagvm
+      is killed (parent-death signal), unless --keep-qemu.
   diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE]
                 [--serial SOCKET] [--reconnect] [--json]
       Supervise a VM started elsewhere (with the arguments of
@@ -153,6 +156,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	workdir := fs.String("workdir", "", "directory for the SSDT, region, ERST store and sockets (default: a new temporary directory, kept)")
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
+	keepQEMU := fs.Bool("keep-qemu", false, "let QEMU run on if diagvm is killed (SIGKILL, crash), for \"diagvm attach\" to pick up; by default QEMU dies with diagvm")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -193,6 +197,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitUsage, "run: %v", err)
 	}
 	opts := qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}}
+	opts.Start.KeepOnParentDeath = *keepQEMU
 	if *console {
 		opts.ConsoleTee = stderr
 	}
