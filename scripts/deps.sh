@@ -9,8 +9,13 @@ command -v acpiexec >/dev/null || need+=(acpica-tools)
 # make + gcc-12 build the test guest's oops module against the kernel headers
 command -v make >/dev/null || need+=(make)
 command -v gcc-12 >/dev/null || need+=(gcc-12)
+# node + npm run Azurite, the table service the metrics tests use (scripts/azurite.sh)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+here="$(cd "$(dirname "$0")" && pwd)"
 if [ ${#need[@]} -eq 0 ]; then
   echo "deps: qemu-system-x86, acpica-tools and ovmf are present"
+  bash "$here/azurite.sh"
   exit 0
 fi
 SUDO=""
@@ -18,3 +23,4 @@ SUDO=""
 echo "deps: installing ${need[*]}"
 $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
+bash "$here/azurite.sh"

@@ -1,0 +1,215 @@
+package metrics
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Batch is one VM's window, ready to upload as one batch transaction: the
+// LAD entities of the window (Entities) and the transfer period that names
+// the table.
+type Batch struct {
+	VM          string        `json:"vm"`
+	WindowStart time.Time     `json:"window_start"`
+	Period      time.Duration `json:"period"`
+	Entities    []Entity      `json:"entities"`
+}
+
+// batchFile is the on-disk form (Entity's own JSON is the Table service
+// form; the queue stores plain fields).
+type batchFile struct {
+	VM          string        `json:"vm"`
+	WindowStart time.Time     `json:"window_start"`
+	Period      time.Duration `json:"period"`
+	Entities    []entityFile  `json:"entities"`
+}
+
+type entityFile struct {
+	PartitionKey, RowKey, CounterName      string
+	Total, Minimum, Maximum, Average, Last float64
+	Count                                  int64
+	Timestamp                              time.Time
+	DeploymentID, Host                     string
+}
+
+// Queue is a bounded on-disk FIFO of batches: one file per batch in a
+// directory, written to a temporary name, synced and renamed, so a crash
+// leaves either the whole batch or none of it, and a restarted process
+// finds every batch it had not yet removed, in order. When Max batches are
+// queued, Push drops the oldest (counted in Dropped). Safe for concurrent
+// use.
+type Queue struct {
+	dir string
+	max int
+
+	mu      sync.Mutex
+	seqs    []uint64 // queued, oldest first
+	next    uint64
+	dropped uint64
+}
+
+// QueueError reports a queue file that cannot be read back.
+type QueueError struct {
+	Path string
+	Err  error
+}
+
+func (e *QueueError) Error() string { return "metrics: queue file " + e.Path + ": " + e.Err.Error() }
+func (e *QueueError) Unwrap() error { return e.Err }
+
+const queueSuffix = ".batch.json"
+
+// OpenQueue opens (creating it if needed) the queue in dir, holding at most
+// max batches (max >= 1). Leftover temporary files of an interrupted Push
+// are removed.
+func OpenQueue(dir string, max int) (*Queue, error) {
+	if max < 1 {
+		return nil, fmt.Errorf("metrics: queue bound %d: want at least 1", max)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("metrics: queue: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: queue: %w", err)
+	}
+	q := &Queue{dir: dir, max: max}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			_ = os.Remove(filepath.Join(dir, name))
+			continue
+		}
+		num, ok := strings.CutSuffix(name, queueSuffix)
+		if !ok {
+			continue
+		}
+		seq, err := strconv.ParseUint(num, 10, 64)
+		if err != nil {
+			continue
+		}
+		q.seqs = append(q.seqs, seq)
+	}
+	sort.Slice(q.seqs, func(i, j int) bool { return q.seqs[i] < q.seqs[j] })
+	if n := len(q.seqs); n > 0 {
+		q.next = q.seqs[n-1] + 1
+	}
+	return q, nil
+}
+
+func (q *Queue) path(seq uint64) string {
+	return filepath.Join(q.dir, fmt.Sprintf("%020d%s", seq, queueSuffix))
+}
+
+// Len returns the number of queued batches.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.seqs)
+}
+
+// Dropped returns how many batches Push dropped because the queue was full.
+func (q *Queue) Dropped() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
+}
+
+// Push appends a batch durably. When the queue is full the oldest batch is
+// removed first and counted in Dropped.
+func (q *Queue) Push(b Batch) error {
+	f := batchFile{VM: b.VM, WindowStart: b.WindowStart, Period: b.Period}
+	for _, e := range b.Entities {
+		f.Entities = append(f.Entities, entityFile(e))
+	}
+	data, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("metrics: queue: %w", err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.seqs) >= q.max {
+		if err := os.Remove(q.path(q.seqs[0])); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("metrics: queue: dropping the oldest batch: %w", err)
+		}
+		q.seqs = q.seqs[1:]
+		q.dropped++
+	}
+	seq := q.next
+	tmp, err := os.CreateTemp(q.dir, ".tmp-")
+	if err != nil {
+		return fmt.Errorf("metrics: queue: %w", err)
+	}
+	_, werr := tmp.Write(data)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), q.path(seq))
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("metrics: queue: writing batch: %w", werr)
+	}
+	if d, err := os.Open(q.dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	q.seqs = append(q.seqs, seq)
+	q.next = seq + 1
+	return nil
+}
+
+// Peek returns the oldest batch and its sequence number; ok is false when
+// the queue is empty.
+func (q *Queue) Peek() (b Batch, seq uint64, ok bool, err error) {
+	q.mu.Lock()
+	if len(q.seqs) == 0 {
+		q.mu.Unlock()
+		return Batch{}, 0, false, nil
+	}
+	seq = q.seqs[0]
+	q.mu.Unlock()
+	p := q.path(seq)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return Batch{}, seq, true, &QueueError{p, err}
+	}
+	var f batchFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return Batch{}, seq, true, &QueueError{p, err}
+	}
+	b = Batch{VM: f.VM, WindowStart: f.WindowStart, Period: f.Period}
+	for _, e := range f.Entities {
+		b.Entities = append(b.Entities, Entity(e))
+	}
+	return b, seq, true, nil
+}
+
+// Remove deletes batch seq (after it was uploaded, or when it cannot be
+// read back).
+func (q *Queue) Remove(seq uint64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, s := range q.seqs {
+		if s == seq {
+			if err := os.Remove(q.path(seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("metrics: queue: %w", err)
+			}
+			q.seqs = append(q.seqs[:i], q.seqs[i+1:]...)
+			return nil
+		}
+	}
+	return nil
+}

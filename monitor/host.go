@@ -1,0 +1,302 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/acpidiag/acpidiag/qemuhook"
+)
+
+// clockTicks is USER_HZ, the unit of /proc CPU times (100 on Linux).
+const clockTicks = 100
+
+// HostOptions tune CollectHost.
+type HostOptions struct {
+	// Paths whose file systems' free space is reported.
+	Paths []string
+	// Sample is how long vCPU thread CPU time is sampled (default 500 ms).
+	Sample time.Duration
+	// Proc is the proc file system root (default /proc).
+	Proc string
+}
+
+// HostReport is the host diagnostic: the host's load and the QEMU
+// process and its vCPU threads.
+type HostReport struct {
+	Time     time.Time           `json:"time"`
+	LoadAvg  string              `json:"loadavg,omitempty"`
+	Pressure map[string]string   `json:"pressure,omitempty"` // /proc/pressure/{cpu,memory,io}
+	Memory   map[string]int64    `json:"memory_kib,omitempty"`
+	Disks    map[string]DiskFree `json:"disks,omitempty"`
+	QEMU     *ProcInfo           `json:"qemu,omitempty"`
+	VCPUs    []VCPUThread        `json:"vcpus,omitempty"`
+	Errors   []string            `json:"errors,omitempty"`
+}
+
+// DiskFree is a file system's free space.
+type DiskFree struct {
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+}
+
+// ProcInfo is one process's state.
+type ProcInfo struct {
+	PID      int     `json:"pid"`
+	Comm     string  `json:"comm"`
+	State    string  `json:"state"`
+	RSSBytes int64   `json:"rss_bytes"`
+	UserSec  float64 `json:"user_s"`
+	SysSec   float64 `json:"sys_s"`
+	Threads  int     `json:"threads"`
+}
+
+// VCPUThread is one vCPU's host thread, mapped through query-cpus-fast.
+type VCPUThread struct {
+	CPUIndex int     `json:"cpu_index"`
+	ThreadID int     `json:"thread_id"`
+	State    string  `json:"state"` // R running, S sleeping, D disk sleep, ...
+	UserSec  float64 `json:"user_s"`
+	SysSec   float64 `json:"sys_s"`
+	// CPUPercent is the thread's CPU use over the sample (100 = one
+	// full host CPU: a vCPU at 100% is busy — a livelock if the guest
+	// does not answer; one near 0 is idle or waiting).
+	CPUPercent float64 `json:"cpu_percent"`
+	SampleMs   int64   `json:"sample_ms"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// CollectHost gathers the host's state and, with a QMP session, the QEMU
+// process and its vCPU threads. Problems are listed in Errors; whatever
+// could be read is returned.
+func CollectHost(ctx context.Context, q *qemuhook.QMP, o HostOptions) *HostReport {
+	if o.Sample <= 0 {
+		o.Sample = 500 * time.Millisecond
+	}
+	if o.Proc == "" {
+		o.Proc = "/proc"
+	}
+	h := &HostReport{Time: time.Now().UTC(), Pressure: map[string]string{}, Memory: map[string]int64{}, Disks: map[string]DiskFree{}}
+	fail := func(format string, a ...any) { h.Errors = append(h.Errors, fmt.Sprintf(format, a...)) }
+	if b, err := os.ReadFile(filepath.Join(o.Proc, "loadavg")); err == nil {
+		h.LoadAvg = strings.TrimSpace(string(b))
+	} else {
+		fail("loadavg: %v", err)
+	}
+	for _, k := range []string{"cpu", "memory", "io"} {
+		if b, err := os.ReadFile(filepath.Join(o.Proc, "pressure", k)); err == nil {
+			h.Pressure[k] = strings.TrimSpace(string(b))
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(o.Proc, "meminfo")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			k, rest, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			switch k {
+			case "MemTotal", "MemFree", "MemAvailable", "SwapTotal", "SwapFree", "Cached", "Dirty":
+				f := strings.Fields(rest)
+				if len(f) > 0 {
+					if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+						h.Memory[k] = n
+					}
+				}
+			}
+		}
+	} else {
+		fail("meminfo: %v", err)
+	}
+	for _, p := range o.Paths {
+		if p == "" {
+			continue
+		}
+		d := filepath.Dir(p)
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			d = p
+		}
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(d, &fs); err == nil {
+			h.Disks[d] = DiskFree{FreeBytes: fs.Bavail * uint64(fs.Bsize), TotalBytes: fs.Blocks * uint64(fs.Bsize)}
+		}
+	}
+	if q == nil {
+		return h
+	}
+	var cpus []struct {
+		Index    int `json:"cpu-index"`
+		ThreadID int `json:"thread-id"`
+	}
+	if err := q.Execute(ctx, "query-cpus-fast", nil, &cpus); err != nil {
+		fail("query-cpus-fast: %v", err)
+		return h
+	}
+	pid := 0
+	type sample struct {
+		at    time.Time
+		ticks int64
+	}
+	first := make([]sample, len(cpus))
+	for i, c := range cpus {
+		t := VCPUThread{CPUIndex: c.Index, ThreadID: c.ThreadID}
+		if pid == 0 {
+			pid = tgidOf(o.Proc, c.ThreadID)
+		}
+		st, err := readStat(filepath.Join(o.Proc, strconv.Itoa(c.ThreadID), "stat"))
+		if err != nil {
+			t.Error = err.Error()
+		} else {
+			first[i] = sample{time.Now(), st.utime + st.stime}
+		}
+		h.VCPUs = append(h.VCPUs, t)
+	}
+	if pid > 0 {
+		p, err := procInfo(o.Proc, pid)
+		if err != nil {
+			fail("qemu process %d: %v", pid, err)
+		} else {
+			h.QEMU = p
+		}
+	} else if len(cpus) > 0 {
+		fail("qemu process: no /proc entry for vCPU thread %d (QEMU on another host or PID namespace?)", cpus[0].ThreadID)
+	}
+	select {
+	case <-ctx.Done():
+		fail("vCPU sample cut short: %v", ctx.Err())
+	case <-time.After(o.Sample):
+	}
+	for i := range h.VCPUs {
+		t := &h.VCPUs[i]
+		if t.Error != "" {
+			continue
+		}
+		st, err := readStat(filepath.Join(o.Proc, strconv.Itoa(t.ThreadID), "stat"))
+		if err != nil {
+			t.Error = err.Error()
+			continue
+		}
+		now := time.Now()
+		t.State = st.state
+		t.UserSec, t.SysSec = float64(st.utime)/clockTicks, float64(st.stime)/clockTicks
+		dt := now.Sub(first[i].at)
+		t.SampleMs = dt.Milliseconds()
+		if dt > 0 {
+			t.CPUPercent = float64(st.utime+st.stime-first[i].ticks) / clockTicks / dt.Seconds() * 100
+		}
+	}
+	return h
+}
+
+type procStat struct {
+	comm         string
+	state        string
+	utime, stime int64
+	threads      int
+	rssPages     int64
+}
+
+// readStat parses /proc/PID/stat (or task/TID/stat). The comm field may
+// hold spaces and parentheses: fields are taken after the last ')'.
+func readStat(path string) (procStat, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(b)
+}
+
+func parseStat(b []byte) (procStat, error) {
+	var s procStat
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return s, errors.New("stat: no (comm)")
+	}
+	s.comm = string(b[open+1 : end])
+	f := strings.Fields(string(b[end+1:]))
+	// f[0] is field 3 (state); utime is field 14, stime 15, threads 20, rss 24.
+	if len(f) < 22 {
+		return s, fmt.Errorf("stat: %d fields after comm, want at least 22", len(f))
+	}
+	s.state = f[0]
+	var err error
+	num := func(i int) int64 {
+		n, e := strconv.ParseInt(f[i], 10, 64)
+		if e != nil && err == nil {
+			err = fmt.Errorf("stat field %d: %q", i+3, f[i])
+		}
+		return n
+	}
+	s.utime, s.stime = num(11), num(12)
+	s.threads = int(num(17))
+	s.rssPages = num(21)
+	return s, err
+}
+
+func tgidOf(proc string, tid int) int {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(tid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+func procInfo(proc string, pid int) (*ProcInfo, error) {
+	st, err := readStat(filepath.Join(proc, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil, err
+	}
+	return &ProcInfo{PID: pid, Comm: st.comm, State: st.state, RSSBytes: st.rssPages * int64(os.Getpagesize()),
+		UserSec: float64(st.utime) / clockTicks, SysSec: float64(st.stime) / clockTicks, Threads: st.threads}, nil
+}
+
+// QMPCommands are the queries the qmp diagnostic runs.
+var QMPCommands = []string{"query-status", "query-cpus-fast", "query-block", "query-blockstats", "query-chardev", "query-balloon"}
+
+// QMPReport is the qmp diagnostic: each query's raw JSON reply (cut to
+// the bound, marked) or its error.
+type QMPReport struct {
+	Replies   map[string]json.RawMessage `json:"replies"`
+	Truncated map[string]string          `json:"truncated,omitempty"` // command -> first bytes (escaped) when the reply was over the bound
+	Errors    map[string]string          `json:"errors,omitempty"`
+}
+
+// CollectQMP runs QMPCommands; a failing one is recorded and the others
+// still run. Each reply is bounded by max bytes.
+func CollectQMP(ctx context.Context, q *qemuhook.QMP, max int) (*QMPReport, error) {
+	r := &QMPReport{Replies: map[string]json.RawMessage{}, Truncated: map[string]string{}, Errors: map[string]string{}}
+	var errs []string
+	for _, c := range QMPCommands {
+		raw, err := q.ExecuteRaw(ctx, c, nil)
+		if err != nil {
+			r.Errors[c] = err.Error()
+			if c != "query-balloon" { // no balloon device is normal
+				errs = append(errs, c+": "+err.Error())
+			}
+			continue
+		}
+		if len(raw) > max {
+			r.Truncated[c] = strconv.Quote(string(raw[:max]))
+			continue
+		}
+		r.Replies[c] = raw
+	}
+	if len(errs) > 0 {
+		return r, errors.New(strings.Join(errs, "; "))
+	}
+	return r, nil
+}

@@ -1,0 +1,461 @@
+package monitor
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// flakyScript fails on the runs listed in pattern (one character per run,
+// 'F' fail, 'P' pass; the last character repeats) and counts runs in a file.
+func flakyScript(t *testing.T, dir, pattern string) string {
+	counter := filepath.Join(dir, "runs")
+	return script(t, dir, "flaky.sh", fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); echo $((n+1)) > %[1]s
+p=%[2]q; i=$n; [ $i -ge ${#p} ] && i=$((${#p}-1))
+c=$(printf %%s "$p" | cut -c $((i+1)))
+[ "$c" = P ]`, counter, pattern))
+}
+
+func execScenario(name, vm string, cmd []string, every string, failures int, cooldown string, diags ...string) ScenarioConfig {
+	sc := ScenarioConfig{Name: name, VMs: []string{vm}, Probe: ProbeConfig{Kind: ProbeExec, Command: cmd},
+		Every: every, Timeout: every, Failures: failures, Cooldown: cooldown}
+	for _, d := range diags {
+		sc.Diagnostics = append(sc.Diagnostics, ParseDiagSpec(d))
+	}
+	return sc
+}
+
+func TestFlappingMakesNoIncident(t *testing.T) {
+	dir := t.TempDir()
+	cmd := []string{flakyScript(t, dir, "FPFPFPFPFPFPFPFPFPFP")}
+	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "a"}},
+		Scenarios: []ScenarioConfig{execScenario("flap", "a", cmd, "100ms", 2, "", "host")}})
+	require.Eventually(t, func() bool {
+		st, _ := tm.State("a", "flap")
+		return st.Runs >= 10
+	}, 10*time.Second, 20*time.Millisecond)
+	st, _ := tm.State("a", "flap")
+	require.Zero(t, st.Incidents, "fail once then pass never makes an incident")
+	require.Empty(t, tm.eventsOf(EventIncident))
+	require.GreaterOrEqual(t, len(tm.eventsOf(EventProbe)), 8, "each state change is an event")
+}
+
+func TestCooldownHolds(t *testing.T) {
+	dir := t.TempDir()
+	cmd := []string{flakyScript(t, dir, "F")}
+	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "a"}},
+		Scenarios: []ScenarioConfig{execScenario("down", "a", cmd, "50ms", 2, "1h", "host")}})
+	require.Eventually(t, func() bool {
+		st, _ := tm.State("a", "down")
+		return st.Runs >= 20
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(tm.bundles(t)) == 1 }, 10*time.Second, 20*time.Millisecond)
+	st, _ := tm.State("a", "down")
+	require.Equal(t, 1, st.Incidents, "one incident within the cooldown")
+	require.GreaterOrEqual(t, st.Failures, 20)
+	require.NotEmpty(t, st.LastIncidentID)
+	require.Len(t, tm.eventsOf(EventIncident), 1)
+}
+
+func TestCooldownElapsedRaisesAgain(t *testing.T) {
+	dir := t.TempDir()
+	cmd := []string{flakyScript(t, dir, "F")}
+	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "a"}},
+		Scenarios: []ScenarioConfig{execScenario("down", "a", cmd, "50ms", 1, "300ms")}})
+	require.Eventually(t, func() bool {
+		st, _ := tm.State("a", "down")
+		return st.Incidents >= 3
+	}, 10*time.Second, 20*time.Millisecond)
+	inc := tm.eventsOf(EventIncident)
+	for i := 1; i < len(inc); i++ {
+		require.GreaterOrEqual(t, inc[i].Time.Sub(inc[i-1].Time), 300*time.Millisecond, "incidents %d and %d", i-1, i)
+	}
+}
+
+// TestExecTimeoutKillsProcessGroup: a probe command that overruns its
+// timeout is killed together with its children.
+func TestExecTimeoutKillsProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child.pid")
+	cmd := []string{script(t, dir, "hang.sh", "sleep 60 & echo $! > "+pidFile+"; wait")}
+	ctx := context.Background()
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, _, err := runCommand(pctx, cmd, nil, 100)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 3*time.Second)
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		// The child is gone (or a zombie reaped by init): signal 0 fails,
+		// or /proc says Z.
+		if syscall.Kill(pid, 0) != nil {
+			return true
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err != nil || strings.Contains(string(st), ") Z ")
+	}, 3*time.Second, 20*time.Millisecond, "the probe's child (sleep, pid %d) must be killed with it", pid)
+}
+
+// TestIncidentBundle: consecutive failures raise an incident whose bundle
+// lands in the dir sink with a manifest that describes every artifact.
+func TestIncidentBundle(t *testing.T) {
+	dir := t.TempDir()
+	regionPath := filepath.Join(dir, "region")
+	w, err := openRegionWriter([]string{regionPath})
+	require.NoError(t, err)
+	defer w.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.run(ctx, 100*time.Millisecond)
+	envOut := filepath.Join(dir, "env")
+	diagScript := script(t, dir, "collect.sh", "env | grep ^ACPIDIAG_ | sort > "+envOut+"; echo collected; echo oops >&2; exit 3")
+	cmd := []string{flakyScript(t, dir, "PPFF")}
+	vm := VMConfig{Name: "web", Labels: map[string]string{"app": "nginx"}, Region: regionPath}
+	sc := execScenario("check", "web", cmd, "100ms", 2, "1h", "host", "region", "script:"+diagScript)
+	tm := startMonitor(t, Config{VMs: []VMConfig{vm}, Scenarios: []ScenarioConfig{sc}})
+	require.Eventually(t, func() bool { return len(tm.bundles(t)) == 1 }, 15*time.Second, 20*time.Millisecond)
+	bdir := tm.bundles(t)[0]
+	m, err := ReadManifest(bdir)
+	require.NoError(t, err)
+	require.Equal(t, SchemaVersion, m.Schema)
+	require.Equal(t, "scenario", m.Trigger)
+	require.Equal(t, "web", m.VM.Name)
+	require.Equal(t, map[string]string{"app": "nginx"}, m.VM.Labels)
+	require.Equal(t, "check", m.Scenario.Name)
+	require.Equal(t, []string{"host", "region", "script:collect.sh"}, m.Scenario.Diagnostics)
+	require.Equal(t, 2, m.Failures)
+	// History: two passes then two failures, oldest first.
+	require.GreaterOrEqual(t, len(m.ProbeHistory), 4)
+	h := m.ProbeHistory[len(m.ProbeHistory)-4:]
+	require.True(t, h[0].OK && h[1].OK && !h[2].OK && !h[3].OK, "%+v", h)
+	require.Contains(t, h[3].Error, "exit status 1")
+
+	byDiag := map[string]Artifact{}
+	for _, a := range m.Artifacts {
+		byDiag[a.Diagnostic] = a
+		if a.Name == "" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(bdir, a.Name))
+		require.NoError(t, err)
+		sum := sha256.Sum256(b)
+		require.Equal(t, hex.EncodeToString(sum[:]), a.SHA256, a.Name)
+		require.Equal(t, int64(len(b)), a.Size, a.Name)
+		require.Positive(t, a.Duration, a.Name)
+	}
+	require.Empty(t, byDiag["host"].Error)
+	require.Empty(t, byDiag["region"].Error)
+	rb, _ := os.ReadFile(filepath.Join(bdir, "region.json"))
+	require.Contains(t, string(rb), `"state": "alive"`)
+	sa := byDiag["script:collect.sh"]
+	require.Equal(t, "exit status 3", sa.Error, "a failing script is recorded as failed, with its output")
+	sb, _ := os.ReadFile(filepath.Join(bdir, sa.Name))
+	require.Equal(t, "collected\noops\n", string(sb))
+	env, err := os.ReadFile(envOut)
+	require.NoError(t, err)
+	require.Contains(t, string(env), "ACPIDIAG_INCIDENT="+m.ID)
+	require.Contains(t, string(env), "ACPIDIAG_REGION="+regionPath)
+	require.Contains(t, string(env), "ACPIDIAG_SCENARIO=check")
+	require.Contains(t, string(env), "ACPIDIAG_LABEL_APP=nginx")
+
+	// The packed copy holds the same files.
+	f, err := os.Open(bdir + ".tar.gz")
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	names := map[string]bool{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		names[hdr.Name] = true
+	}
+	require.True(t, names[filepath.Base(bdir)+"/manifest.json"], "%v", names)
+	require.True(t, names[filepath.Base(bdir)+"/host.json"], "%v", names)
+	require.Len(t, tm.eventsOf(EventBundle), 1)
+}
+
+// TestBundleCaps: an artifact over the cap is cut and marked; the bundle
+// cap holds over all artifacts.
+func TestBundleCaps(t *testing.T) {
+	dir := t.TempDir()
+	big := script(t, dir, "big.sh", "head -c 5000 /dev/zero | tr '\\0' x")
+	cmd := []string{flakyScript(t, dir, "F")}
+	sc := execScenario("s", "a", cmd, "100ms", 1, "1h", "script:"+big, "script:"+big, "script:"+big)
+	cfg := Config{VMs: []VMConfig{{Name: "a"}}, Scenarios: []ScenarioConfig{sc},
+		Limits: Limits{ArtifactBytes: 3000, BundleBytes: 7000}}
+	tm := startMonitor(t, cfg)
+	require.Eventually(t, func() bool { return len(tm.bundles(t)) == 1 }, 10*time.Second, 20*time.Millisecond)
+	m, err := ReadManifest(tm.bundles(t)[0])
+	require.NoError(t, err)
+	require.True(t, m.Truncated)
+	require.LessOrEqual(t, m.TotalBytes, int64(7000))
+	var sizes []int64
+	for _, a := range m.Artifacts {
+		sizes = append(sizes, a.Size)
+		require.True(t, a.Truncated)
+		require.Equal(t, int64(5000), a.OriginalSize)
+	}
+	// Artifact names collide (same script): the last write wins on disk,
+	// but each one is listed; sizes follow the caps.
+	require.Equal(t, []int64{3000, 3000, 1000}, sizes)
+	require.Contains(t, m.Artifacts[0].Error, "artifact cap")
+	require.Contains(t, m.Artifacts[2].Error, "bundle cap")
+}
+
+// TestRegionAndSlotProbes runs the region and slot probes against region
+// files kept ticking by a writer; pausing the writer makes them fail.
+func TestRegionAndSlotProbes(t *testing.T) {
+	dir := t.TempDir()
+	paths := []string{filepath.Join(dir, "r0")}
+	w, err := openRegionWriter(paths)
+	require.NoError(t, err)
+	defer w.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.run(ctx, 100*time.Millisecond)
+	one := 1
+	cfg := Config{VMs: []VMConfig{{Name: "a", Region: paths[0]}}, Scenarios: []ScenarioConfig{
+		{Name: "region", VMs: []string{"a"}, Probe: ProbeConfig{Kind: ProbeRegion}, Every: "200ms", Timeout: "200ms", Failures: 100},
+		{Name: "slot-tag", VMs: []string{"a"}, Probe: ProbeConfig{Kind: ProbeSlot, Tag: "app"}, Every: "200ms", Timeout: "200ms", Failures: 100},
+		{Name: "slot-index", VMs: []string{"a"}, Probe: ProbeConfig{Kind: ProbeSlot, Index: &one}, Every: "200ms", Timeout: "200ms", Failures: 100},
+	}}
+	tm := startMonitor(t, cfg)
+	ok := func(sc string) func() bool {
+		return func() bool { st, _ := tm.State("a", sc); return st.Last != nil && st.Last.OK }
+	}
+	failing := func(sc string) func() bool {
+		return func() bool { st, _ := tm.State("a", sc); return st.Last != nil && !st.Last.OK }
+	}
+	require.Eventually(t, ok("region"), 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, ok("slot-tag"), 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, failing("slot-index"), 5*time.Second, 20*time.Millisecond, "slot 1 is unused")
+	st, _ := tm.State("a", "slot-index")
+	require.Contains(t, st.Last.Error, "slot 1 unused")
+
+	w.appStop[0].Store(true) // the application stops; the kernel ticks on
+	require.Eventually(t, failing("slot-tag"), 8*time.Second, 20*time.Millisecond)
+	require.True(t, ok("region")(), "region still alive")
+	st, _ = tm.State("a", "slot-tag")
+	require.Contains(t, st.Last.Error, "stale")
+
+	w.paused[0].Store(true) // the kernel stops ticking
+	require.Eventually(t, failing("region"), 8*time.Second, 20*time.Millisecond)
+	st, _ = tm.State("a", "region")
+	require.Contains(t, st.Last.Error, "stale")
+}
+
+func TestTCPHTTPDiskProbes(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	status := 200
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+	defer srv.Close()
+	disk := filepath.Join(dir, "disk.img")
+	rec := make([]byte, 4096)
+	require.NoError(t, os.WriteFile(disk, rec, 0o644))
+	bump := func(n uint64) {
+		binary.LittleEndian.PutUint64(rec[512:], n)
+		binary.LittleEndian.PutUint64(rec[520:], uint64(time.Now().UnixNano()))
+		require.NoError(t, os.WriteFile(disk, rec, 0o644))
+	}
+	bump(1)
+	closedPort := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		a := l.Addr().String()
+		l.Close()
+		return a
+	}()
+
+	ctx := context.Background()
+	run := func(pc ProbeConfig, st *probeState) error {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		sc := &Scenario{Config: ScenarioConfig{Probe: pc}}
+		_, err := runProbe(cctx, nil, sc, st)
+		return err
+	}
+	require.NoError(t, run(ProbeConfig{Kind: ProbeTCP, Address: ln.Addr().String()}, &probeState{}))
+	require.ErrorContains(t, run(ProbeConfig{Kind: ProbeTCP, Address: closedPort}, &probeState{}), "connect")
+	require.NoError(t, run(ProbeConfig{Kind: ProbeHTTP, URL: srv.URL}, &probeState{}))
+	status = 503
+	require.ErrorContains(t, run(ProbeConfig{Kind: ProbeHTTP, URL: srv.URL}, &probeState{}), "status 503, want 200")
+	require.NoError(t, run(ProbeConfig{Kind: ProbeHTTP, URL: srv.URL, Status: 503}, &probeState{}))
+
+	var ds probeState
+	dp := ProbeConfig{Kind: ProbeDisk, Path: disk, Offset: 512}
+	require.NoError(t, run(dp, &ds), "baseline")
+	require.ErrorContains(t, run(dp, &ds), "did not advance")
+	bump(2)
+	require.NoError(t, run(dp, &ds))
+	require.ErrorContains(t, run(ProbeConfig{Kind: ProbeDisk, Path: disk, Offset: 4090}, &probeState{}), "offset 4090")
+	ln.Close()
+}
+
+// TestRuntimeVMSet: Apply adds and removes VMs and leaves an unchanged VM
+// (its connection and its scenario state) alone; the Go API does the same.
+func TestRuntimeVMSet(t *testing.T) {
+	dir := t.TempDir()
+	pass := []string{script(t, dir, "ok.sh", "exit 0")}
+	sc := ScenarioConfig{Name: "ok", Match: map[string]string{"tier": "web"}, Probe: ProbeConfig{Kind: ProbeExec, Command: pass},
+		Every: "50ms", Timeout: "50ms", Failures: 1}
+	web := map[string]string{"tier": "web"}
+	cfg := Config{VMs: []VMConfig{{Name: "a", Labels: web}, {Name: "c", Labels: web}}, Scenarios: []ScenarioConfig{sc}}
+	tm := startMonitor(t, cfg)
+	require.Eventually(t, func() bool { st, _ := tm.State("a", "ok"); return st.Runs >= 3 }, 5*time.Second, 10*time.Millisecond)
+	tm.mu.Lock()
+	rtA := tm.vms["a"]
+	tm.mu.Unlock()
+	before, _ := tm.State("a", "ok")
+
+	cfg2 := Config{VMs: []VMConfig{{Name: "a", Labels: web}, {Name: "b", Labels: web}}, Scenarios: []ScenarioConfig{sc},
+		Sinks: []SinkConfig{{Kind: "dir", Path: tm.sinkDir}}}
+	p2, err := Check(cfg2, CheckOptions{})
+	require.NoError(t, err)
+	require.NoError(t, tm.Apply(p2))
+	require.Equal(t, []string{"a", "b"}, tm.VMs())
+	tm.mu.Lock()
+	require.Same(t, rtA, tm.vms["a"], "unchanged VM left alone")
+	tm.mu.Unlock()
+	after, ok := tm.State("a", "ok")
+	require.True(t, ok)
+	require.GreaterOrEqual(t, after.Runs, before.Runs, "scenario state kept")
+	_, ok = tm.State("c", "ok")
+	require.False(t, ok, "removed VM's scenario stopped")
+	require.Eventually(t, func() bool { st, _ := tm.State("b", "ok"); return st.Runs >= 1 }, 5*time.Second, 10*time.Millisecond)
+
+	// Go API: add, change labels (unbinds), remove.
+	require.NoError(t, tm.AddVM(VMConfig{Name: "d", Labels: web}))
+	require.Error(t, tm.AddVM(VMConfig{Name: "d"}), "duplicate")
+	require.Eventually(t, func() bool { st, _ := tm.State("d", "ok"); return st.Runs >= 1 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, tm.UpdateVM(VMConfig{Name: "d", Labels: map[string]string{"tier": "db"}}))
+	_, ok = tm.State("d", "ok")
+	require.False(t, ok, "relabelled VM no longer matches")
+	require.NoError(t, tm.RemoveVM("d"))
+	require.Error(t, tm.RemoveVM("d"))
+	require.Equal(t, []string{"a", "b"}, tm.VMs())
+	require.ErrorContains(t, tm.AddVM(VMConfig{Name: ""}), "empty")
+}
+
+// TestDiagnosticsConcurrencyLimit: incidents on 4 VMs at once run at most
+// limits.diagnostics diagnostics at a time.
+func TestDiagnosticsConcurrencyLimit(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	slow := script(t, dir, "slow.sh", "echo start $(date +%s%N) >> "+log+"; sleep 0.3; echo end $(date +%s%N) >> "+log)
+	fail := []string{script(t, dir, "fail.sh", "exit 1")}
+	var vms []VMConfig
+	for i := 0; i < 4; i++ {
+		vms = append(vms, VMConfig{Name: fmt.Sprintf("v%d", i), Labels: map[string]string{"x": "y"}})
+	}
+	sc := ScenarioConfig{Name: "f", Match: map[string]string{"x": "y"}, Probe: ProbeConfig{Kind: ProbeExec, Command: fail},
+		Every: "100ms", Timeout: "100ms", Failures: 1, Cooldown: "1h",
+		Diagnostics: []DiagSpec{ParseDiagSpec("script:" + slow), ParseDiagSpec("script:" + slow)}}
+	tm := startMonitor(t, Config{VMs: vms, Scenarios: []ScenarioConfig{sc}, Limits: Limits{Diagnostics: 2}})
+	require.Eventually(t, func() bool { return len(tm.bundles(t)) == 4 }, 20*time.Second, 50*time.Millisecond)
+	b, err := os.ReadFile(log)
+	require.NoError(t, err)
+	cur, peak := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.HasPrefix(line, "start") {
+			cur++
+		} else {
+			cur--
+		}
+		peak = max(peak, cur)
+	}
+	require.Equal(t, 2, peak, "8 slow diagnostics, at most 2 at once:\n%s", b)
+}
+
+// TestConsoleProbeReadsOnlyWhatFollows: the console probe ignores output
+// that was there before it typed (a real unix socket with a shell-like
+// responder stands in for QEMU's serial chardev; the e2e test uses the
+// real guest).
+func TestConsoleProbeReadsOnlyWhatFollows(t *testing.T) {
+	dir, err := os.MkdirTemp("", "con")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "serial")
+	ln, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer ln.Close()
+	answer := make(chan bool, 16)
+	got := make(chan string, 16)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("old output: load average: 9.99\n"))
+		buf := make([]byte, 256)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+			if <-answer {
+				c.Write([]byte(" 10:00:00 up 1 min,  load average: 0.01, 0.02, 0.03\n"))
+			}
+		}
+	}()
+	re := regexp.MustCompile(`load average: [0-9.]+`)
+	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "a", Serial: sock}}, Scenarios: nil})
+	tm.mu.Lock()
+	v := tm.vms["a"]
+	tm.mu.Unlock()
+	require.Eventually(t, func() bool { con := v.console(); return con != nil && len(con.Tail(100)) > 0 }, 5*time.Second, 10*time.Millisecond)
+
+	answer <- false
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	_, err = probeConsole(ctx, v, "uptime", re)
+	cancel()
+	require.Error(t, err, "the old 'load average' line must not satisfy the probe")
+	require.Equal(t, "uptime\n", <-got, "typed one whole line")
+
+	answer <- true
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	out, err := probeConsole(ctx, v, "uptime", re)
+	cancel()
+	require.NoError(t, err)
+	require.Contains(t, out, "load average: 0.01")
+	require.NotContains(t, out, "9.99")
+}
