@@ -454,3 +454,29 @@ func TestOperatorNamesInErrors(t *testing.T) {
 		assert.True(t, strings.HasPrefix(asl, want+" ("), "%s printed as %s", want, asl)
 	}
 }
+
+// TestHelperErrorsAreEncodeErrors: the exported encoding helpers report
+// bad input with the encoder's one error shape.
+func TestHelperErrorsAreEncodeErrors(t *testing.T) {
+	var e *EncodeError
+	_, err := PkgLengthSize(MaxPkgLength)
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "PkgLength", e.Construct)
+	assert.ErrorIs(t, err, ErrTooLong)
+	_, err = AppendPkgLength(nil, -1)
+	require.ErrorAs(t, err, &e)
+	assert.ErrorIs(t, err, ErrOutOfRange)
+	_, err = AppendPkgLengthValue(nil, MaxPkgLength+1)
+	require.ErrorAs(t, err, &e)
+	_, err = EISAIDValue("PNP")
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "EisaId", e.Construct)
+	assert.Equal(t, "PNP", e.Path)
+	assert.ErrorIs(t, err, ErrBadString)
+	_, _, _, err = NameString("A..B").Parse()
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "NameString", e.Construct)
+	assert.ErrorIs(t, err, ErrBadName)
+	_, err = NameString("").Segments()
+	require.ErrorAs(t, err, &e)
+}

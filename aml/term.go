@@ -917,7 +917,16 @@ type eisaTerm string
 func EISAID(id string) Term { return eisaTerm(id) }
 
 // EISAIDValue returns the 32-bit value of a compressed EISA id.
+// A malformed id is an *EncodeError (Construct "EisaId").
 func EISAIDValue(id string) (uint32, error) {
+	v, err := eisaIDValue(id)
+	if err != nil {
+		return 0, newErr("EisaId", id, err)
+	}
+	return v, nil
+}
+
+func eisaIDValue(id string) (uint32, error) {
 	if len(id) != 7 {
 		return 0, fmt.Errorf("EISA id %q is %d characters long, want 7 (3 letters, 4 hex digits): %w", id, len(id), ErrBadString)
 	}
@@ -948,7 +957,7 @@ func EISAIDValue(id string) (uint32, error) {
 
 // AppendAML appends the id's integer.
 func (e eisaTerm) AppendAML(b []byte) ([]byte, error) {
-	v, err := EISAIDValue(string(e))
+	v, err := eisaIDValue(string(e))
 	if err != nil {
 		return b, newErr("EisaId", "", err)
 	}
