@@ -354,7 +354,7 @@ func marshalIndent(v any, prefix string) ([]byte, error) {
 }
 
 func printErstText(w io.Writer, path string, s *hostreader.ERSTStore, evs []hostreader.Event, withText bool) {
-	esc := hostreader.EscapeLog
+	esc := hostreader.EscapeLine // one-line fields; the log text keeps its lines (EscapeLog)
 	used := 0
 	for _, sl := range s.Slots {
 		if sl.Used {

@@ -90,6 +90,15 @@ type options struct {
 	appTag      string
 	debug       bool
 	debugPeriod time.Duration
+	// pvpanic loads the pvpanic modules (acpidiag.pvpanic, default on);
+	// off, the guest panics like one without the driver: no
+	// GUEST_PANICKED, only the kernel's ERST record and its reset.
+	pvpanic bool
+	// lastBoot limits the mode to the boots 1..lastBoot of the region's
+	// boot count (acpidiag.last_boot, 0: every boot); later boots stay
+	// alive. mode=reboot last_boot=2 is a reboot loop of three boots,
+	// mode=panic last_boot=1 a panic, a reboot and a healthy second boot.
+	lastBoot int
 }
 
 var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
@@ -103,6 +112,7 @@ func defaultOptions() options {
 		appSlot:     0,
 		appTag:      "testapp",
 		debugPeriod: 3 * time.Second,
+		pvpanic:     true,
 	}
 }
 
@@ -151,17 +161,30 @@ func parseOptions(cmdline string) (options, []string) {
 			default:
 				o.debugPeriod = d
 			}
-		case "acpidiag.app", "acpidiag.debug":
+		case "acpidiag.app", "acpidiag.debug", "acpidiag.pvpanic":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				bad(k, v, err)
 				continue
 			}
-			if k == "acpidiag.app" {
+			switch k {
+			case "acpidiag.app":
 				o.app = b
-			} else {
+			case "acpidiag.debug":
 				o.debug = b
+			default:
+				o.pvpanic = b
 			}
+		case "acpidiag.last_boot":
+			n, err := strconv.Atoi(v)
+			if err == nil && n < 0 {
+				err = errors.New("negative boot count")
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.lastBoot = n
 		case "acpidiag.app_slot":
 			n, err := strconv.Atoi(v)
 			if err == nil {
@@ -199,7 +222,11 @@ func run() {
 	for _, p := range problems {
 		logf("%s", p)
 	}
-	loadModules("/modules")
+	if o.pvpanic {
+		loadModules("/modules")
+	} else {
+		logf("pvpanic modules not loaded (acpidiag.pvpanic=0): a panic leaves only the kernel's ERST record")
+	}
 	reportPvpanic()
 
 	var bar []byte
@@ -222,6 +249,14 @@ func run() {
 		return
 	}
 	time.Sleep(o.after)
+	if o.lastBoot > 0 && bar != nil {
+		// The AML counted this boot at its first tick (~1 s uptime, before
+		// /init runs).
+		if boots := atomic.LoadUint32(word(bar, region.Boots.Offset)); boots > uint32(o.lastBoot) {
+			logf("boot %d is past acpidiag.last_boot=%d: staying alive instead of mode %s", boots, o.lastBoot, o.mode)
+			return
+		}
+	}
 	switch o.mode {
 	case "panic":
 		logf("panicking now (echo c > /proc/sysrq-trigger)")
