@@ -25,7 +25,7 @@ import (
 	"github.com/acpidiag/acpidiag/internal/testguest"
 )
 
-func buildCmd(t *testing.T, name string) string {
+func buildCmdBinary(t *testing.T, name string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -35,7 +35,7 @@ func buildCmd(t *testing.T, name string) string {
 	return bin
 }
 
-func guestFiles(t *testing.T) (kernel, initrd string) {
+func hostileGuestFiles(t *testing.T) (kernel, initrd string) {
 	t.Helper()
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	k, err := testguest.Kernel()
@@ -139,8 +139,8 @@ func firstUntilAlive(t *testing.T, ch <-chan string, within time.Duration) []str
 // host stamp echo older than K periods while the host keeps stamping"),
 // and alive follows. Without --keep-qemu, QEMU dies with diagvm.
 func TestE2ENewStamperAfterKill(t *testing.T) {
-	kernel, initrd := guestFiles(t)
-	diagvm, diagread := buildCmd(t, "diagvm"), buildCmd(t, "diagread")
+	kernel, initrd := hostileGuestFiles(t)
+	diagvm, diagread := buildCmdBinary(t, "diagvm"), buildCmdBinary(t, "diagread")
 	dir, err := os.MkdirTemp("", "dvk")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)
