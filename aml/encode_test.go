@@ -446,6 +446,19 @@ func TestOperatorNamesInErrors(t *testing.T) {
 		if strings.HasPrefix(want, "Create") {
 			assert.Equal(t, "X", e.Path, want)
 		}
+		// The builder gives the operator as many operands as its table
+		// row has.
+		var op *opTerm
+		switch x := build(nil).(type) {
+		case *opTerm:
+			op = x
+		case *namedOpTerm:
+			op = &x.opTerm
+		case *acquireTerm:
+			op = &x.opTerm
+		}
+		require.NotNil(t, op, want)
+		assert.Equal(t, codeSpec(op.code, op.ncode).operands, op.nargs, want)
 		b, err := Encode(build(Local(1)))
 		require.NoError(t, err, want)
 		root, err := Decode(b)

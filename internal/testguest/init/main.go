@@ -99,6 +99,8 @@ type options struct {
 	// alive. mode=reboot last_boot=2 is a reboot loop of three boots,
 	// mode=panic last_boot=1 a panic, a reboot and a healthy second boot.
 	lastBoot int
+	// shell answers console lines (acpidiag.shell, shell.go).
+	shell bool
 }
 
 var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
@@ -161,6 +163,13 @@ func parseOptions(cmdline string) (options, []string) {
 			default:
 				o.debugPeriod = d
 			}
+		case "acpidiag.shell":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.shell = b
 		case "acpidiag.app", "acpidiag.debug", "acpidiag.pvpanic":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -244,6 +253,9 @@ func run() {
 		go debugLoop(bar, o)
 	}
 
+	if o.shell {
+		go runShell(hb)
+	}
 	logf("mode %s after %s", o.mode, o.after)
 	if o.mode == "alive" {
 		return
@@ -280,11 +292,7 @@ func run() {
 			logf("poweroff failed: %v", err)
 		}
 	case "uhang":
-		if hb != nil {
-			hb.stop()
-		}
-		logf("userspace hung now: application heartbeat stopped, busy loops at normal priority on every CPU; the kernel keeps running")
-		spawnSpinners("normal")
+		hangUserspace(hb) // shell.go: also stops the console shell
 	case "spin":
 		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
 	}
