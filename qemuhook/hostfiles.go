@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/hostreader"
 )
 
 // ErrNoSpace is wrapped by the error of Start (Config.Prepare) when the
@@ -215,4 +216,31 @@ func sigbusCause(files []BackingFile) string {
 		return "SIGBUS: an access to a file-backed guest memory (" + strings.Join(names, ", ") + ") failed (a full disk or a truncated file is the usual cause)"
 	}
 	return "SIGBUS on file-backed guest memory: " + strings.Join(found, "; ")
+}
+
+// checkHostFile refuses a path that exists and is not a regular file (a
+// named pipe would block its reader, a device never ends): the error is a
+// *ConfigError for field wrapping hostreader.ErrNotRegular. A missing file
+// or an empty path is not its business.
+func checkHostFile(field, path string) error {
+	if path == "" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().IsRegular() {
+		return nil
+	}
+	return &ConfigError{Field: field, Msg: path + " is " + fileKindOf(fi.Mode()), Err: hostreader.ErrNotRegular}
+}
+
+func fileKindOf(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
 }

@@ -309,6 +309,13 @@ func Attach(ctx context.Context, ac AttachConfig, opts SupervisorOptions) (*Supe
 	if ac.RegionPath == "" {
 		return nil, cfgErr("RegionPath", "empty: attach needs the region backing file")
 	}
+	// A named pipe or a device is refused at once, before anything blocks.
+	if err := checkHostFile("RegionPath", ac.RegionPath); err != nil {
+		return nil, err
+	}
+	if err := checkHostFile("ERSTPath", ac.ERSTPath); err != nil {
+		return nil, err
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	s, err := newSupervisor(rctx, cancel, opts, nil, ac)
 	if err != nil {

@@ -266,6 +266,9 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		ac.RegionSize = int64(acpi.DefaultSize)
 	}
 	s, err := qemuhook.Attach(ctx, ac, qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}})
+	if errors.Is(err, hostreader.ErrNotRegular) {
+		return fail(stderr, exitUsage, "attach: %v", err) // a FIFO or a device given as a file
+	}
 	if err != nil {
 		return fail(stderr, exitError, "attach: %v", err)
 	}
