@@ -77,7 +77,7 @@ func erstText(t testing.TB, fixture string) string {
 	}
 	var text strings.Builder
 	for _, ev := range st.Events() {
-		fmt.Fprintf(&text, "==== %s#%d\n%s\n", ev.Reason, ev.Count, ev.Text)
+		fmt.Fprintf(&text, "==== %s#%d\n%s\n", ev.Reason, ev.Count, ev.Text())
 	}
 	return text.String()
 }
