@@ -70,17 +70,15 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("monitor: dir sink: %w", err)
-	}
+	// The .tar.gz first: the directory appearing means the bundle is complete.
 	if s.Pack {
 		tgz := final + ".tar.gz"
 		f, err := os.Create(tgz + ".partial")
 		if err != nil {
-			return final, fmt.Errorf("monitor: dir sink: %w", err)
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("monitor: dir sink: %w", err)
 		}
-		err = PackBundle(final, f)
+		err = packBundleAs(tmp, b.ID, f)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -89,8 +87,13 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 		}
 		if err != nil {
 			os.Remove(tgz + ".partial")
-			return final, fmt.Errorf("monitor: dir sink: %w", err)
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("monitor: dir sink: %w", err)
 		}
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}
 	return final, nil
 }
