@@ -188,6 +188,13 @@ func (p *printer) block(n Node, depth int) {
 	p.str("}")
 }
 
+// opOpen starts the function form of n: its ASL name from the opcode
+// table and " (".
+func (p *printer) opOpen(n Node) {
+	p.str(n.Op().String())
+	p.str(" (")
+}
+
 func (p *printer) name(n RawName) { p.done(n.AppendASL(p.tail())) }
 
 var (
@@ -220,14 +227,13 @@ func (p *printer) fieldFlags(f uint64) {
 func (p *printer) stmt(n Node, depth int) {
 	switch n.Op() {
 	case ScopeOp, ExtendedOp(DeviceOp), ExtendedOp(ThermalZoneOp):
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(")")
 		p.block(n, depth)
 	case MethodOp:
 		flags, _ := n.Raw(0)
-		p.str("Method (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(", ")
 		p.done(strconv.AppendUint(p.tail(), flags&7, 10))
@@ -243,8 +249,7 @@ func (p *printer) stmt(n Node, depth int) {
 		p.str(")")
 		p.block(n, depth)
 	case ExtendedOp(ProcessorOp), ExtendedOp(PowerResOp):
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		p.name(n.Name())
 		for i := 0; ; i++ {
 			v, ok := n.Raw(i)
@@ -257,8 +262,7 @@ func (p *printer) stmt(n Node, depth int) {
 		p.str(")")
 		p.block(n, depth)
 	case IfOp, WhileOp:
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		if a := n.Arg(0); !a.IsZero() {
 			p.expr(a, depth)
 		}
@@ -283,11 +287,10 @@ func (p *printer) stmt(n Node, depth int) {
 			return
 		}
 		p.release(mark)
-		p.str("Else")
+		p.str(n.Op().String())
 		p.block(n, depth)
 	case ExtendedOp(FieldOp), ExtendedOp(IndexFieldOp), ExtendedOp(BankFieldOp):
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		l, mark := p.kids(n, true)
 		for i := 0; i < l.len(); i++ {
 			a := l.at(i)
@@ -352,7 +355,7 @@ func (p *printer) fields(l kidList, depth int) {
 				p.str(",")
 			}
 		case OpFieldConnect:
-			p.str("Connection (")
+			p.opOpen(e)
 			if a := e.Arg(0); !a.IsZero() {
 				p.expr(a, depth)
 			}
@@ -450,7 +453,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		return
 	case NameOp:
-		p.str("Name (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(", ")
 		if v := n.Arg(0); !v.IsZero() {
@@ -468,8 +471,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		return
 	case PackageOp, VarPackageOp:
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		if v, ok := n.Raw(0); ok {
 			p.hex(v, 2)
 		} else if a := n.Arg(0); !a.IsZero() {
@@ -495,7 +497,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str("}")
 		return
 	case BufferOp:
-		p.str("Buffer (")
+		p.opOpen(n)
 		if a := n.Arg(0); !a.IsZero() {
 			p.expr(a, depth)
 		}
@@ -526,17 +528,8 @@ func (p *printer) expr(n Node, depth int) {
 		p.stmt(n, depth)
 		return
 	case LNotOp:
-		if a := n.Arg(0); !a.IsZero() {
-			neg := ""
-			switch a.Op() {
-			case LEqualOp:
-				neg = "LNotEqual"
-			case LGreaterOp:
-				neg = "LLessEqual"
-			case LLessOp:
-				neg = "LGreaterEqual"
-			}
-			if neg != "" {
+		if a := n.Arg(0); !a.IsZero() && a.Op() < 0x100 {
+			if neg := lnotName(byte(a.Op())); neg != "" {
 				p.str(neg)
 				p.str(" (")
 				p.args(a, depth)
@@ -545,7 +538,7 @@ func (p *printer) expr(n Node, depth int) {
 			}
 		}
 	case ExtendedOp(OpRegionOp):
-		p.str("OperationRegion (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(", ")
 		if space, _ := n.Raw(0); space == 0x7F {
@@ -563,7 +556,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		return
 	case ExternalOp:
-		p.str("External (")
+		p.opOpen(n)
 		p.name(n.Name())
 		typ, _ := n.Raw(0)
 		argc, _ := n.Raw(1)
@@ -577,7 +570,7 @@ func (p *printer) expr(n Node, depth int) {
 		}
 		return
 	case MatchOp:
-		p.str("Match (")
+		p.opOpen(n)
 		op1, _ := n.Raw(0)
 		op2, _ := n.Raw(1)
 		l, mark := p.kids(n, true)
@@ -607,8 +600,7 @@ func (p *printer) expr(n Node, depth int) {
 	// Generic form: Operator (operands), with the defined name where the
 	// grammar puts it, and trailing empty targets left out.
 	sp := n.Op().spec()
-	p.str(n.Op().String())
-	p.str(" (")
+	p.opOpen(n)
 	if sp == nil {
 		p.args(n, depth)
 		p.str(")")

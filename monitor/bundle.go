@@ -253,12 +253,10 @@ func ReadManifest(dir string) (*Manifest, error) {
 
 // PackBundle writes the bundle directory dir as a gzip-compressed tar
 // stream to w; entries are named ID/FILE.
-func PackBundle(dir string, w io.Writer) error { return packBundleAs(dir, filepath.Base(dir), w) }
-
-// packBundleAs packs dir with entries named base/FILE.
-func packBundleAs(dir, base string, w io.Writer) error {
+func PackBundle(dir string, w io.Writer) error {
 	zw := gzip.NewWriter(w)
 	tw := tar.NewWriter(zw)
+	base := filepath.Base(dir)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
