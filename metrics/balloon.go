@@ -298,3 +298,30 @@ func (t *BalloonStallTracker) Observe(s BalloonStats, now time.Time) StallResult
 	}
 	return r
 }
+
+// StallError is the failure of the balloon probe: last-update stopped
+// advancing.
+type StallError struct{ Result StallResult }
+
+func (e *StallError) Error() string { return "balloon: " + e.Result.Reason }
+
+// Probe is the "balloon last-update stopped advancing" check as a monitor
+// probe: it reads the device's statistics over QMP, observes them at host
+// time now, and fails with a *StallError when last-update has not advanced
+// for longer than MaxAge. On success the detail is one line for the
+// incident log. Enable polling first (EnableBalloonStats) with an interval
+// well below MaxAge.
+func (t *BalloonStallTracker) Probe(ctx context.Context, q QMPExecutor, qomPath string, now time.Time) (string, error) {
+	st, err := ReadBalloonStats(ctx, q, qomPath)
+	if err != nil {
+		return "", err
+	}
+	r := t.Observe(st, now)
+	if r.Stalled {
+		return "", &StallError{Result: r}
+	}
+	if st.LastUpdate.IsZero() {
+		return "balloon statistics not yet reported", nil
+	}
+	return fmt.Sprintf("balloon last-update %s", st.LastUpdate.Format(time.RFC3339)), nil
+}

@@ -144,8 +144,12 @@ func TestBalloonRealQEMUNoDriver(t *testing.T) {
 
 	tr := BalloonStallTracker{MaxAge: 2 * time.Second}
 	now := time.Now()
-	assert.False(t, tr.Observe(st, now).Stalled)
-	r := tr.Observe(st, now.Add(3*time.Second))
-	assert.True(t, r.Stalled)
-	assert.Contains(t, r.Reason, "never updated")
+	detail, err := tr.Probe(ctx, q, path, now)
+	require.NoError(t, err)
+	assert.Equal(t, "balloon statistics not yet reported", detail)
+	_, err = tr.Probe(ctx, q, path, now.Add(3*time.Second))
+	var se *StallError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.Result.Stalled)
+	assert.Contains(t, err.Error(), "never updated in 3s")
 }
