@@ -211,6 +211,23 @@ func (u *Uploader) Enqueue(vm string, id Identity, w Window) error {
 	return u.Queue.Push(Batch{VM: vm, WindowStart: w.Start, Period: w.Period, Entities: es})
 }
 
+// EnqueueAll stores the closed windows of many VMs (one round) with one
+// durable write for the set (Queue.PushAll).
+func (u *Uploader) EnqueueAll(vms []string, ids []Identity, ws []Window) error {
+	if len(vms) != len(ids) || len(vms) != len(ws) {
+		return fmt.Errorf("metrics: EnqueueAll: %d VMs, %d identities, %d windows", len(vms), len(ids), len(ws))
+	}
+	bs := make([]Batch, len(vms))
+	for i := range vms {
+		es, err := Entities(ws[i], ids[i])
+		if err != nil {
+			return fmt.Errorf("metrics: VM %s: %w", vms[i], err)
+		}
+		bs[i] = Batch{VM: vms[i], WindowStart: ws[i].Start, Period: ws[i].Period, Entities: es}
+	}
+	return u.Queue.PushAll(bs)
+}
+
 // Drain uploads queued batches, oldest first, until the queue is empty or
 // an upload fails (that batch stays queued and the error is returned). A
 // batch file that cannot be read back is removed and reported.

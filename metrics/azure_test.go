@@ -228,6 +228,27 @@ func TestQueueBoundAndOrder(t *testing.T) {
 	assert.False(t, ok)
 	_, err = OpenQueue(dir, 0)
 	assert.Error(t, err)
+
+	// PushAll keeps order and the bound, and survives a reopen.
+	dir = t.TempDir()
+	q, err = OpenQueue(dir, 4)
+	require.NoError(t, err)
+	require.NoError(t, q.Push(Batch{VM: "a"}))
+	var bs []Batch
+	for i := 0; i < 5; i++ {
+		bs = append(bs, Batch{VM: fmt.Sprint("b", i)})
+	}
+	require.NoError(t, q.PushAll(bs))
+	assert.Equal(t, uint64(2), q.Dropped(), "a and b0")
+	q2, err = OpenQueue(dir, 4)
+	require.NoError(t, err)
+	for _, want := range []string{"b1", "b2", "b3", "b4"} {
+		b, seq, ok, err := q2.Peek()
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, want, b.VM)
+		require.NoError(t, q2.Remove(seq))
+	}
 }
 
 var _ = context.Background
