@@ -4,40 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/acpidiag/acpidiag/region"
 )
 
-// Placement says where the diagnostic region lives in the guest.
-type Placement int
+// Placement says where the diagnostic region lives in the guest (see
+// region.Placement, where the placement rules live).
+type Placement = region.Placement
 
 const (
 	// PlaceIvshmem puts the region in BAR2 of an ivshmem-plain PCI device on
 	// the root bus; the AML finds the BAR at run time. It needs nothing in the
 	// guest and is the default.
-	PlaceIvshmem Placement = iota
-	// PlaceFixed puts the region at a fixed guest-physical address below
-	// 4 GiB (file-backed guest RAM the guest kernel leaves alone, e.g. with
+	PlaceIvshmem = region.Ivshmem
+	// PlaceFixed puts the region at a fixed guest-physical address in low
+	// RAM (file-backed guest RAM the guest kernel leaves alone, e.g. with
 	// memmap=SIZE$ADDR).
-	PlaceFixed
+	PlaceFixed = region.Fixed
 )
-
-func (p Placement) String() string {
-	switch p {
-	case PlaceIvshmem:
-		return "ivshmem"
-	case PlaceFixed:
-		return "fixed"
-	}
-	return fmt.Sprintf("Placement(%d)", int(p))
-}
 
 // Defaults used by DefaultConfig.
 const (
-	DefaultSlot       = 0x10
-	DefaultSize       = 64 << 10
+	DefaultSlot       = region.DefaultSlot
+	DefaultSize       = region.DefaultSize
 	DefaultTick       = time.Second
 	DefaultOEMID      = "ACPIDG"
 	DefaultTableID    = "DIAGSSDT"
@@ -57,11 +47,11 @@ const (
 type Config struct {
 	// Placement selects ivshmem (default) or a fixed address.
 	Placement Placement
-	// Slot is the PCI slot (device number, 0..31) of the ivshmem-plain
+	// Slot is the PCI slot (device number, 1..31) of the ivshmem-plain
 	// device on the root bus (ivshmem placement only).
 	Slot uint8
 	// Address is the guest-physical address of the region (fixed placement
-	// only): page aligned, and Address+Size at most 4 GiB.
+	// only): page aligned, in low RAM (see region.Spec).
 	Address uint64
 	// Size is the region size in bytes: at least region.MinSize, a multiple
 	// of 4096, a power of two for ivshmem (it must equal the memory
@@ -170,45 +160,23 @@ func checkName(field, n string) error {
 	return nil
 }
 
+// Spec returns the region placement and size of c.
+func (c Config) Spec() region.Spec {
+	return region.Spec{Placement: c.Placement, Slot: c.Slot, Address: c.Address, Size: c.Size}
+}
+
 // Validate checks every field and returns a *ConfigError for the first
-// problem found, saying what to change.
+// problem found, saying what to change. The placement and size follow
+// region's rules (region.Spec.Validate); the machine-dependent ones
+// (region.Spec.ValidateOn) are checked where the machine is known: by
+// qemuhook and the command lines.
 func (c Config) Validate() error {
-	switch c.Placement {
-	case PlaceIvshmem:
-		if c.Slot > 31 {
-			return cfgErr("Slot", fmt.Sprintf("%#x", c.Slot), "a PCI slot is 0..31 (0x00..0x1f)")
+	if err := c.Spec().Validate(); err != nil {
+		var pe *region.PlacementError
+		if errors.As(err, &pe) {
+			return &ConfigError{Field: pe.Field, Value: pe.Value, Msg: pe.Msg}
 		}
-		if c.Slot == 0 {
-			return cfgErr("Slot", "0x0", "slot 0 is the host bridge; pick a free slot such as 0x10")
-		}
-	case PlaceFixed:
-	default:
-		return cfgErr("Placement", int(c.Placement), "use PlaceIvshmem or PlaceFixed")
-	}
-	if c.Size < region.MinSize {
-		return cfgErr("Size", c.Size, "below the minimum region size %d bytes", region.MinSize)
-	}
-	if c.Size%4096 != 0 {
-		return cfgErr("Size", c.Size, "must be a multiple of 4096")
-	}
-	if c.Size > 1<<31 {
-		return cfgErr("Size", c.Size, "above 2 GiB, which 32-bit AML cannot address; use a smaller size")
-	}
-	if c.Placement == PlaceIvshmem && c.Size&(c.Size-1) != 0 {
-		return cfgErr("Size", c.Size, "ivshmem sizes must be a power of two (e.g. 0x10000)")
-	}
-	if c.Placement == PlaceFixed {
-		if c.Address == 0 {
-			return cfgErr("Address", c.Address, "fixed placement needs a non-zero guest-physical address")
-		}
-		if c.Address%4096 != 0 {
-			return cfgErr("Address", c.Address, "must be page aligned (a multiple of 0x1000)")
-		}
-		if c.Address >= 1<<32 || c.Address+c.Size > 1<<32 {
-			return cfgErr("Address", c.Address,
-				"region [%#x, %#x) crosses 4 GiB, which the guest's 32-bit AML would truncate; pick an address below %#x",
-				c.Address, c.Address+c.Size, uint64(1<<32)-c.Size)
-		}
+		return err
 	}
 	if c.Tick < MinTick || c.Tick > MaxTick {
 		return cfgErr("Tick", c.Tick, "must be between %v and %v", MinTick, MaxTick)
@@ -250,57 +218,4 @@ func errMsg(err error) string {
 		return fe.Msg
 	}
 	return err.Error()
-}
-
-// ParseRegionSpec parses a region placement as given on a command line:
-// "ivshmem" (slot DefaultSlot), "ivshmem:SLOT" (e.g. "ivshmem:0x10") or
-// "fixed:ADDR" (e.g. "fixed:0x10000000"). Numbers take Go syntax (0x for hex).
-func ParseRegionSpec(s string) (p Placement, slot uint8, addr uint64, err error) {
-	kind, arg, hasArg := strings.Cut(s, ":")
-	switch kind {
-	case "ivshmem":
-		if !hasArg {
-			return PlaceIvshmem, DefaultSlot, 0, nil
-		}
-		v, perr := strconv.ParseUint(arg, 0, 8)
-		if perr != nil || v > 31 {
-			return 0, 0, 0, fmt.Errorf("acpi: region %q: slot %q is not a PCI slot number 0..0x1f", s, arg)
-		}
-		return PlaceIvshmem, uint8(v), 0, nil
-	case "fixed":
-		if !hasArg || arg == "" {
-			return 0, 0, 0, fmt.Errorf("acpi: region %q: fixed needs an address, e.g. fixed:0x10000000", s)
-		}
-		v, perr := strconv.ParseUint(arg, 0, 64)
-		if perr != nil {
-			return 0, 0, 0, fmt.Errorf("acpi: region %q: address %q is not a number: %w", s, arg, perr)
-		}
-		return PlaceFixed, 0, v, nil
-	}
-	return 0, 0, 0, fmt.Errorf("acpi: region %q: want ivshmem, ivshmem:SLOT or fixed:ADDR", s)
-}
-
-// ParseSize parses a region size as given on a command line: a number in Go
-// syntax ("65536", "0x10000") optionally followed by K, M or G (binary
-// multiples: "64K", "1M").
-func ParseSize(s string) (uint64, error) {
-	num, mult := s, uint64(1)
-	if len(s) > 0 {
-		switch s[len(s)-1] {
-		case 'K', 'k':
-			num, mult = s[:len(s)-1], 1<<10
-		case 'M', 'm':
-			num, mult = s[:len(s)-1], 1<<20
-		case 'G', 'g':
-			num, mult = s[:len(s)-1], 1<<30
-		}
-	}
-	v, err := strconv.ParseUint(num, 0, 64)
-	if err != nil {
-		return 0, fmt.Errorf("acpi: size %q: want a number with an optional K, M or G suffix (e.g. 64K): %w", s, err)
-	}
-	if v > (1<<64-1)/mult {
-		return 0, fmt.Errorf("acpi: size %q overflows 64 bits", s)
-	}
-	return v * mult, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/region"
 )
 
 // FuzzDescribeTable: any bytes given to "ssdtgen --asl"/"ssdtgen decode"
@@ -34,23 +35,25 @@ func FuzzDescribeTable(f *testing.F) {
 	})
 }
 
-// FuzzParseRegionSpec: command-line region specs parse or fail cleanly, and
-// whatever parses round-trips through Validate without a panic.
+// FuzzParseRegionSpec: command-line placements (--region, --size,
+// --machine, --memory) parse or fail cleanly, and whatever region.Flags
+// accepts builds a table and validates in acpi too.
 func FuzzParseRegionSpec(f *testing.F) {
 	for _, s := range []string{"ivshmem", "ivshmem:0x10", "ivshmem:31", "fixed:0x10000000", "fixed:", "x", "ivshmem:0x100", "fixed:0xffffffffffffffff"} {
-		f.Add(s)
+		f.Add(s, "64K", "q35", 512)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		p, slot, addr, err := acpi.ParseRegionSpec(s)
+	f.Fuzz(func(t *testing.T, spec, size, machine string, mem int) {
+		s, _, err := region.Flags{Region: spec, Size: size, Machine: machine, MemoryMB: mem}.Parse()
 		if err != nil {
 			return
 		}
 		c := acpi.DefaultConfig()
-		c.Placement, c.Slot, c.Address = p, slot, addr
-		if c.Validate() == nil {
-			if _, err := acpi.Build(c); err != nil {
-				t.Fatalf("valid config %+v does not build: %v", c, err)
-			}
+		c.Placement, c.Slot, c.Address, c.Size = s.Placement, s.Slot, s.Address, s.Size
+		if err := c.Validate(); err != nil {
+			t.Fatalf("region.Flags accepts %q %q but acpi refuses: %v", spec, size, err)
+		}
+		if _, err := acpi.Build(c); err != nil {
+			t.Fatalf("valid config %+v does not build: %v", c, err)
 		}
 	})
 }

@@ -1,6 +1,9 @@
 package aml
 
 import (
+	"runtime"
+
+	"github.com/stretchr/testify/assert"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,5 +60,33 @@ func BenchmarkReencodeQ35DSDT(b *testing.B) {
 		if buf, err = root.AppendAML(buf[:0]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// decodeBytesPerOp returns the bytes Decode allocates for body, averaged
+// over runs decodes.
+func decodeBytesPerOp(tb testing.TB, body []byte, runs int) float64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < runs; i++ {
+		if _, err := Decode(body); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.TotalAlloc-before.TotalAlloc) / float64(runs)
+}
+
+// TestDecodeMemoryBound: decoding a real QEMU table allocates at most 4
+// times its size (issue 9); allocation counts, unlike timings, are exact.
+func TestDecodeMemoryBound(t *testing.T) {
+	for p, b := range amlTables(t) {
+		body := b[36:]
+		if len(body) < 1024 {
+			continue // fixed costs dominate tiny tables
+		}
+		per := decodeBytesPerOp(t, body, 20)
+		t.Logf("%s: %d bytes, %.0f B/op = %.2fx", filepath.Base(filepath.Dir(p))+"/"+filepath.Base(p), len(body), per, per/float64(len(body)))
+		assert.LessOrEqual(t, per, 4*float64(len(body)), p)
 	}
 }

@@ -110,13 +110,13 @@ func iaslDecls(t *testing.T, iasl string, table []byte) []string {
 }
 
 // treeDecls lists the same declarations from a decoded tree.
-func treeDecls(root *Node) []string {
+func treeDecls(root Node) []string {
 	var decls []string
-	var walk func(list []*Node, scope []string)
-	walk = func(list []*Node, scope []string) {
+	var walk func(list []Node, scope []string)
+	walk = func(list []Node, scope []string) {
 		for _, n := range list {
 			kind := ""
-			switch n.Op {
+			switch n.Op() {
 			case ExtendedOp(DeviceOp):
 				kind = "Device"
 			case MethodOp:
@@ -131,7 +131,7 @@ func treeDecls(root *Node) []string {
 				kind = "Processor"
 			}
 			inner := scope
-			if n.Name() != nil && (kind != "" || n.Op == ScopeOp) {
+			if n.Name() != nil && (kind != "" || n.Op() == ScopeOp) {
 				path := padPath(scope, n.Name().String())
 				if kind != "" {
 					decls = append(decls, kind+" \\"+strings.Join(path, "."))
@@ -142,7 +142,7 @@ func treeDecls(root *Node) []string {
 			}
 			walk(n.Children(), inner)
 			for _, a := range n.Args() {
-				walk([]*Node{a}, inner)
+				walk([]Node{a}, inner)
 			}
 		}
 	}
@@ -370,8 +370,10 @@ func TestIaslDeclsSanity(t *testing.T) {
 	// top-level term) must not pass the comparison.
 	root, err := Decode(b[36:])
 	require.NoError(t, err)
-	root.Kids = root.Kids[:len(root.Kids)-1]
-	assert.NotEqual(t, want, treeDecls(root))
+	kids := root.Children()
+	cut, err := Decode(b[36 : 36+kids[len(kids)-1].Off()])
+	require.NoError(t, err)
+	assert.NotEqual(t, want, treeDecls(cut))
 }
 
 var (

@@ -92,13 +92,13 @@ func TestDecodeOffsets(t *testing.T) {
 	root, err := Decode(body)
 	require.NoError(t, err)
 	// Every node's bytes re-encode to exactly body[Off:Off+Len].
-	var walk func(n *Node)
+	var walk func(n Node)
 	count := 0
-	walk = func(n *Node) {
+	walk = func(n Node) {
 		count++
 		enc, err := n.AppendAML(nil)
 		require.NoError(t, err)
-		require.Equal(t, body[n.Off:n.Off+n.Len], enc, "%s at %#x", n.Op, n.Off)
+		require.Equal(t, body[n.Off():n.Off()+n.Len()], enc, "%s at %#x", n.Op(), n.Off())
 		for _, a := range n.Args() {
 			walk(a)
 		}
@@ -115,38 +115,30 @@ func TestDecodeOffsets(t *testing.T) {
 	assert.True(t, strings.HasPrefix(sb.String(), "/* 0x0024 */ External ("), sb.String()[:60])
 }
 
-func TestNodeAppendAMLRejectsBadNodes(t *testing.T) {
-	for _, n := range []*Node{
-		{Op: BytePrefix, Value: 0x100},
-		{Op: OpNamePath, Bytes: RawName("ab")},
-		{Op: StringPrefix, Bytes: []byte("a\x00b")},
-		{Op: Op(StoreOp), Kids: []*Node{{Op: OneOp}}, NArgs: 1},
-		{Op: Op(0x02)},
-		{Op: OpFieldUnit, Bytes: RawName("1ABC"), Value: 8},
-	} {
-		_, err := n.AppendAML(nil)
-		var ee *EncodeError
-		require.ErrorAs(t, err, &ee, "%s", n.Op)
-	}
-	// A body that outgrows its decoded 1-byte PkgLength gets a wider one.
-	root, err := Decode([]byte{ScopeOp, 0x06, '_', 'S', 'B', '_', 0xA3})
-	require.NoError(t, err)
-	sc := root.Children()[0]
-	for i := 0; i < 100; i++ {
-		sc.Kids = append(sc.Kids, &Node{Op: NoopOp})
-	}
-	enc, err := root.AppendAML(nil)
-	require.NoError(t, err)
-	re, err := Decode(enc)
-	require.NoError(t, err)
-	assert.Equal(t, uint8(2), re.Children()[0].PkgBytes)
-	assert.Len(t, re.Children()[0].Children(), 101)
+func TestZeroNode(t *testing.T) {
+	var n Node
+	assert.True(t, n.IsZero())
+	_, err := n.AppendAML(nil)
+	var ee *EncodeError
+	require.ErrorAs(t, err, &ee)
+	assert.ErrorIs(t, err, errZeroNode)
+	assert.Nil(t, n.Name())
+	assert.Nil(t, n.Data())
+	assert.Nil(t, n.Bytes())
+	assert.Empty(t, n.Args())
+	assert.Empty(t, n.Children())
+	assert.True(t, n.Arg(0).IsZero())
+	assert.Zero(t, n.Value())
+	assert.Zero(t, n.PkgBytes())
+	_, ok := n.Raw(0)
+	assert.False(t, ok)
+	assert.Equal(t, "", n.String())
 }
 
 func decodeErr(t *testing.T, b []byte) *DecodeError {
 	t.Helper()
 	root, err := Decode(b)
-	require.Nil(t, root)
+	require.True(t, root.IsZero())
 	var de *DecodeError
 	require.True(t, errors.As(err, &de), "want *DecodeError, got %v", err)
 	assert.GreaterOrEqual(t, de.Off, 0)
@@ -224,9 +216,9 @@ func TestNodeAccessors(t *testing.T) {
 	require.Len(t, root.Children(), 2)
 	cpu, m := root.Children()[0], root.Children()[1]
 
-	assert.Equal(t, ExtendedOp(ProcessorOp), cpu.Op)
-	assert.True(t, cpu.Op.IsExtended())
-	assert.Equal(t, "Processor", cpu.Op.String())
+	assert.Equal(t, ExtendedOp(ProcessorOp), cpu.Op())
+	assert.True(t, cpu.Op().IsExtended())
+	assert.Equal(t, "Processor", cpu.Op().String())
 	assert.Equal(t, `\_PR.CPU0`, cpu.Name().String())
 	assert.Equal(t, []string{"_PR_", "CPU0"}, cpu.Name().Segments())
 	for i, want := range []uint64{0x01, 0x410, 0x06} {
@@ -238,22 +230,45 @@ func TestNodeAccessors(t *testing.T) {
 	assert.False(t, ok)
 	assert.Empty(t, cpu.Args())
 	assert.Empty(t, cpu.Children())
-	assert.Equal(t, int32(0), cpu.Off)
-	assert.Equal(t, int32(19), cpu.Len)
-	assert.Equal(t, uint8(1), cpu.PkgBytes)
+	assert.Equal(t, 0, cpu.Off())
+	assert.Equal(t, 19, cpu.Len())
+	assert.Equal(t, 1, cpu.PkgBytes())
 
 	flags, ok := m.Raw(0)
 	require.True(t, ok)
 	assert.Equal(t, uint64(0x7B), flags) // 3 args, serialized, sync level 7
-	assert.Equal(t, int32(19), m.Off)
+	assert.Equal(t, 19, m.Off())
 	ret := m.Children()[0]
-	assert.Equal(t, "Return", ret.Op.String())
+	assert.Equal(t, "Return", ret.Op().String())
 	ref := ret.Args()[0]
-	assert.Equal(t, OpNamePath, ref.Op)
+	assert.Equal(t, OpNamePath, ref.Op())
 	assert.Equal(t, `\_SB.PCI0.FOO`, ref.Name().String())
 	assert.Nil(t, ref.Data())
 	assert.Nil(t, ret.Name())
 	assert.Equal(t, "MethodCall", OpCall.String())
 	assert.Equal(t, "Op(0x5B 0xEE)", ExtendedOp(0xEE).String())
 	assert.Contains(t, m.String(), "Method (M000, 3, Serialized, 7)")
+}
+
+// A subtree of more than skipFar stored nodes is skipped by a binary
+// search on the offsets instead of its stored size.
+func TestDecodeHugeSubtree(t *testing.T) {
+	var stores []Term
+	for i := 0; i < skipFar+10; i++ {
+		stores = append(stores, Store(Local(0), Local(1)))
+	}
+	body, err := Encode(Method("BIG", 0, NotSerialized, stores...), Name("AFTR", Int(7)), Method("LAST", 0, NotSerialized))
+	require.NoError(t, err)
+	root, err := Decode(body)
+	require.NoError(t, err)
+	kids := root.Children()
+	require.Len(t, kids, 3)
+	assert.Equal(t, "BIG_", string(kids[0].Name()))
+	assert.Len(t, kids[0].Children(), skipFar+10)
+	assert.Equal(t, "AFTR", string(kids[1].Name()))
+	assert.Equal(t, uint64(7), kids[1].Arg(0).Value())
+	assert.Equal(t, "LAST", string(kids[2].Name()))
+	again, err := root.AppendAML(nil)
+	require.NoError(t, err)
+	assert.Equal(t, body, again)
 }

@@ -48,7 +48,7 @@ func TestDecodeRealTables(t *testing.T) {
 	for p, b := range allTables(t) {
 		root, err := Decode(b[36:])
 		require.NoError(t, err, p)
-		require.Equal(t, len(b)-36, int(root.Len))
+		require.Equal(t, len(b)-36, int(root.Len()))
 	}
 }
 
@@ -97,8 +97,8 @@ func TestDecodeForwardCallFallsBack(t *testing.T) {
 	root, err := Decode(body)
 	require.NoError(t, err)
 	ret := root.Children()[0].Children()[0]
-	require.Equal(t, Op(ReturnOp), ret.Op)
+	require.Equal(t, Op(ReturnOp), ret.Op())
 	call := ret.Args()[0]
-	assert.Equal(t, OpCall, call.Op)
+	assert.Equal(t, OpCall, call.Op())
 	assert.Len(t, call.Args(), 1)
 }

@@ -27,15 +27,26 @@
 //     and LLess, as in iasl.
 //
 // The decoder (Decode) parses any AML byte stream — a whole DSDT or SSDT
-// body — into a tree of *Node with the byte offset and length of every
-// term. Method invocations need the callee's argument count, known only from
-// its declaration: Decode resolves names with the ACPI search rules against
-// the Methods and Externals it has seen and, when a later declaration could
-// change an earlier lookup, decodes again after a declaration pass (as
-// ACPICA's two-pass parse does). Malformed input returns a *DecodeError with
-// the offset; nesting depth and node count are bounded. A *Node is itself a
-// Term, so a decoded tree re-encodes to the same bytes, and Format/FormatWith
-// print it as ASL (optionally with each term's offset).
+// body — into a tree of Node values with the byte offset and length of
+// every term. The tree is compact (at most 4 bytes per input byte for
+// QEMU's DSDTs): it stores 12 bytes per operator or named object, in
+// preorder, and nothing for integer constants, strings, Locals/Args and
+// name references, which a Node reads from the input when asked; names
+// and data alias the input. Method invocations need the callee's argument
+// count, known only from its declaration: Decode resolves names with the
+// ACPI search rules against the Methods and Externals it has seen and,
+// when a later declaration could change an earlier lookup, decodes again
+// after a declaration pass (as ACPICA's two-pass parse does). Malformed
+// input returns a *DecodeError with the offset; nesting depth and node
+// count are bounded. A Node is itself a Term, so a decoded tree re-encodes
+// to the same bytes, and Format/FormatWith print it as ASL (optionally
+// with each term's offset).
+//
+// Operator names come from one opcode table (spelled as "iasl -dl" prints
+// them, e.g. XOr, NAnd): the encoder's errors, the decoder and the printer
+// use it. Flags are named values, as in QEMU's aml-build: Method takes
+// MethodFlags (Serialized, NotSerialized, SyncLevel(n)), Field,
+// IndexField and BankField a LockRule (Lock, NoLock).
 //
 // A built tree is not modified by encoding: it can be encoded again, and
 // from several goroutines at once. Constructors copy their variadic

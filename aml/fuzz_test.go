@@ -30,8 +30,8 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if int(root.Len) != len(body) {
-			t.Fatalf("root covers %d of %d bytes", root.Len, len(body))
+		if int(root.Len()) != len(body) {
+			t.Fatalf("root covers %d of %d bytes", root.Len(), len(body))
 		}
 		again, err := root.AppendAML(nil)
 		if err != nil {

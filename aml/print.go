@@ -25,24 +25,56 @@ type FormatOptions struct {
 // flags and the byte offset of every unit, If/Else/While blocks, packages
 // and buffers one element or eight bytes per line. It writes no
 // DefinitionBlock line (see acpi.DescribeTable for whole tables).
-func Format(w io.Writer, n *Node) error { return FormatWith(w, n, FormatOptions{}) }
+func Format(w io.Writer, n Node) error { return FormatWith(w, n, FormatOptions{}) }
 
 // FormatWith is Format with options.
-func FormatWith(w io.Writer, n *Node, o FormatOptions) error {
-	pr := &printer{w: w, o: o, buf: make([]byte, 0, 32<<10)}
-	if n.Op == OpRoot {
-		pr.terms(n.Children(), 0)
+func FormatWith(w io.Writer, n Node, o FormatOptions) error {
+	if n.IsZero() {
+		return nil
+	}
+	pr := &printer{w: w, o: o, buf: make([]byte, 0, 32<<10), t: n.t, stack: make([]ref, 0, 256)}
+	if n.Op() == OpRoot {
+		pr.children(n, 0)
 	} else {
-		pr.terms([]*Node{n}, 0)
+		pr.terms(kidList{n.t, []ref{n.ref}}, 0)
 	}
 	return pr.flush()
 }
 
 type printer struct {
-	w   io.Writer
-	o   FormatOptions
-	buf []byte
-	err error
+	w     io.Writer
+	o     FormatOptions
+	buf   []byte
+	err   error
+	t     *tree
+	stack []ref // scratch for the kid lists being printed
+}
+
+// kids appends n's operands (args) or children to the scratch stack and
+// returns them with the mark to pass to release.
+func (p *printer) kids(n Node, args bool) (kidList, int) {
+	start := len(p.stack)
+	p.stack = n.appendRefs(p.stack, args)
+	return kidList{p.t, p.stack[start:]}, start
+}
+
+func (p *printer) release(mark int) { p.stack = p.stack[:mark] }
+
+// list is a list of kids of one tree.
+type kidList struct {
+	t    *tree
+	refs []ref
+}
+
+func (l kidList) len() int      { return len(l.refs) }
+func (l kidList) at(i int) Node { return Node{t: l.t, ref: l.refs[i]} }
+func (l kidList) op(i int) Op   { return l.refs[i].op }
+
+// children prints the TermList of n.
+func (p *printer) children(n Node, depth int) {
+	l, mark := p.kids(n, false)
+	p.terms(l, depth)
+	p.release(mark)
 }
 
 func (p *printer) flush() error {
@@ -94,8 +126,8 @@ func (p *printer) hex(v uint64, digits int) {
 	p.buf = appendHex(p.buf, v, digits)
 }
 
-func isBlock(n *Node) bool {
-	switch n.Op {
+func isBlock(n Node) bool {
+	switch n.Op() {
 	case ScopeOp, MethodOp, IfOp, ElseOp, WhileOp, ExtendedOp(DeviceOp), ExtendedOp(ProcessorOp),
 		ExtendedOp(PowerResOp), ExtendedOp(ThermalZoneOp), ExtendedOp(FieldOp), ExtendedOp(IndexFieldOp), ExtendedOp(BankFieldOp):
 		return true
@@ -103,39 +135,35 @@ func isBlock(n *Node) bool {
 	return false
 }
 
-func (p *printer) terms(list []*Node, depth int) {
-	for i, n := range list {
-		p.line(int(n.Off), depth)
+func (p *printer) terms(l kidList, depth int) {
+	for i := range l.refs {
+		n := l.at(i)
+		p.line(n.Off(), depth)
 		p.stmt(n, depth)
 		p.str("\n")
 		// A blank line after a block, as iasl does, unless an Else follows.
-		if isBlock(n) && i+1 < len(list) && list[i+1].Op != ElseOp {
+		if isBlock(n) && i+1 < l.len() && l.op(i+1) != ElseOp {
 			p.str("\n")
 		}
 	}
 }
 
-func (p *printer) block(n *Node, depth int) {
+func (p *printer) block(n Node, depth int) {
 	p.str("\n")
 	p.line(-1, depth)
 	p.str("{\n")
-	if n.Op == ExtendedOp(FieldOp) || n.Op == ExtendedOp(IndexFieldOp) || n.Op == ExtendedOp(BankFieldOp) {
-		p.fields(n.Children(), depth+1)
+	if op := n.Op(); op == ExtendedOp(FieldOp) || op == ExtendedOp(IndexFieldOp) || op == ExtendedOp(BankFieldOp) {
+		l, mark := p.kids(n, false)
+		p.fields(l, depth+1)
+		p.release(mark)
 	} else {
-		p.terms(n.Children(), depth+1)
+		p.children(n, depth+1)
 	}
 	p.line(-1, depth)
 	p.str("}")
 }
 
 func (p *printer) name(n RawName) { p.buf = n.AppendASL(p.buf) }
-
-func arg(n *Node, i int) *Node {
-	if i < len(n.Args()) {
-		return n.Args()[i]
-	}
-	return nil
-}
 
 var (
 	regionSpaces = []string{"SystemMemory", "SystemIO", "PCI_Config", "EmbeddedControl", "SMBus", "SystemCMOS", "PCIBARTarget", "IPMI", "GeneralPurposeIo", "GenericSerialBus", "PCC", "PlatformRtMechanism"}
@@ -164,10 +192,10 @@ func (p *printer) fieldFlags(f uint64) {
 }
 
 // stmt prints a term at statement level (the line is already started).
-func (p *printer) stmt(n *Node, depth int) {
-	switch n.Op {
+func (p *printer) stmt(n Node, depth int) {
+	switch n.Op() {
 	case ScopeOp, ExtendedOp(DeviceOp), ExtendedOp(ThermalZoneOp):
-		p.str(n.Op.String())
+		p.str(n.Op().String())
 		p.str(" (")
 		p.name(n.Name())
 		p.str(")")
@@ -190,7 +218,7 @@ func (p *printer) stmt(n *Node, depth int) {
 		p.str(")")
 		p.block(n, depth)
 	case ExtendedOp(ProcessorOp), ExtendedOp(PowerResOp):
-		p.str(n.Op.String())
+		p.str(n.Op().String())
 		p.str(" (")
 		p.name(n.Name())
 		for i := 0; ; i++ {
@@ -204,38 +232,44 @@ func (p *printer) stmt(n *Node, depth int) {
 		p.str(")")
 		p.block(n, depth)
 	case IfOp, WhileOp:
-		p.str(n.Op.String())
+		p.str(n.Op().String())
 		p.str(" (")
-		if a := arg(n, 0); a != nil {
+		if a := n.Arg(0); !a.IsZero() {
 			p.expr(a, depth)
 		}
 		p.str(")")
 		p.block(n, depth)
 	case ElseOp:
 		// Else { If (...) {...} [Else {...}] } prints as ElseIf, as iasl does.
-		if c := n.Children(); (len(c) == 1 && c[0].Op == IfOp) || (len(c) == 2 && c[0].Op == IfOp && c[1].Op == ElseOp) {
+		c, mark := p.kids(n, false)
+		if (c.len() == 1 && c.op(0) == IfOp) || (c.len() == 2 && c.op(0) == IfOp && c.op(1) == ElseOp) {
 			p.str("ElseIf (")
-			if a := arg(c[0], 0); a != nil {
+			if a := c.at(0).Arg(0); !a.IsZero() {
 				p.expr(a, depth)
 			}
 			p.str(")")
-			p.block(c[0], depth)
-			if len(c) == 2 {
+			p.block(c.at(0), depth)
+			if c.len() == 2 {
 				p.str("\n")
-				p.line(int(c[1].Off), depth)
-				p.stmt(c[1], depth)
+				p.line(c.at(1).Off(), depth)
+				p.stmt(c.at(1), depth)
 			}
+			p.release(mark)
 			return
 		}
+		p.release(mark)
 		p.str("Else")
 		p.block(n, depth)
 	case ExtendedOp(FieldOp), ExtendedOp(IndexFieldOp), ExtendedOp(BankFieldOp):
-		p.str(n.Op.String())
+		p.str(n.Op().String())
 		p.str(" (")
-		for _, a := range n.Args() {
+		l, mark := p.kids(n, true)
+		for i := 0; i < l.len(); i++ {
+			a := l.at(i)
 			p.expr(a, depth)
 			p.str(", ")
 		}
+		p.release(mark)
 		flags, _ := n.Raw(0)
 		p.fieldFlags(flags)
 		p.str(")")
@@ -245,16 +279,17 @@ func (p *printer) stmt(n *Node, depth int) {
 	}
 }
 
-func (p *printer) fields(list []*Node, depth int) {
+func (p *printer) fields(l kidList, depth int) {
 	var bit uint64
-	for i, e := range list {
-		p.line(int(e.Off), depth)
-		last := i == len(list)-1
-		switch e.Op {
+	for i := 0; i < l.len(); i++ {
+		e := l.at(i)
+		p.line(e.Off(), depth)
+		last := i == l.len()-1
+		switch e.Op() {
 		case OpFieldUnit:
 			p.name(e.Name())
 			p.str(",   ")
-			p.buf = strconv.AppendUint(p.buf, e.Value, 10)
+			p.buf = strconv.AppendUint(p.buf, e.Value(), 10)
 			if !last {
 				p.str(",")
 			}
@@ -264,28 +299,28 @@ func (p *printer) fields(list []*Node, depth int) {
 				p.str(" bit ")
 				p.buf = strconv.AppendUint(p.buf, bit%8, 10)
 			}
-			bit += e.Value
+			bit += e.Value()
 		case OpFieldReserved:
-			bit += e.Value
+			bit += e.Value()
 			if bit%8 == 0 {
 				p.str("Offset (")
 				p.hex(bit/8, 2)
 				p.str(")")
 			} else {
 				p.str(",   ")
-				p.buf = strconv.AppendUint(p.buf, e.Value, 10)
+				p.buf = strconv.AppendUint(p.buf, e.Value(), 10)
 			}
 			if !last {
 				p.str(",")
 			}
 		case OpFieldAccess, OpFieldExtAccess:
 			p.str("AccessAs (")
-			p.enum(accessTypes, e.Value&0x0F, 2)
+			p.enum(accessTypes, e.Value()&0x0F, 2)
 			p.str(", ")
-			p.hex((e.Value>>8)&0xFF, 2)
-			if e.Op == OpFieldExtAccess {
+			p.hex((e.Value()>>8)&0xFF, 2)
+			if e.Op() == OpFieldExtAccess {
 				p.str(", ")
-				p.hex(e.Value>>16, 2)
+				p.hex(e.Value()>>16, 2)
 			}
 			p.str(")")
 			if !last {
@@ -293,7 +328,7 @@ func (p *printer) fields(list []*Node, depth int) {
 			}
 		case OpFieldConnect:
 			p.str("Connection (")
-			if a := arg(e, 0); a != nil {
+			if a := e.Arg(0); !a.IsZero() {
 				p.expr(a, depth)
 			}
 			p.str(")")
@@ -334,8 +369,8 @@ func isIDName(n RawName) bool {
 	return s == "_HID" || s == "_CID"
 }
 
-func (p *printer) integer(n *Node) {
-	switch n.Op {
+func (p *printer) integer(n Node) {
+	switch n.Op() {
 	case ZeroOp:
 		p.str("Zero")
 	case OneOp:
@@ -343,13 +378,13 @@ func (p *printer) integer(n *Node) {
 	case OnesOp:
 		p.str("Ones")
 	case BytePrefix:
-		p.hex(n.Value, 2)
+		p.hex(n.Value(), 2)
 	case WordPrefix:
-		p.hex(n.Value, 4)
+		p.hex(n.Value(), 4)
 	case DWordPrefix:
-		p.hex(n.Value, 8)
+		p.hex(n.Value(), 8)
 	default:
-		p.hex(n.Value, 16)
+		p.hex(n.Value(), 16)
 	}
 }
 
@@ -370,8 +405,8 @@ func (p *printer) quote(s []byte) {
 }
 
 // expr prints n inline (Packages and Buffers span several lines).
-func (p *printer) expr(n *Node, depth int) {
-	switch n.Op {
+func (p *printer) expr(n Node, depth int) {
+	switch n.Op() {
 	case ZeroOp, OneOp, OnesOp, BytePrefix, WordPrefix, DWordPrefix, QWordPrefix:
 		p.integer(n)
 		return
@@ -386,16 +421,16 @@ func (p *printer) expr(n *Node, depth int) {
 	case OpCall:
 		p.name(n.Name())
 		p.str(" (")
-		p.args(n.Args(), depth)
+		p.args(n, depth)
 		p.str(")")
 		return
 	case NameOp:
 		p.str("Name (")
 		p.name(n.Name())
 		p.str(", ")
-		if v := arg(n, 0); v != nil {
-			if v.Op == DWordPrefix && isIDName(n.Name()) {
-				if id, ok := eisaID(v.Value); ok {
+		if v := n.Arg(0); !v.IsZero() {
+			if v.Op() == DWordPrefix && isIDName(n.Name()) {
+				if id, ok := eisaID(v.Value()); ok {
 					p.str("EisaId (\"")
 					p.str(id)
 					p.str("\")")
@@ -408,45 +443,49 @@ func (p *printer) expr(n *Node, depth int) {
 		p.str(")")
 		return
 	case PackageOp, VarPackageOp:
-		p.str(n.Op.String())
+		p.str(n.Op().String())
 		p.str(" (")
 		if v, ok := n.Raw(0); ok {
 			p.hex(v, 2)
-		} else if a := arg(n, 0); a != nil {
+		} else if a := n.Arg(0); !a.IsZero() {
 			p.expr(a, depth)
 		}
 		p.str(")")
 		p.str("\n")
 		p.line(-1, depth)
 		p.str("{")
-		for i, e := range n.Children() {
+		elems, mark := p.kids(n, false)
+		for i := 0; i < elems.len(); i++ {
+			e := elems.at(i)
 			p.str("\n")
-			p.line(int(e.Off), depth+1)
+			p.line(e.Off(), depth+1)
 			p.expr(e, depth+1)
-			if i < len(n.Children())-1 {
+			if i < elems.len()-1 {
 				p.str(",")
 			}
 		}
+		p.release(mark)
 		p.str("\n")
 		p.line(-1, depth)
 		p.str("}")
 		return
 	case BufferOp:
 		p.str("Buffer (")
-		if a := arg(n, 0); a != nil {
+		if a := n.Arg(0); !a.IsZero() {
 			p.expr(a, depth)
 		}
 		p.str(")\n")
 		p.line(-1, depth)
 		p.str("{")
-		dataOff := int(n.Off+n.Len) - len(n.Data())
-		for i, c := range n.Data() {
+		data := n.Data()
+		dataOff := n.End() - len(data)
+		for i, c := range data {
 			if i%8 == 0 {
 				p.str("\n")
 				p.line(dataOff+i, depth+1)
 			}
 			p.hex(uint64(c), 2)
-			if i < len(n.Data())-1 {
+			if i < len(data)-1 {
 				p.str(",")
 				if i%8 != 7 {
 					p.str(" ")
@@ -462,9 +501,9 @@ func (p *printer) expr(n *Node, depth int) {
 		p.stmt(n, depth)
 		return
 	case LNotOp:
-		if a := arg(n, 0); a != nil {
+		if a := n.Arg(0); !a.IsZero() {
 			neg := ""
-			switch a.Op {
+			switch a.Op() {
 			case LEqualOp:
 				neg = "LNotEqual"
 			case LGreaterOp:
@@ -475,7 +514,7 @@ func (p *printer) expr(n *Node, depth int) {
 			if neg != "" {
 				p.str(neg)
 				p.str(" (")
-				p.args(a.Args(), depth)
+				p.args(a, depth)
 				p.str(")")
 				return
 			}
@@ -489,10 +528,13 @@ func (p *printer) expr(n *Node, depth int) {
 		} else {
 			p.enum(regionSpaces, space, 2)
 		}
-		for _, a := range n.Args() {
+		l, mark := p.kids(n, true)
+		for i := 0; i < l.len(); i++ {
+			a := l.at(i)
 			p.str(", ")
 			p.expr(a, depth)
 		}
+		p.release(mark)
 		p.str(")")
 		return
 	case ExternalOp:
@@ -513,31 +555,37 @@ func (p *printer) expr(n *Node, depth int) {
 		p.str("Match (")
 		op1, _ := n.Raw(0)
 		op2, _ := n.Raw(1)
-		for i, a := range n.Args() {
+		l, mark := p.kids(n, true)
+		for i := 0; i < l.len(); i++ {
+			a := l.at(i)
 			if i > 0 {
 				p.str(", ")
 			}
 			p.expr(a, depth)
-			if i == 0 || i == 1 {
+			if i == 0 {
 				p.str(", ")
-				p.enum(matchOps, []uint64{op1, op2}[i], 2)
+				p.enum(matchOps, op1, 2)
+			} else if i == 1 {
+				p.str(", ")
+				p.enum(matchOps, op2, 2)
 			}
 		}
+		p.release(mark)
 		p.str(")")
 		return
 	case Local0Op, Local0Op + 1, Local0Op + 2, Local0Op + 3, Local0Op + 4, Local0Op + 5, Local0Op + 6, Local0Op + 7,
 		Arg0Op, Arg0Op + 1, Arg0Op + 2, Arg0Op + 3, Arg0Op + 4, Arg0Op + 5, Arg0Op + 6,
 		ExtendedOp(DebugOp), ExtendedOp(RevisionOp), ExtendedOp(TimerOp), BreakOp, ContinueOp, NoopOp, BreakPointOp:
-		p.str(n.Op.String())
+		p.str(n.Op().String())
 		return
 	}
 	// Generic form: Operator (operands), with the defined name where the
 	// grammar puts it, and trailing empty targets left out.
-	sp := n.Op.spec()
-	p.str(n.Op.String())
+	sp := n.Op().spec()
+	p.str(n.Op().String())
 	p.str(" (")
 	if sp == nil {
-		p.args(n.Args(), depth)
+		p.args(n, depth)
 		p.str(")")
 		return
 	}
@@ -558,9 +606,9 @@ func (p *printer) expr(n *Node, depth int) {
 			ai++
 		}
 	}
-	args := n.Args()
+	args, mark := p.kids(n, true)
 	last := len(parts) - 1
-	for last >= 0 && parts[last] >= 0 && parts[last] < len(args) && args[parts[last]].Op == OpNullTarget {
+	for last >= 0 && parts[last] >= 0 && parts[last] < args.len() && args.op(parts[last]) == OpNullTarget {
 		last--
 	}
 	for i := 0; i <= last; i++ {
@@ -573,17 +621,18 @@ func (p *printer) expr(n *Node, depth int) {
 		case k <= -2:
 			v, _ := n.Raw(-2 - k)
 			p.rawHex(n, -2-k, v)
-		case k < len(args):
-			p.expr(args[k], depth)
+		case k < args.len():
+			p.expr(args.at(k), depth)
 		}
 	}
+	p.release(mark)
 	p.str(")")
 }
 
 // rawHex prints raw operand i of n in hex with as many digits as its size.
-func (p *printer) rawHex(n *Node, i int, v uint64) {
+func (p *printer) rawHex(n Node, i int, v uint64) {
 	size := 1
-	if s := n.Op.spec(); s != nil {
+	if s := n.Op().spec(); s != nil {
 		k := 0
 		for j := 0; j < len(s.args); j++ {
 			if sz := rawSize(s.args[j]); sz > 0 {
@@ -598,21 +647,23 @@ func (p *printer) rawHex(n *Node, i int, v uint64) {
 	p.hex(v, 2*size)
 }
 
-func (p *printer) args(list []*Node, depth int) {
-	last := len(list) - 1
-	for last >= 0 && list[last].Op == OpNullTarget {
+func (p *printer) args(n Node, depth int) {
+	l, mark := p.kids(n, true)
+	last := l.len() - 1
+	for last >= 0 && l.op(last) == OpNullTarget {
 		last--
 	}
 	for i := 0; i <= last; i++ {
 		if i > 0 {
 			p.str(", ")
 		}
-		p.expr(list[i], depth)
+		p.expr(l.at(i), depth)
 	}
+	p.release(mark)
 }
 
 // String returns the ASL text of n (see Format).
-func (n *Node) String() string {
+func (n Node) String() string {
 	var sb stringsBuilder
 	_ = Format(&sb, n)
 	return string(sb)

@@ -89,14 +89,22 @@ func TestClientAgainstScriptedStub(t *testing.T) {
 	require.NoError(t, err)
 	c := NewClient(a)
 	go func() {
+		var seen []byte
 		buf := make([]byte, 256)
+		waitFor := func(s string) {
+			for !bytes.Contains(seen, []byte(s)) {
+				n, err := b.Read(buf)
+				if err != nil {
+					return
+				}
+				seen = append(seen, buf[:n]...)
+			}
+			seen = seen[bytes.Index(seen, []byte(s))+len(s):]
+		}
 		b.Write([]byte("$T02thread:01;#04")) // unsolicited, as QEMU on attach
-		n, _ := b.Read(buf)                  // "+" for the stop reply
-		_ = n
-		n, _ = b.Read(buf) // $?#3f
+		waitFor("$?#3f")
 		b.Write([]byte("+$T05thread:01;#07"))
-		b.Read(buf) // ack
-		b.Read(buf) // $g#67
+		waitFor("$g#67")
 		b.Write([]byte("+$bad#00"))
 		b.Close()
 	}()

@@ -9,12 +9,13 @@ import (
 	"strings"
 
 	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/region"
 )
 
 // Machine types qemuhook knows how to wire.
 const (
-	MachineQ35 = "q35"
-	MachinePC  = "pc"
+	MachineQ35 = region.MachineQ35
+	MachinePC  = region.MachinePC
 )
 
 // Firmware choices.
@@ -49,10 +50,6 @@ const BalloonID = "acpidiag-balloon"
 // ERSTSize is the size of the ACPI ERST backing file qemuhook configures
 // (64 KiB: 7 usable 8 KiB record slots, PLATFORM.md).
 const ERSTSize = 0x10000
-
-// fixedReserveTop is how much of the top of low RAM the fixed placement
-// keeps clear of: SeaBIOS puts the ACPI tables there and OVMF its data.
-const fixedReserveTop = 64 << 20
 
 // ConfigError reports an invalid Config or Channel. Field names the
 // offending setting (e.g. "Channel.Region.Slot", "Extra[3]").
@@ -123,73 +120,31 @@ func (c Channel) RegionOffset() int64 {
 	return 0
 }
 
-// builtinSlots returns the PCI slots of the root bus that the machine type
-// occupies with built-in devices when started with -nodefaults.
-func builtinSlots(machine string) map[int]string {
-	if machine == MachinePC {
-		return map[int]string{0: "i440FX host bridge", 1: "PIIX3 ISA/IDE/USB/PM"}
-	}
-	return map[int]string{0: "q35 host bridge (MCH)", 0x1f: "ICH9 LPC/SATA/SMBus"}
-}
-
-// validate checks the parts of the channel that need no other context.
+// validate checks the parts of the channel that need no other context;
+// the region's placement, size and slot follow region's rules for the
+// channel's machine and memory (region.Spec.ValidateOn).
 func (c Channel) validate() error {
-	switch c.machine() {
-	case MachineQ35, MachinePC:
-	default:
-		return cfgErr("Channel.Machine", "unknown machine type %q (want %q or %q)", c.Machine, MachineQ35, MachinePC)
-	}
 	if c.SSDTPath == "" {
 		return cfgErr("Channel.SSDTPath", "empty: the SSDT file (acpi.Build output) is required")
 	}
 	if c.BackingPath == "" {
 		return cfgErr("Channel.BackingPath", "empty: the region needs a host backing file")
 	}
-	size := c.Region.Size
-	switch c.Region.Placement {
-	case acpi.PlaceIvshmem:
-		if size == 0 || size&(size-1) != 0 {
-			return cfgErr("Channel.Region.Size", "%#x is not a power of two (ivshmem BAR2 needs one)", size)
-		}
-		if size < 4096 {
-			return cfgErr("Channel.Region.Size", "%#x is below 4 KiB", size)
-		}
-		if c.Region.Slot == 0 || c.Region.Slot > 0x1f {
-			return cfgErr("Channel.Region.Slot", "%#x is not a usable PCI slot (1..0x1f)", c.Region.Slot)
-		}
-		if what, ok := builtinSlots(c.machine())[int(c.Region.Slot)]; ok {
-			return cfgErr("Channel.Region.Slot", "slot %#x clashes with the %s built into machine %q", c.Region.Slot, what, c.machine())
-		}
-	case acpi.PlaceFixed:
-		if size == 0 || size%4096 != 0 {
-			return cfgErr("Channel.Region.Size", "%#x is not a non-zero multiple of 4096", size)
-		}
-		if c.Region.Address%4096 != 0 {
-			return cfgErr("Channel.Region.Address", "%#x is not page aligned", c.Region.Address)
-		}
-		if c.Region.Address < 1<<20 {
-			return cfgErr("Channel.Region.Address", "%#x is inside the first MiB (legacy BIOS area)", c.Region.Address)
-		}
-		end := c.Region.Address + size
-		if end > 1<<31 {
-			return cfgErr("Channel.Region.Address", "region [%#x,%#x) ends above 2 GiB: not in low RAM on every machine type (and 32-bit AML cannot reach above 4 GiB)", c.Region.Address, end)
-		}
-		if c.MemoryMB <= 0 {
-			return cfgErr("Channel.MemoryMB", "must be set for the fixed placement (it sizes the RAM backend)")
-		}
-		ram := uint64(c.MemoryMB) << 20
-		low := ram
-		if low > 1<<31 {
-			low = 1 << 31
-		}
-		if end+fixedReserveTop > low {
-			return cfgErr("Channel.MemoryMB", "%d MiB is too small for a fixed region at [%#x,%#x): need at least %d MiB (the top %d MiB of low RAM are left to the firmware)",
-				c.MemoryMB, c.Region.Address, end, (end+fixedReserveTop+(1<<20)-1)>>20, fixedReserveTop>>20)
-		}
-	default:
-		return cfgErr("Channel.Region.Placement", "unknown placement %v", c.Region.Placement)
+	return placementErr("Channel.", c.Region.Spec().ValidateOn(region.Target{Machine: c.machine(), MemoryMB: c.MemoryMB}))
+}
+
+// placementErr turns a *region.PlacementError into a *ConfigError naming
+// the setting under prefix: "Channel." + "Region.Slot", "MemoryMB" ...
+func placementErr(prefix string, err error) error {
+	var pe *region.PlacementError
+	if !errors.As(err, &pe) {
+		return err
 	}
-	return nil
+	field := prefix + "Region." + pe.Field
+	if pe.Field == "Machine" || pe.Field == "MemoryMB" {
+		field = prefix + pe.Field
+	}
+	return &ConfigError{Field: field, Msg: pe.Value + ": " + pe.Msg}
 }
 
 // Args returns the QEMU arguments that wire the channel into a VM and the
@@ -233,6 +188,23 @@ func memparseSize(n uint64) string {
 		return fmt.Sprintf("%dK", n>>10)
 	}
 	return strconv.FormatUint(n, 10)
+}
+
+// ShellJoin joins arguments into one line for a POSIX shell, quoting each
+// argument that needs it (what ssdtgen qemu-args and diagvm run --dry-run
+// print).
+func ShellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=,./:+@%", r))
+		}) < 0 {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }
 
 // qemuEscape doubles commas, QEMU's escape inside option values.
@@ -360,10 +332,8 @@ func (c Config) channel() Channel {
 // sockets' directories, presence of the kernel, initrd, SSDT and OVMF
 // files, and memory large enough for the fixed placement.
 func (c Config) Validate() error {
-	switch c.machine() {
-	case MachineQ35, MachinePC:
-	default:
-		return cfgErr("Machine", "unknown machine type %q (want %q or %q)", c.Machine, MachineQ35, MachinePC)
+	if err := (region.Target{Machine: c.machine(), MemoryMB: c.MemoryMB}).Validate(); err != nil {
+		return placementErr("", err)
 	}
 	switch c.firmware() {
 	case FirmwareSeaBIOS:
@@ -382,9 +352,6 @@ func (c Config) Validate() error {
 	}
 	if c.SMP < 0 || c.SMP > 255 {
 		return cfgErr("SMP", "%d vCPUs is out of range 1..255", c.SMP)
-	}
-	if c.MemoryMB < 0 || (c.MemoryMB > 0 && c.MemoryMB < 32) {
-		return cfgErr("MemoryMB", "%d MiB is too small (minimum 32)", c.MemoryMB)
 	}
 	if c.Kernel != "" {
 		if err := readable(c.Kernel); err != nil {

@@ -256,17 +256,3 @@ func FieldAt(off int) (Field, bool) {
 	}
 	return Field{}, false
 }
-
-// ValidSize reports whether size is a usable region size: at least MinSize,
-// a multiple of 4096, and representable in 32 bits.
-func ValidSize(size uint64) error {
-	switch {
-	case size < MinSize:
-		return fmt.Errorf("region: size %d is below the minimum %d", size, MinSize)
-	case size%4096 != 0:
-		return fmt.Errorf("region: size %d is not a multiple of 4096", size)
-	case size > 1<<31:
-		return fmt.Errorf("region: size %d is above 2 GiB", size)
-	}
-	return nil
-}

@@ -23,6 +23,7 @@ import (
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/region"
 )
 
 func main() {
@@ -121,12 +122,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	kernel := fs.String("kernel", "", "guest kernel (QEMU -kernel), required")
 	initrd := fs.String("initrd", "", "initramfs (QEMU -initrd)")
 	appendArgs := fs.String("append", "", "guest kernel command line (console=ttyS0 and panic=-1 are added when absent)")
-	machine := fs.String("machine", qemuhook.MachineQ35, "machine type: q35 or pc")
 	firmware := fs.String("firmware", qemuhook.FirmwareSeaBIOS, "firmware: seabios or ovmf")
 	smp := fs.Int("smp", 1, "vCPUs")
-	memory := fs.Int("memory", 512, "guest RAM in MiB")
 	tick := fs.Duration("tick", acpi.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
-	regionSpec := fs.String("region", "ivshmem", "region placement: ivshmem, ivshmem:SLOT or fixed:ADDR")
+	var place region.Flags
+	place.Register(fs)
+	dryRun := fs.Bool("dry-run", false, "check the flags, write the SSDT and print the QEMU command line, but start nothing")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	workdir := fs.String("workdir", "", "directory for the SSDT, region, ERST store and sockets (default: a new temporary directory, kept)")
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
@@ -139,11 +140,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitUsage, "run: --kernel is required")
 	}
 	rc := acpi.DefaultConfig()
-	p, slot, addr, err := acpi.ParseRegionSpec(*regionSpec)
+	spec, target, err := place.Parse()
 	if err != nil {
-		return fail(stderr, exitUsage, "run: --region: %v", err)
+		return fail(stderr, exitUsage, "run: %v", err)
 	}
-	rc.Placement, rc.Slot, rc.Address, rc.Tick = p, slot, addr, *tick
+	machine, memory := &target.Machine, &target.MemoryMB
+	rc.Placement, rc.Slot, rc.Address, rc.Size, rc.Tick = spec.Placement, spec.Slot, spec.Address, spec.Size, *tick
 	if err := rc.Validate(); err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
 	}
@@ -166,6 +168,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := cfg.Validate(); err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
+	}
+	if *dryRun {
+		qargs, err := cfg.Args()
+		if err != nil {
+			return fail(stderr, exitUsage, "run: %v", err)
+		}
+		fmt.Fprintln(stdout, qemuhook.ShellJoin(append([]string{qemuhook.DefaultQEMU}, qargs...)))
+		return exitOK
 	}
 	opts := qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}}
 	if *console {

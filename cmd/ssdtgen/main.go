@@ -11,11 +11,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/region"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -29,7 +29,7 @@ Modes:
       Print the SSDT those flags produce as ASL, without writing a file.
   ssdtgen decode FILE...
       Decode any ACPI AML table (DSDT, SSDT; raw .dat or .aml) and print it as ASL.
-  ssdtgen qemu-args [table flags] --backing PATH [--ssdt FILE] [--machine q35|pc] [--memory MB]
+  ssdtgen qemu-args [table flags] --backing PATH [--ssdt FILE]
       Print the QEMU arguments (SSDT, region memory backend, ivshmem device)
       and, for a fixed region, the guest kernel option memmap=SIZE$ADDR.
 
@@ -40,19 +40,21 @@ Examples:
   ssdtgen decode /sys/firmware/acpi/tables/DSDT
   ssdtgen qemu-args --backing /dev/shm/vm1.diag --ssdt diag.aml
 
-Table flags:
+Table flags (the same --region, --size, --machine and --memory rules as
+diagvm run; a placement one command refuses, every command refuses):
 `
 
 // tableFlags are the flags that select the SSDT configuration.
 type tableFlags struct {
-	region, size, oemID, tableID, zone, device string
-	tick                                       time.Duration
+	place                        region.Flags
+	oemID, tableID, zone, device string
+	tick                         time.Duration
+	target                       region.Target // set by config
 }
 
 func (t *tableFlags) register(fs *flag.FlagSet) {
 	d := acpi.DefaultConfig()
-	fs.StringVar(&t.region, "region", "ivshmem", "where the region is: ivshmem (slot 0x10), ivshmem:SLOT or fixed:ADDR (guest-physical, below 4 GiB)")
-	fs.StringVar(&t.size, "size", "64K", "region size in bytes, K/M/G suffixes allowed (a power of two for ivshmem, at least 4K)")
+	t.place.Register(fs)
 	fs.DurationVar(&t.tick, "tick", d.Tick, "period the guest polls the tick at (_TZP), 100ms..1h in steps of 100ms")
 	fs.StringVar(&t.oemID, "oem-id", d.OEMID, "OEM ID of the table header (1-6 characters)")
 	fs.StringVar(&t.tableID, "table-id", d.TableID, "OEM table ID of the table header (1-8 characters)")
@@ -63,14 +65,12 @@ func (t *tableFlags) register(fs *flag.FlagSet) {
 // config turns the flags into a validated acpi.Config.
 func (t *tableFlags) config() (acpi.Config, error) {
 	c := acpi.DefaultConfig()
-	p, slot, addr, err := acpi.ParseRegionSpec(t.region)
+	spec, target, err := t.place.Parse()
 	if err != nil {
-		return c, fmt.Errorf("--region: %w", err)
+		return c, err
 	}
-	c.Placement, c.Slot, c.Address = p, slot, addr
-	if c.Size, err = acpi.ParseSize(t.size); err != nil {
-		return c, fmt.Errorf("--size: %w", err)
-	}
+	t.target = target
+	c.Placement, c.Slot, c.Address, c.Size = spec.Placement, spec.Slot, spec.Address, spec.Size
 	c.Tick, c.OEMID, c.TableID, c.ZoneName, c.DeviceName = t.tick, t.oemID, t.tableID, t.zone, t.device
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("%w%s", err, flagHint(err))
@@ -84,8 +84,9 @@ func flagHint(err error) string {
 	if !errors.As(err, &ce) {
 		return ""
 	}
-	flagFor := map[string]string{"Slot": "--region", "Address": "--region", "Placement": "--region",
-		"Size": "--size", "Tick": "--tick", "OEMID": "--oem-id", "TableID": "--table-id",
+	// Placement and size were checked by region.Flags.Parse, which names
+	// its flags itself.
+	flagFor := map[string]string{"Tick": "--tick", "OEMID": "--oem-id", "TableID": "--table-id",
 		"ZoneName": "--zone", "DeviceName": "--device"}
 	if f, ok := flagFor[ce.Field]; ok {
 		return " (flag " + f + ")"
@@ -174,8 +175,6 @@ func runQEMUArgs(args []string, stdout, stderr io.Writer) int {
 	tf.register(fs)
 	backing := fs.String("backing", "", "host file backing the region (ivshmem: the region itself; fixed: the whole guest RAM)")
 	ssdt := fs.String("ssdt", "diag.aml", "path of the SSDT file QEMU loads (written by ssdtgen -o)")
-	machine := fs.String("machine", qemuhook.MachineQ35, "QEMU machine type: q35 or pc")
-	memory := fs.Int("memory", 512, "guest RAM in MiB (fixed placement: size of the RAM backend)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -192,29 +191,14 @@ func runQEMUArgs(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	ch := qemuhook.Channel{SSDTPath: *ssdt, Region: cfg, BackingPath: *backing, Machine: *machine, MemoryMB: *memory}
+	ch := qemuhook.Channel{SSDTPath: *ssdt, Region: cfg, BackingPath: *backing, Machine: tf.target.Machine, MemoryMB: tf.target.MemoryMB}
 	qargs, kargs, err := ch.Args()
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	fmt.Fprintln(stdout, shellJoin(qargs))
+	fmt.Fprintln(stdout, qemuhook.ShellJoin(qargs))
 	if len(kargs) > 0 {
-		fmt.Fprintln(stdout, "# guest kernel command line: "+shellJoin(kargs))
+		fmt.Fprintln(stdout, "# guest kernel command line: "+qemuhook.ShellJoin(kargs))
 	}
 	return 0
-}
-
-// shellJoin quotes each argument for a POSIX shell when it needs it.
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=,./:+@%", r))
-		}) < 0 {
-			q[i] = a
-			continue
-		}
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }
