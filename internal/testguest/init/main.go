@@ -90,6 +90,9 @@ type options struct {
 	appTag      string
 	debug       bool
 	debugPeriod time.Duration
+	// meminfo, when non-zero, prints /proc/meminfo's totals on the console
+	// at this period (acpidiag.meminfo=DURATION; meminfo.go).
+	meminfo time.Duration
 }
 
 var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
@@ -151,6 +154,16 @@ func parseOptions(cmdline string) (options, []string) {
 			default:
 				o.debugPeriod = d
 			}
+		case "acpidiag.meminfo":
+			d, err := time.ParseDuration(v)
+			if err == nil && d < 100*time.Millisecond {
+				err = errors.New("period below 100ms")
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.meminfo = d
 		case "acpidiag.app", "acpidiag.debug":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -201,6 +214,10 @@ func run() {
 	}
 	loadModules("/modules")
 	reportPvpanic()
+	reportBalloon()
+	if o.meminfo > 0 {
+		go meminfoLoop(o.meminfo)
+	}
 
 	var bar []byte
 	if dev, b, err := mapRegion(); err != nil {
