@@ -82,8 +82,14 @@ func Benchmark10000VMs(b *testing.B) {
 
 // BenchmarkUploadAzurite1000VMs: one 60 s window of 1,000 VMs (8,000 LAD
 // entities) queued on disk and uploaded to a real Azurite, one batch
-// transaction per VM, in order.
+// transaction per VM, with 1 (strict order) and 8 workers.
 func BenchmarkUploadAzurite1000VMs(b *testing.B) {
+	for _, w := range []int{1, 8} {
+		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) { benchUpload(b, w) })
+	}
+}
+
+func benchUpload(b *testing.B, workers int) {
 	az := startAzurite(b)
 	sink, err := NewTableSink(az.diagnostics(b, az.SAS(b, allPerms, time.Hour)), SinkOptions{})
 	if err != nil {
@@ -96,7 +102,7 @@ func BenchmarkUploadAzurite1000VMs(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		u := &Uploader{Queue: q, Sink: sink}
+		u := &Uploader{Queue: q, Sink: sink, Workers: workers}
 		w := testWindow(start.Add(time.Duration(n)*time.Minute), 1)
 		names, ids, ws := make([]string, 1000), make([]Identity, 1000), make([]Window, 1000)
 		for vm := range names {

@@ -213,27 +213,50 @@ func (q *Queue) PushAll(bs []Batch) error {
 // Peek returns the oldest batch and its sequence number; ok is false when
 // the queue is empty.
 func (q *Queue) Peek() (b Batch, seq uint64, ok bool, err error) {
-	q.mu.Lock()
-	if len(q.seqs) == 0 {
-		q.mu.Unlock()
+	items := q.PeekN(1)
+	if len(items) == 0 {
 		return Batch{}, 0, false, nil
 	}
-	seq = q.seqs[0]
+	return items[0].Batch, items[0].Seq, true, items[0].Err
+}
+
+// Queued is one batch read back from the queue.
+type Queued struct {
+	Batch Batch
+	Seq   uint64
+	// Err is a *QueueError when the file cannot be read back.
+	Err error
+}
+
+// PeekN returns up to n of the oldest batches, oldest first, without
+// removing them.
+func (q *Queue) PeekN(n int) []Queued {
+	q.mu.Lock()
+	seqs := append([]uint64(nil), q.seqs[:min(n, len(q.seqs))]...)
 	q.mu.Unlock()
+	out := make([]Queued, 0, len(seqs))
+	for _, seq := range seqs {
+		b, err := q.read(seq)
+		out = append(out, Queued{Batch: b, Seq: seq, Err: err})
+	}
+	return out
+}
+
+func (q *Queue) read(seq uint64) (Batch, error) {
 	p := q.path(seq)
 	data, err := os.ReadFile(p)
 	if err != nil {
-		return Batch{}, seq, true, &QueueError{p, err}
+		return Batch{}, &QueueError{p, err}
 	}
 	var f batchFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return Batch{}, seq, true, &QueueError{p, err}
+		return Batch{}, &QueueError{p, err}
 	}
-	b = Batch{VM: f.VM, WindowStart: f.WindowStart, Period: f.Period}
+	b := Batch{VM: f.VM, WindowStart: f.WindowStart, Period: f.Period}
 	for _, e := range f.Entities {
 		b.Entities = append(b.Entities, Entity(e))
 	}
-	return b, seq, true, nil
+	return b, nil
 }
 
 // Remove deletes batch seq (after it was uploaded, or when it cannot be
