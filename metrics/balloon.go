@@ -325,3 +325,25 @@ func (t *BalloonStallTracker) Probe(ctx context.Context, q QMPExecutor, qomPath 
 	}
 	return fmt.Sprintf("balloon last-update %s", st.LastUpdate.Format(time.RFC3339)), nil
 }
+
+// FindBalloon looks for a virtio-balloon device in a running QEMU (QMP
+// qom-list of /machine/peripheral, devices with an id, and
+// /machine/peripheral-anon, devices without) and returns its QOM path.
+// found is false for a VM without one: sample it with the host view.
+func FindBalloon(ctx context.Context, q QMPExecutor) (path string, found bool, err error) {
+	for _, dir := range []string{"/machine/peripheral", "/machine/peripheral-anon"} {
+		var props []struct {
+			Name string `json:"name"`
+			Type string `json:"type"`
+		}
+		if err := q.Execute(ctx, "qom-list", map[string]any{"path": dir}, &props); err != nil {
+			return "", false, fmt.Errorf("metrics: looking for a balloon device in %s: %w", dir, err)
+		}
+		for _, p := range props {
+			if strings.HasPrefix(p.Type, "child<virtio-balloon") {
+				return dir + "/" + p.Name, true, nil
+			}
+		}
+	}
+	return "", false, nil
+}
