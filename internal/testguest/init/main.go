@@ -93,6 +93,17 @@ type options struct {
 	// meminfo, when non-zero, prints /proc/meminfo's totals on the console
 	// at this period (acpidiag.meminfo=DURATION; meminfo.go).
 	meminfo time.Duration
+	// pvpanic loads the pvpanic modules (acpidiag.pvpanic, default on);
+	// off, the guest panics like one without the driver: no
+	// GUEST_PANICKED, only the kernel's ERST record and its reset.
+	pvpanic bool
+	// lastBoot limits the mode to the boots 1..lastBoot of the region's
+	// boot count (acpidiag.last_boot, 0: every boot); later boots stay
+	// alive. mode=reboot last_boot=2 is a reboot loop of three boots,
+	// mode=panic last_boot=1 a panic, a reboot and a healthy second boot.
+	lastBoot int
+	// shell answers console lines (acpidiag.shell, shell.go).
+	shell bool
 }
 
 var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
@@ -106,6 +117,7 @@ func defaultOptions() options {
 		appSlot:     0,
 		appTag:      "testapp",
 		debugPeriod: 3 * time.Second,
+		pvpanic:     true,
 	}
 }
 
@@ -164,17 +176,37 @@ func parseOptions(cmdline string) (options, []string) {
 				continue
 			}
 			o.meminfo = d
-		case "acpidiag.app", "acpidiag.debug":
+		case "acpidiag.shell":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				bad(k, v, err)
 				continue
 			}
-			if k == "acpidiag.app" {
-				o.app = b
-			} else {
-				o.debug = b
+			o.shell = b
+		case "acpidiag.app", "acpidiag.debug", "acpidiag.pvpanic":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				bad(k, v, err)
+				continue
 			}
+			switch k {
+			case "acpidiag.app":
+				o.app = b
+			case "acpidiag.debug":
+				o.debug = b
+			default:
+				o.pvpanic = b
+			}
+		case "acpidiag.last_boot":
+			n, err := strconv.Atoi(v)
+			if err == nil && n < 0 {
+				err = errors.New("negative boot count")
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.lastBoot = n
 		case "acpidiag.app_slot":
 			n, err := strconv.Atoi(v)
 			if err == nil {
@@ -212,7 +244,13 @@ func run() {
 	for _, p := range problems {
 		logf("%s", p)
 	}
-	loadModules("/modules")
+	if o.pvpanic {
+		loadModules("/modules", nil)
+	} else {
+		logf("pvpanic modules not loaded (acpidiag.pvpanic=0): a panic leaves only the kernel's ERST record")
+		// The other modules (virtio_balloon and its transport) still load.
+		loadModules("/modules", func(name string) bool { return strings.HasPrefix(name, "pvpanic") })
+	}
 	reportPvpanic()
 	reportBalloon()
 	if o.meminfo > 0 {
@@ -234,11 +272,22 @@ func run() {
 		go debugLoop(bar, o)
 	}
 
+	if o.shell {
+		go runShell(hb)
+	}
 	logf("mode %s after %s", o.mode, o.after)
 	if o.mode == "alive" {
 		return
 	}
 	time.Sleep(o.after)
+	if o.lastBoot > 0 && bar != nil {
+		// The AML counted this boot at its first tick (~1 s uptime, before
+		// /init runs).
+		if boots := atomic.LoadUint32(word(bar, region.Boots.Offset)); boots > uint32(o.lastBoot) {
+			logf("boot %d is past acpidiag.last_boot=%d: staying alive instead of mode %s", boots, o.lastBoot, o.mode)
+			return
+		}
+	}
 	switch o.mode {
 	case "panic":
 		logf("panicking now (echo c > /proc/sysrq-trigger)")
@@ -262,11 +311,7 @@ func run() {
 			logf("poweroff failed: %v", err)
 		}
 	case "uhang":
-		if hb != nil {
-			hb.stop()
-		}
-		logf("userspace hung now: application heartbeat stopped, busy loops at normal priority on every CPU; the kernel keeps running")
-		spawnSpinners("normal")
+		hangUserspace(hb) // shell.go: also stops the console shell
 	case "spin":
 		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
 	}
@@ -296,11 +341,19 @@ func mounts() {
 	}
 }
 
-// loadModules loads every *.ko* under dir with finit_module, retrying until
-// no more load: pvpanic-mmio.ko and pvpanic-pci.ko need symbols from
-// pvpanic.ko, and the directory order does not say so.
-func loadModules(dir string) {
-	names, err := filepath.Glob(filepath.Join(dir, "*.ko*"))
+// loadModules loads every *.ko* under dir (except those skip, when set,
+// says to skip by file name) with finit_module, retrying until no more
+// load: pvpanic-mmio.ko and pvpanic-pci.ko need symbols from pvpanic.ko,
+// virtio_balloon.ko from virtio.ko, and the directory order does not say
+// so.
+func loadModules(dir string, skip func(name string) bool) {
+	all, err := filepath.Glob(filepath.Join(dir, "*.ko*"))
+	var names []string
+	for _, n := range all {
+		if skip == nil || !skip(filepath.Base(n)) {
+			names = append(names, n)
+		}
+	}
 	if err != nil || len(names) == 0 {
 		logf("no kernel modules in %s", dir)
 		return
