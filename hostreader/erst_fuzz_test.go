@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -88,12 +89,12 @@ func FuzzDecodeERST(f *testing.F) {
 			if len(r.Text) > MaxRecordText {
 				t.Fatalf("record text %d bytes", len(r.Text))
 			}
-			total += len(r.Text)
+			total += TextCost([]byte(r.Text))
 			_ = EscapeLog(r.Text)
 			_ = r.Body()
 		}
-		if total > MaxStoreText+len(data) {
-			t.Fatalf("total text %d", total)
+		if total > MaxStoreText {
+			t.Fatalf("escaped text %d bytes, over the MaxStoreText budget", total)
 		}
 		for _, e := range s.Errors {
 			if e.Error() == "" || e.Field == "" {
@@ -132,6 +133,15 @@ func FuzzEscapeLog(f *testing.F) {
 		}
 		if strings.Count(out, "\n") != strings.Count(s, "\n") {
 			t.Fatal("newlines changed")
+		}
+		// TextCost, the unit of the ERST budget, is never below what either
+		// printer writes.
+		js, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := TextCost([]byte(s)); c < len(out) || c < len(js)-2 {
+			t.Fatalf("TextCost %d < escaped %d or JSON %d for %q", c, len(out), len(js)-2, s)
 		}
 	})
 }

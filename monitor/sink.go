@@ -40,7 +40,19 @@ func SinksFromConfig(cs []SinkConfig) ([]Sink, error) {
 		switch c.Kind {
 		case "dir":
 			out = append(out, &DirSink{Path: c.Path, Pack: c.Pack})
+		case "http":
+			s, err := NewHTTPSink(c)
+			if err != nil {
+				for _, o := range out {
+					o.Close()
+				}
+				return nil, fmt.Errorf("monitor: sinks[%d]: %w", i, err)
+			}
+			out = append(out, s)
 		default:
+			for _, o := range out {
+				o.Close()
+			}
 			return nil, fmt.Errorf("monitor: sinks[%d]: unknown kind %q", i, c.Kind)
 		}
 	}
@@ -64,6 +76,26 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}
 	final := filepath.Join(s.Path, b.ID)
+	// The packed copy is written first, so that a reader who sees Path/ID/
+	// appear also finds Path/ID.tar.gz complete.
+	if s.Pack {
+		tgz := final + ".tar.gz"
+		f, err := os.Create(tgz + ".partial")
+		if err != nil {
+			return "", fmt.Errorf("monitor: dir sink: %w", err)
+		}
+		err = PackBundle(b.Dir, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tgz+".partial", tgz)
+		}
+		if err != nil {
+			os.Remove(tgz + ".partial")
+			return "", fmt.Errorf("monitor: dir sink: %w", err)
+		}
+	}
 	tmp := filepath.Join(s.Path, "."+b.ID+".partial")
 	os.RemoveAll(tmp)
 	if err := copyTree(b.Dir, tmp); err != nil {
@@ -73,24 +105,6 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 	if err := os.Rename(tmp, final); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("monitor: dir sink: %w", err)
-	}
-	if s.Pack {
-		tgz := final + ".tar.gz"
-		f, err := os.Create(tgz + ".partial")
-		if err != nil {
-			return final, fmt.Errorf("monitor: dir sink: %w", err)
-		}
-		err = PackBundle(final, f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tgz+".partial", tgz)
-		}
-		if err != nil {
-			os.Remove(tgz + ".partial")
-			return final, fmt.Errorf("monitor: dir sink: %w", err)
-		}
 	}
 	return final, nil
 }
