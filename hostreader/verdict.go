@@ -508,7 +508,11 @@ func msValue(lo, hi uint32, now int64) (int64, bool) {
 	return int64(v), true
 }
 
+// mulDur is d*k (k >= 0), saturating at the largest duration.
 func mulDur(d time.Duration, k int) time.Duration {
+	if k == 0 {
+		return 0
+	}
 	if d > 0 && int64(d) > math.MaxInt64/int64(k) {
 		return math.MaxInt64
 	}
