@@ -5,6 +5,7 @@
 //	diagread [--json] [--k N] [--wait D] [--fail-unless-alive] REGIONFILE
 //	diagread watch [--json] [--interval D] [--stamp] [--k N] REGIONFILE...
 //	diagread erst [--json] [--summary] BACKINGFILE
+//	diagread ping [--timeout D] [--json] REGIONFILE
 //
 // All the work is done by package hostreader; docs/cli.md documents the
 // output (JSON field names) and the exit codes: 0 ok, 1 verdict not alive
@@ -45,6 +46,7 @@ const mainUsage = `usage:
   diagread [--json] [--k N] [--wait D] [--fail-unless-alive] REGIONFILE
   diagread watch [--json] [--interval D] [--stamp] [--k N] REGIONFILE...
   diagread erst [--json] [--summary] BACKINGFILE
+  diagread ping [--timeout D] [--json] REGIONFILE
 
 diagread REGIONFILE prints the health verdict of one diagnostic region
 (ivshmem backing file, or a RAM backing file with --offset). Freshness comes
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runWatch(ctx, args[1:], stdout, stderr)
 		case "erst":
 			return runErst(args[1:], stdout, stderr)
+		case "ping":
+			return runPing(ctx, args[1:], stdout, stderr)
 		case "help":
 			fmt.Fprint(stdout, mainUsage)
 			return exitOK
