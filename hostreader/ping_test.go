@@ -1,15 +1,16 @@
 package hostreader
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/acpidiag/acpidiag/diagbeat"
 	"github.com/acpidiag/acpidiag/region"
 )
 
@@ -68,5 +69,39 @@ func TestPingReadOnly(t *testing.T) {
 	defer r.Close()
 	_, err = Ping(context.Background(), r, VerdictConfig{}, time.Second)
 	require.True(t, errors.Is(err, ErrReadOnly), "%v", err)
-	_ = filepath.Join
+}
+
+// Check keeps reading until every slot that promises a period is judged:
+// the application beating its slot is alive, the one that stopped is stale,
+// while the kernel's tick (echo of a fresh host stamp) is alive throughout.
+func TestCheckJudgesSlots(t *testing.T) {
+	now := time.Now()
+	img := newImage(8192)
+	setEcho(img, now)
+	setHostStamp(img, now)
+	r, err := RegionFromBytes(img)
+	require.NoError(t, err)
+	guest, err := diagbeat.FromBytes(img, "test")
+	require.NoError(t, err)
+	live, _ := guest.Slot(0)
+	hung, _ := guest.Slot(5)
+	require.NoError(t, live.Claim("web", 50*time.Millisecond))
+	require.NoError(t, hung.Claim("db", 50*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			live.Beat()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	v, err := Check(ctx, r, VerdictConfig{}, 3*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, StateAlive, v.State)
+	assert.Equal(t, SlotAlive, v.Slots[0].State)
+	assert.Equal(t, SlotStale, v.Slots[5].State)
+	assert.Less(t, time.Since(now), 2*time.Second, "judged within K slot periods, not the whole wait")
+	var text bytes.Buffer
+	require.NoError(t, v.WriteText(&text))
+	assert.Contains(t, text.String(), `slot 5:      stale tag "db"`)
 }
