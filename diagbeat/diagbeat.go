@@ -89,7 +89,7 @@ func OpenIvshmem(root string, slot uint8) (*Region, error) {
 		if slot != 0 && !strings.HasSuffix(name, fmt.Sprintf(":00:%02x.0", slot)) {
 			continue
 		}
-		b, err := mapFile(filepath.Join(d, "resource2"), 0, 0)
+		b, err := mapFile(filepath.Join(d, "resource2"), 0, 0, os.O_SYNC)
 		if err != nil {
 			return nil, fmt.Errorf("diagbeat: ivshmem %s: %w", name, err)
 		}
@@ -112,7 +112,11 @@ func OpenFixed(devmem string, addr, size uint64) (*Region, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("diagbeat: %w", err)
 	}
-	b, err := mapFile(devmem, int64(addr), int(size))
+	// Without O_SYNC: the window is RAM the kernel maps write-back, and
+	// x86 PAT refuses an uncached mapping of it (mmap fails with EAGAIN,
+	// "map pfn expected mapping type uncached-minus ... got write-back").
+	// Write-back is also what the host's file-backed RAM is.
+	b, err := mapFile(devmem, int64(addr), int(size), 0)
 	if err != nil {
 		return nil, fmt.Errorf("diagbeat: %s at %#x: %w", devmem, addr, err)
 	}
@@ -120,9 +124,9 @@ func OpenFixed(devmem string, addr, size uint64) (*Region, error) {
 }
 
 // mapFile maps size bytes of path from off (size 0: the whole file)
-// shared and writable.
-func mapFile(path string, off int64, size int) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_SYNC, 0)
+// shared and writable; flags are added to the open flags.
+func mapFile(path string, off int64, size int, flags int) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|flags, 0)
 	if err != nil {
 		return nil, err
 	}
