@@ -98,16 +98,18 @@ func printable(s string) int {
 	return -1
 }
 
+// checkID checks the header field Header.<field> that Marshal writes; the
+// error is a *ConfigError naming it.
 func checkID(field, v string, min, max int) error {
 	if len(v) < min || len(v) > max {
 		want := fmt.Sprintf("%d", max)
 		if min != max {
 			want = fmt.Sprintf("at most %d", max)
 		}
-		return fmt.Errorf("acpi: header field %s %q has %d characters, want %s", field, v, len(v), want)
+		return cfgErr("Header."+field, v, "%d characters, want %s", len(v), want)
 	}
 	if i := printable(v); i >= 0 {
-		return fmt.Errorf("acpi: header field %s %q: non-printable character %#02x at index %d", field, v, v[i], i)
+		return cfgErr("Header."+field, v, "non-printable character %#02x at index %d", v[i], i)
 	}
 	return nil
 }
@@ -116,13 +118,14 @@ func checkID(field, v string, min, max int) error {
 // Checksum fields itself (the values in h are ignored). It refuses a
 // signature or creator id that is not exactly 4 printable ASCII characters,
 // an OEMID longer than 6 or OEMTableID longer than 8 characters, any
-// non-printable character, and a table longer than 4 GiB - 1.
+// non-printable character, and a table longer than 4 GiB - 1, with a
+// *ConfigError naming the header field (Header.Signature, ...) or "body".
 func Marshal(h Header, body []byte) ([]byte, error) {
 	if err := checkID("Signature", h.Signature, 4, 4); err != nil {
 		return nil, err
 	}
 	if h.Signature == "FACS" {
-		return nil, fmt.Errorf("acpi: Marshal: the FACS has no standard table header")
+		return nil, cfgErr("Header.Signature", h.Signature, "the FACS has no standard table header")
 	}
 	if err := checkID("OEMID", h.OEMID, 0, 6); err != nil {
 		return nil, err
@@ -134,7 +137,7 @@ func Marshal(h Header, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	if uint64(len(body))+HeaderSize > math.MaxUint32 {
-		return nil, fmt.Errorf("acpi: table %s: body of %d bytes makes the table longer than the 32-bit Length field allows", h.Signature, len(body))
+		return nil, cfgErr("body", uint64(len(body)), "table %s: the body makes the table longer than the 32-bit Length field allows", h.Signature)
 	}
 	total := HeaderSize + len(body)
 	b := make([]byte, total)

@@ -32,7 +32,9 @@ func TestParseRealTables(t *testing.T) {
 		if h.Signature == "FACS" {
 			assert.Equal(t, b[8:], body)
 			_, err := Marshal(h, body)
-			require.Error(t, err)
+			var ce *ConfigError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "Header.Signature", ce.Field)
 			continue
 		}
 		assert.Equal(t, b[HeaderSize:], body)
@@ -94,8 +96,10 @@ func TestMarshalErrors(t *testing.T) {
 			h := ok
 			tc.mod(&h)
 			_, err := Marshal(h, nil)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.field)
+			var ce *ConfigError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "Header."+tc.field, ce.Field)
+			assert.ErrorIs(t, err, ErrConfig)
 		})
 	}
 }

@@ -483,7 +483,7 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 			} else {
 				b = append(b, 0x00)
 			}
-			if b, err = AppendPkgLengthValue(b, e.n); err != nil {
+			if b, err = appendPkgLengthValue(b, e.n); err != nil {
 				return b, bad("%w", err)
 			}
 			pos += int64(e.n)
@@ -498,7 +498,7 @@ func (f *fieldTerm) AppendAML(b []byte) ([]byte, error) {
 			for gap := target - pos; gap > 0; {
 				n := min(gap, MaxFieldWidth)
 				b = append(b, 0x00)
-				if b, err = AppendPkgLengthValue(b, int(n)); err != nil {
+				if b, err = appendPkgLengthValue(b, int(n)); err != nil {
 					return b, bad("%w", err)
 				}
 				gap -= n

@@ -13,8 +13,9 @@ var errZeroNode = errors.New("zero Node (not part of a decoded tree)")
 // AppendAML re-encodes the decoded construct (and everything below it)
 // from its parts, as the decoder saw them: opcode, PkgLength (recomputed
 // from the re-encoded body, in the decoded width when it fits), names, raw
-// operands, operands, data and children. A root Node encodes its children
-// one after the other. A decoded tree therefore re-encodes to the very
+// operands, operands, data and children; leaves (constants, strings, name
+// references, field entries) are their input bytes. A root Node encodes
+// its children one after the other. A decoded tree therefore re-encodes to the very
 // bytes it was decoded from, which the tests use to check that the tree
 // accounts for every byte. The zero Node is an *EncodeError.
 func (n Node) AppendAML(b []byte) ([]byte, error) {
@@ -22,16 +23,11 @@ func (n Node) AppendAML(b []byte) ([]byte, error) {
 		return b, &EncodeError{Construct: "Node", Err: errZeroNode}
 	}
 	in := n.t.b
-	switch n.op {
-	case OpNamePath, OpFieldAccess, OpFieldExtAccess, OpNullTarget, StringPrefix,
-		BytePrefix, WordPrefix, DWordPrefix, QWordPrefix:
+	if n.idx < 0 {
+		// A leaf is its input bytes: the tree stores nothing else for it.
 		return append(b, in[n.off:n.end]...), nil
-	case OpFieldUnit:
-		b = append(b, n.Name()...)
-		return appendPkgValue(b, n, n.Value()), nil
-	case OpFieldReserved:
-		b = append(b, 0x00)
-		return appendPkgValue(b, n, n.Value()), nil
+	}
+	switch n.op {
 	case OpCall:
 		b = append(b, n.Name()...)
 	case OpFieldConnect:
@@ -46,7 +42,8 @@ func (n Node) AppendAML(b []byte) ([]byte, error) {
 	}
 	pkgAt, width := -1, 0
 	var err error
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		switch {
 		case it.kind == aPkg:
 			width = int(it.to - it.at)
@@ -54,6 +51,8 @@ func (n Node) AppendAML(b []byte) ([]byte, error) {
 			for i := 0; i < width; i++ {
 				b = append(b, 0)
 			}
+		case it.hasKid && it.kid.idx < 0:
+			b = append(b, in[it.kid.off:it.kid.end]...)
 		case it.hasKid:
 			if b, err = it.Node().AppendAML(b); err != nil {
 				return b, err
@@ -90,13 +89,4 @@ func fixPkgLength(b []byte, n Node, at, width int) ([]byte, error) {
 	}
 	putPkgLengthN(b[at:at+w], w, body+w)
 	return b, nil
-}
-
-// appendPkgValue appends a PkgLength-encoded value (field widths) in the
-// decoded width.
-func appendPkgValue(b []byte, n Node, v uint64) []byte {
-	w := n.PkgBytes()
-	var tmp [4]byte
-	putPkgLengthN(tmp[:w], w, int(v))
-	return append(b, tmp[:w]...)
 }

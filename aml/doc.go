@@ -48,6 +48,15 @@
 // MethodFlags (Serialized, NotSerialized, SyncLevel(n)), Field,
 // IndexField and BankField a LockRule (Lock, NoLock).
 //
+// Errors have one shape per direction: everything that encodes (Encode,
+// every Term, PkgLengthSize, AppendPkgLength, EISAIDValue,
+// NameString.Parse) returns an *EncodeError naming the construct and the
+// name it concerns; Decode returns a *DecodeError with the byte offset.
+// Both wrap sentinels (ErrBadName, ErrOutOfRange, ErrTooDeep, ...) for
+// errors.Is. (Package acpi does the same one layer up: *FormatError with
+// an offset for table bytes, *ConfigError with a field for what a caller
+// asks to build.)
+//
 // A built tree is not modified by encoding: it can be encoded again, and
 // from several goroutines at once. Constructors copy their variadic
 // arguments, so reusing a slice after a call does not change the tree.

@@ -73,11 +73,20 @@ func appendTarget(b []byte, t Term) ([]byte, error) {
 }
 
 // PkgLengthSize returns how many bytes (1-4) the PkgLength of a package
-// whose body (everything after the PkgLength) is bodyLen bytes long takes.
+// whose body (everything after the PkgLength) is bodyLen bytes long takes;
+// a length AML cannot encode is an *EncodeError (Construct "PkgLength").
 // The PkgLength counts its own bytes, so a body of 62 bytes fits one length
 // byte (63) and a body of 63 needs two (65). The thresholds are those of the
 // ACPI spec, which iasl uses too.
 func PkgLengthSize(bodyLen int) (int, error) {
+	n, err := pkgLengthSize(bodyLen)
+	if err != nil {
+		return 0, newErr("PkgLength", "", err)
+	}
+	return n, nil
+}
+
+func pkgLengthSize(bodyLen int) (int, error) {
 	switch {
 	case bodyLen < 0:
 		return 0, fmt.Errorf("package body length %d: %w", bodyLen, ErrOutOfRange)
@@ -113,7 +122,15 @@ func AppendPkgLength(b []byte, bodyLen int) ([]byte, error) {
 // for package lengths (iasl's rule; see the golden tests): values up to 62
 // take one byte.
 func AppendPkgLengthValue(b []byte, v int) ([]byte, error) {
-	n, err := PkgLengthSize(v)
+	b, err := appendPkgLengthValue(b, v)
+	if err != nil {
+		return b, newErr("PkgLength", "", err)
+	}
+	return b, nil
+}
+
+func appendPkgLengthValue(b []byte, v int) ([]byte, error) {
+	n, err := pkgLengthSize(v)
 	if err != nil {
 		return b, err
 	}
@@ -158,7 +175,7 @@ func openPkg(b []byte) ([]byte, int) {
 // more than one byte (no per-package buffers, as in QEMU's aml-build).
 func closePkg(b []byte, at int) ([]byte, error) {
 	body := len(b) - at - 1
-	n, err := PkgLengthSize(body)
+	n, err := pkgLengthSize(body)
 	if err != nil {
 		return b, err
 	}

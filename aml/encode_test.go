@@ -446,6 +446,19 @@ func TestOperatorNamesInErrors(t *testing.T) {
 		if strings.HasPrefix(want, "Create") {
 			assert.Equal(t, "X", e.Path, want)
 		}
+		// The builder gives the operator as many operands as its table
+		// row has.
+		var op *opTerm
+		switch x := build(nil).(type) {
+		case *opTerm:
+			op = x
+		case *namedOpTerm:
+			op = &x.opTerm
+		case *acquireTerm:
+			op = &x.opTerm
+		}
+		require.NotNil(t, op, want)
+		assert.Equal(t, codeSpec(op.code, op.ncode).operands, op.nargs, want)
 		b, err := Encode(build(Local(1)))
 		require.NoError(t, err, want)
 		root, err := Decode(b)
@@ -453,4 +466,30 @@ func TestOperatorNamesInErrors(t *testing.T) {
 		asl := root.String()
 		assert.True(t, strings.HasPrefix(asl, want+" ("), "%s printed as %s", want, asl)
 	}
+}
+
+// TestHelperErrorsAreEncodeErrors: the exported encoding helpers report
+// bad input with the encoder's one error shape.
+func TestHelperErrorsAreEncodeErrors(t *testing.T) {
+	var e *EncodeError
+	_, err := PkgLengthSize(MaxPkgLength)
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "PkgLength", e.Construct)
+	assert.ErrorIs(t, err, ErrTooLong)
+	_, err = AppendPkgLength(nil, -1)
+	require.ErrorAs(t, err, &e)
+	assert.ErrorIs(t, err, ErrOutOfRange)
+	_, err = AppendPkgLengthValue(nil, MaxPkgLength+1)
+	require.ErrorAs(t, err, &e)
+	_, err = EISAIDValue("PNP")
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "EisaId", e.Construct)
+	assert.Equal(t, "PNP", e.Path)
+	assert.ErrorIs(t, err, ErrBadString)
+	_, _, _, err = NameString("A..B").Parse()
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "NameString", e.Construct)
+	assert.ErrorIs(t, err, ErrBadName)
+	_, err = NameString("").Segments()
+	require.ErrorAs(t, err, &e)
 }

@@ -33,15 +33,21 @@ func (n NameString) AppendAML(b []byte) ([]byte, error) {
 // Validate reports whether n is a well-formed name path.
 func (n NameString) Validate() error {
 	_, _, _, err := n.Parse()
-	if err != nil {
-		return newErr("NameString", string(n), err)
-	}
-	return nil
+	return err
 }
 
 // Parse splits n into its prefix (root: a leading '\'; parents: the number
-// of '^') and its segments, each padded to 4 characters with '_'.
+// of '^') and its segments, each padded to 4 characters with '_'. A
+// malformed name is an *EncodeError (Construct "NameString").
 func (n NameString) Parse() (root bool, parents int, segs []string, err error) {
+	root, parents, segs, err = n.parse()
+	if err != nil {
+		return false, 0, nil, newErr("NameString", string(n), err)
+	}
+	return root, parents, segs, nil
+}
+
+func (n NameString) parse() (root bool, parents int, segs []string, err error) {
 	rest, root, parents, err := parsePrefix(string(n))
 	if err != nil {
 		return false, 0, nil, err

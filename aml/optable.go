@@ -86,6 +86,41 @@ type opSpec struct {
 	args  string
 	scope bool // opens a namespace scope named by its NameString
 	named bool // has a NameString it defines (set from args)
+	// Derived from args, over the operands (n, t, r, s, T) in order; the
+	// encoder checks its terms with them.
+	operands uint8 // number of operands
+	super    uint8 // bit i: operand i is a SuperName (no literal)
+	nullable uint8 // bit i: operand i is a Target (nil encodes NullName)
+}
+
+// derive fills the fields of s that follow from s.args.
+func (s *opSpec) derive() {
+	s.named = strings.IndexByte(s.args, aDefName) >= 0
+	for i := 0; i < len(s.args); i++ {
+		switch s.args[i] {
+		case aSuper:
+			s.super |= 1 << s.operands
+		case aTarget:
+			s.super |= 1 << s.operands
+			s.nullable |= 1 << s.operands
+		case aRefName, aTermArg, aDataRef:
+		default:
+			continue
+		}
+		s.operands++
+	}
+}
+
+// codeSpec returns the table row of the operator encoded as code[:n] (for
+// LNot of a comparison: the comparison's row, whose operands it takes).
+func codeSpec(code [2]byte, n uint8) *opSpec {
+	switch {
+	case n == 2 && code[0] == LNotOp:
+		return &opTable[code[1]]
+	case n == 2 && code[0] == ExtOpPrefix:
+		return &extTable[code[1]]
+	}
+	return &opTable[code[0]]
 }
 
 var (
@@ -239,8 +274,8 @@ func init() {
 		extTable[k] = v
 	}
 	for i := range opTable {
-		opTable[i].named = strings.IndexByte(opTable[i].args, aDefName) >= 0
-		extTable[i].named = strings.IndexByte(extTable[i].args, aDefName) >= 0
+		opTable[i].derive()
+		extTable[i].derive()
 	}
 }
 

@@ -32,7 +32,7 @@ func FormatWith(w io.Writer, n Node, o FormatOptions) error {
 	if n.IsZero() {
 		return nil
 	}
-	pr := &printer{w: w, o: o, buf: make([]byte, 0, 32<<10), t: n.t, stack: make([]ref, 0, 256)}
+	pr := &printer{w: w, o: o, buf: make([]byte, 32<<10), t: n.t, stack: make([]ref, 256)}
 	if n.Op() == OpRoot {
 		pr.children(n, 0)
 	} else {
@@ -44,21 +44,27 @@ func FormatWith(w io.Writer, n Node, o FormatOptions) error {
 type printer struct {
 	w     io.Writer
 	o     FormatOptions
-	buf   []byte
+	buf   []byte // len(buf) == cap(buf); the output is buf[:n]
+	n     int
 	err   error
 	t     *tree
-	stack []ref // scratch for the kid lists being printed
+	stack []ref // scratch for the kid lists being printed: stack[:sn]; len == cap
+	sn    int
 }
 
 // kids appends n's operands (args) or children to the scratch stack and
 // returns them with the mark to pass to release.
 func (p *printer) kids(n Node, args bool) (kidList, int) {
-	start := len(p.stack)
-	p.stack = n.appendRefs(p.stack, args)
-	return kidList{p.t, p.stack[start:]}, start
+	start := p.sn
+	st := n.appendRefs(p.stack[:p.sn], args)
+	if cap(st) != len(p.stack) {
+		p.stack = st[:cap(st)] // grown (rare): the only pointer store
+	}
+	p.sn = len(st)
+	return kidList{p.t, st[start:]}, start
 }
 
-func (p *printer) release(mark int) { p.stack = p.stack[:mark] }
+func (p *printer) release(mark int) { p.sn = mark }
 
 // list is a list of kids of one tree.
 type kidList struct {
@@ -78,33 +84,52 @@ func (p *printer) children(n Node, depth int) {
 }
 
 func (p *printer) flush() error {
-	if p.err == nil && len(p.buf) > 0 {
-		_, p.err = p.w.Write(p.buf)
+	if p.err == nil && p.n > 0 {
+		_, p.err = p.w.Write(p.buf[:p.n])
 	}
-	p.buf = p.buf[:0]
+	p.n = 0
 	return p.err
 }
 
-func (p *printer) str(s string) { p.buf = append(p.buf, s...) }
+func (p *printer) str(s string) {
+	if p.n+len(s) <= len(p.buf) {
+		p.n += copy(p.buf[p.n:], s)
+		return
+	}
+	p.done(append(p.tail(), s...))
+}
+
+// tail returns the output so far; append to it and pass the result to
+// done. The printer writes into buf in place and only stores a new slice
+// when an append outgrew it: no pointer store (and no GC write barrier)
+// per write.
+func (p *printer) tail() []byte { return p.buf[:p.n] }
+
+func (p *printer) done(b []byte) {
+	if cap(b) != len(p.buf) {
+		p.buf = b[:cap(b)]
+	}
+	p.n = len(b)
+}
 
 // line starts a new output line for the construct at offset off (-1: a
 // line of its own, such as a brace, that gets no offset).
 func (p *printer) line(off, depth int) {
-	if len(p.buf) > 24<<10 {
+	if p.n > 24<<10 {
 		_ = p.flush()
 	}
 	if p.o.Offsets {
 		if off < 0 {
-			p.buf = append(p.buf, "             "...)
+			p.done(append(p.tail(), "             "...))
 		} else {
-			p.buf = append(p.buf, "/* 0x"...)
-			p.buf = appendHex(p.buf, uint64(off+p.o.Base), 4)
-			p.buf = append(p.buf, " */ "...)
+			p.done(append(p.tail(), "/* 0x"...))
+			p.done(appendHex(p.tail(), uint64(off+p.o.Base), 4))
+			p.done(append(p.tail(), " */ "...))
 		}
 	}
-	p.buf = append(p.buf, p.o.Indent...)
+	p.done(append(p.tail(), p.o.Indent...))
 	for i := 0; i < depth; i++ {
-		p.buf = append(p.buf, "    "...)
+		p.done(append(p.tail(), "    "...))
 	}
 }
 
@@ -122,8 +147,8 @@ func appendHex(b []byte, v uint64, digits int) []byte {
 }
 
 func (p *printer) hex(v uint64, digits int) {
-	p.buf = append(p.buf, "0x"...)
-	p.buf = appendHex(p.buf, v, digits)
+	p.done(append(p.tail(), "0x"...))
+	p.done(appendHex(p.tail(), v, digits))
 }
 
 func isBlock(n Node) bool {
@@ -163,7 +188,14 @@ func (p *printer) block(n Node, depth int) {
 	p.str("}")
 }
 
-func (p *printer) name(n RawName) { p.buf = n.AppendASL(p.buf) }
+// opOpen starts the function form of n: its ASL name from the opcode
+// table and " (".
+func (p *printer) opOpen(n Node) {
+	p.str(n.Op().String())
+	p.str(" (")
+}
+
+func (p *printer) name(n RawName) { p.done(n.AppendASL(p.tail())) }
 
 var (
 	regionSpaces = []string{"SystemMemory", "SystemIO", "PCI_Config", "EmbeddedControl", "SMBus", "SystemCMOS", "PCIBARTarget", "IPMI", "GeneralPurposeIo", "GenericSerialBus", "PCC", "PlatformRtMechanism"}
@@ -195,17 +227,16 @@ func (p *printer) fieldFlags(f uint64) {
 func (p *printer) stmt(n Node, depth int) {
 	switch n.Op() {
 	case ScopeOp, ExtendedOp(DeviceOp), ExtendedOp(ThermalZoneOp):
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(")")
 		p.block(n, depth)
 	case MethodOp:
 		flags, _ := n.Raw(0)
-		p.str("Method (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(", ")
-		p.buf = strconv.AppendUint(p.buf, flags&7, 10)
+		p.done(strconv.AppendUint(p.tail(), flags&7, 10))
 		if flags&8 != 0 {
 			p.str(", Serialized")
 		} else {
@@ -213,13 +244,12 @@ func (p *printer) stmt(n Node, depth int) {
 		}
 		if flags>>4 != 0 {
 			p.str(", ")
-			p.buf = strconv.AppendUint(p.buf, flags>>4, 10)
+			p.done(strconv.AppendUint(p.tail(), flags>>4, 10))
 		}
 		p.str(")")
 		p.block(n, depth)
 	case ExtendedOp(ProcessorOp), ExtendedOp(PowerResOp):
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		p.name(n.Name())
 		for i := 0; ; i++ {
 			v, ok := n.Raw(i)
@@ -232,8 +262,7 @@ func (p *printer) stmt(n Node, depth int) {
 		p.str(")")
 		p.block(n, depth)
 	case IfOp, WhileOp:
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		if a := n.Arg(0); !a.IsZero() {
 			p.expr(a, depth)
 		}
@@ -258,11 +287,10 @@ func (p *printer) stmt(n Node, depth int) {
 			return
 		}
 		p.release(mark)
-		p.str("Else")
+		p.str(n.Op().String())
 		p.block(n, depth)
 	case ExtendedOp(FieldOp), ExtendedOp(IndexFieldOp), ExtendedOp(BankFieldOp):
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		l, mark := p.kids(n, true)
 		for i := 0; i < l.len(); i++ {
 			a := l.at(i)
@@ -289,7 +317,7 @@ func (p *printer) fields(l kidList, depth int) {
 		case OpFieldUnit:
 			p.name(e.Name())
 			p.str(",   ")
-			p.buf = strconv.AppendUint(p.buf, e.Value(), 10)
+			p.done(strconv.AppendUint(p.tail(), e.Value(), 10))
 			if !last {
 				p.str(",")
 			}
@@ -297,7 +325,7 @@ func (p *printer) fields(l kidList, depth int) {
 			p.hex(bit/8, 2)
 			if bit%8 != 0 {
 				p.str(" bit ")
-				p.buf = strconv.AppendUint(p.buf, bit%8, 10)
+				p.done(strconv.AppendUint(p.tail(), bit%8, 10))
 			}
 			bit += e.Value()
 		case OpFieldReserved:
@@ -308,7 +336,7 @@ func (p *printer) fields(l kidList, depth int) {
 				p.str(")")
 			} else {
 				p.str(",   ")
-				p.buf = strconv.AppendUint(p.buf, e.Value(), 10)
+				p.done(strconv.AppendUint(p.tail(), e.Value(), 10))
 			}
 			if !last {
 				p.str(",")
@@ -327,7 +355,7 @@ func (p *printer) fields(l kidList, depth int) {
 				p.str(",")
 			}
 		case OpFieldConnect:
-			p.str("Connection (")
+			p.opOpen(e)
 			if a := e.Arg(0); !a.IsZero() {
 				p.expr(a, depth)
 			}
@@ -393,12 +421,12 @@ func (p *printer) quote(s []byte) {
 	for _, c := range s {
 		switch {
 		case c == '"' || c == '\\':
-			p.buf = append(p.buf, '\\', c)
+			p.done(append(p.tail(), '\\', c))
 		case c >= 0x20 && c < 0x7F:
-			p.buf = append(p.buf, c)
+			p.done(append(p.tail(), c))
 		default:
 			p.str("\\x")
-			p.buf = appendHex(p.buf, uint64(c), 2)
+			p.done(appendHex(p.tail(), uint64(c), 2))
 		}
 	}
 	p.str("\"")
@@ -425,7 +453,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		return
 	case NameOp:
-		p.str("Name (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(", ")
 		if v := n.Arg(0); !v.IsZero() {
@@ -443,8 +471,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		return
 	case PackageOp, VarPackageOp:
-		p.str(n.Op().String())
-		p.str(" (")
+		p.opOpen(n)
 		if v, ok := n.Raw(0); ok {
 			p.hex(v, 2)
 		} else if a := n.Arg(0); !a.IsZero() {
@@ -470,7 +497,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str("}")
 		return
 	case BufferOp:
-		p.str("Buffer (")
+		p.opOpen(n)
 		if a := n.Arg(0); !a.IsZero() {
 			p.expr(a, depth)
 		}
@@ -501,17 +528,8 @@ func (p *printer) expr(n Node, depth int) {
 		p.stmt(n, depth)
 		return
 	case LNotOp:
-		if a := n.Arg(0); !a.IsZero() {
-			neg := ""
-			switch a.Op() {
-			case LEqualOp:
-				neg = "LNotEqual"
-			case LGreaterOp:
-				neg = "LLessEqual"
-			case LLessOp:
-				neg = "LGreaterEqual"
-			}
-			if neg != "" {
+		if a := n.Arg(0); !a.IsZero() && a.Op() < 0x100 {
+			if neg := lnotName(byte(a.Op())); neg != "" {
 				p.str(neg)
 				p.str(" (")
 				p.args(a, depth)
@@ -520,7 +538,7 @@ func (p *printer) expr(n Node, depth int) {
 			}
 		}
 	case ExtendedOp(OpRegionOp):
-		p.str("OperationRegion (")
+		p.opOpen(n)
 		p.name(n.Name())
 		p.str(", ")
 		if space, _ := n.Raw(0); space == 0x7F {
@@ -538,7 +556,7 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		return
 	case ExternalOp:
-		p.str("External (")
+		p.opOpen(n)
 		p.name(n.Name())
 		typ, _ := n.Raw(0)
 		argc, _ := n.Raw(1)
@@ -547,12 +565,12 @@ func (p *printer) expr(n Node, depth int) {
 		p.str(")")
 		if typ == externalMethodObj {
 			p.str("  // ")
-			p.buf = strconv.AppendUint(p.buf, argc, 10)
+			p.done(strconv.AppendUint(p.tail(), argc, 10))
 			p.str(" Arguments")
 		}
 		return
 	case MatchOp:
-		p.str("Match (")
+		p.opOpen(n)
 		op1, _ := n.Raw(0)
 		op2, _ := n.Raw(1)
 		l, mark := p.kids(n, true)
@@ -582,8 +600,7 @@ func (p *printer) expr(n Node, depth int) {
 	// Generic form: Operator (operands), with the defined name where the
 	// grammar puts it, and trailing empty targets left out.
 	sp := n.Op().spec()
-	p.str(n.Op().String())
-	p.str(" (")
+	p.opOpen(n)
 	if sp == nil {
 		p.args(n, depth)
 		p.str(")")

@@ -288,14 +288,14 @@ func Debug() Term { return extOp(DebugOp) }
 // Operators with operands
 
 // opTerm is an operator: 1-2 opcode bytes and up to 4 operands. Its ASL
-// name (for errors) is derived from the opcode, which keeps the node small.
+// name (for errors) and the kind of each operand (a Target may be nil, a
+// SuperName may not be a literal) come from the opcode table row of its
+// opcode, which keeps the node small.
 type opTerm struct {
-	args     [4]Term
-	code     [2]byte
-	ncode    uint8
-	nargs    uint8
-	nullable uint8 // bit i: operand i may be nil (Target => NullName)
-	super    uint8 // bit i: operand i must be a SuperName (not a literal)
+	args  [4]Term
+	code  [2]byte
+	ncode uint8
+	nargs uint8
 }
 
 func newOp(op byte, args ...Term) *opTerm {
@@ -346,17 +346,18 @@ func (t *opTerm) AppendAML(b []byte) ([]byte, error) {
 // defines (for errors).
 func (t *opTerm) appendAML(b []byte, path string) ([]byte, error) {
 	b = append(b, t.code[:t.ncode]...)
+	sp := codeSpec(t.code, t.ncode)
 	var err error
 	for i := 0; i < int(t.nargs); i++ {
 		a := t.args[i]
 		if a == nil {
-			if t.nullable&(1<<i) != 0 {
+			if sp.nullable&(1<<i) != 0 {
 				b = append(b, NullName)
 				continue
 			}
 			return b, newErr(t.construct(), path, fmt.Errorf("operand %d: %w", i+1, ErrNilTerm))
 		}
-		if t.super&(1<<i) != 0 && isLiteral(a) {
+		if sp.super&(1<<i) != 0 && isLiteral(a) {
 			return b, newErr(t.construct(), path, fmt.Errorf("operand %d must be a name, Local, Arg, Debug or reference, not a constant: %w", i+1, ErrBadOperand))
 		}
 		if b, err = a.AppendAML(b); err != nil {
@@ -399,25 +400,18 @@ func (t *acquireTerm) AppendAML(b []byte) ([]byte, error) {
 
 // binary builds "Op(a, b, target)" where target may be nil (NullName).
 func binary(op byte, a, b, target Term) Term {
-	t := newOp(op, a, b, target)
-	t.nullable = 1 << 2
-	t.super = 1 << 2
-	return t
+	return newOp(op, a, b, target)
 }
 
 // Store returns Store(src, dst): dst is a name, Local, Arg, Debug or a
 // reference expression (Index, DerefOf, RefOf).
 func Store(src, dst Term) Term {
-	t := newOp(StoreOp, src, dst)
-	t.super = 1 << 1
-	return t
+	return newOp(StoreOp, src, dst)
 }
 
 // CopyObject returns CopyObject(src, dst).
 func CopyObject(src, dst Term) Term {
-	t := newOp(CopyObjectOp, src, dst)
-	t.super = 1 << 1
-	return t
+	return newOp(CopyObjectOp, src, dst)
 }
 
 // Add returns Add(a, b, target); a nil target discards the result (NullName).
@@ -465,18 +459,12 @@ func Index(src, idx, target Term) Term { return binary(IndexOp, src, idx, target
 // Divide returns Divide(dividend, divisor, remainder, quotient); remainder
 // and quotient may be nil.
 func Divide(dividend, divisor, remainder, quotient Term) Term {
-	t := newOp(DivideOp, dividend, divisor, remainder, quotient)
-	t.nullable = 1<<2 | 1<<3
-	t.super = 1<<2 | 1<<3
-	return t
+	return newOp(DivideOp, dividend, divisor, remainder, quotient)
 }
 
 // unaryTarget builds "Op(a, target)" with an optional target.
 func unaryTarget(op byte, a, target Term) Term {
-	t := newOp(op, a, target)
-	t.nullable = 1 << 1
-	t.super = 1 << 1
-	return t
+	return newOp(op, a, target)
 }
 
 // Not returns Not(a, target) (bitwise complement).
@@ -509,19 +497,13 @@ func ToDecimalString(a, target Term) Term {
 // Mid returns Mid(src, index, length, target): length bytes or characters
 // of src from index.
 func Mid(src, index, length, target Term) Term {
-	t := newOp(MidOp, src, index, length, target)
-	t.nullable = 1 << 3
-	t.super = 1 << 3
-	return t
+	return newOp(MidOp, src, index, length, target)
 }
 
 // ToString returns ToString(src, length, target): the buffer src as a
 // string of at most length characters (Ones: up to the first NUL).
 func ToString(src, length, target Term) Term {
-	t := newOp(ToStringOp, src, length, target)
-	t.nullable = 1 << 2
-	t.super = 1 << 2
-	return t
+	return newOp(ToStringOp, src, length, target)
 }
 
 // Fatal returns Fatal(type, code, arg): a fatal error report to the OS.
@@ -590,16 +572,12 @@ func (m *matchTerm) AppendAML(b []byte) ([]byte, error) {
 
 // Increment returns Increment(t) (t is a name, Local or Arg).
 func Increment(t Term) Term {
-	o := newOp(IncrementOp, t)
-	o.super = 1
-	return o
+	return newOp(IncrementOp, t)
 }
 
 // Decrement returns Decrement(t).
 func Decrement(t Term) Term {
-	o := newOp(DecrementOp, t)
-	o.super = 1
-	return o
+	return newOp(DecrementOp, t)
 }
 
 // DerefOf returns DerefOf(x).
@@ -607,32 +585,23 @@ func DerefOf(x Term) Term { return newOp(DerefOfOp, x) }
 
 // RefOf returns RefOf(x).
 func RefOf(x Term) Term {
-	o := newOp(RefOfOp, x)
-	o.super = 1
-	return o
+	return newOp(RefOfOp, x)
 }
 
 // CondRefOf returns CondRefOf(x, target): true when x exists.
 func CondRefOf(x, target Term) Term {
-	t := newExtOp(CondRefOfOp, x, target)
-	t.super = 1 | 1<<1
-	t.nullable = 1 << 1
-	return t
+	return newExtOp(CondRefOfOp, x, target)
 }
 
 // SizeOf returns SizeOf(x).
 func SizeOf(x Term) Term {
-	o := newOp(SizeOfOp, x)
-	o.super = 1
-	return o
+	return newOp(SizeOfOp, x)
 }
 
 // ObjectTypeOf returns ObjectType(x) (the function is named ObjectTypeOf
 // because ObjectType is the type of External declarations).
 func ObjectTypeOf(x Term) Term {
-	o := newOp(ObjectTypeOp, x)
-	o.super = 1
-	return o
+	return newOp(ObjectTypeOp, x)
 }
 
 // LAnd returns LAnd(a, b).
@@ -672,9 +641,7 @@ func LGreaterEqual(a, b Term) Term { return lnot2(LLessOp, a, b) }
 
 // Notify returns Notify(obj, value).
 func Notify(obj, value Term) Term {
-	t := newOp(NotifyOp, obj, value)
-	t.super = 1
-	return t
+	return newOp(NotifyOp, obj, value)
 }
 
 // Return returns Return(v).
@@ -688,37 +655,29 @@ func Stall(us Term) Term { return newExtOp(StallOp, us) }
 
 // Acquire returns Acquire(mutex, timeout) (timeout in ms, 0xFFFF = forever).
 func Acquire(mutex Term, timeout uint16) Term {
-	t := &acquireTerm{opTerm: opTerm{code: [2]byte{ExtOpPrefix, AcquireOp}, ncode: 2, nargs: 1, super: 1}, timeout: timeout}
+	t := &acquireTerm{opTerm: opTerm{code: [2]byte{ExtOpPrefix, AcquireOp}, ncode: 2, nargs: 1}, timeout: timeout}
 	t.args[0] = mutex
 	return t
 }
 
 // Release returns Release(mutex).
 func Release(mutex Term) Term {
-	t := newExtOp(ReleaseOp, mutex)
-	t.super = 1
-	return t
+	return newExtOp(ReleaseOp, mutex)
 }
 
 // Signal returns Signal(event).
 func Signal(event Term) Term {
-	t := newExtOp(SignalOp, event)
-	t.super = 1
-	return t
+	return newExtOp(SignalOp, event)
 }
 
 // Reset returns Reset(event).
 func Reset(event Term) Term {
-	t := newExtOp(ResetOp, event)
-	t.super = 1
-	return t
+	return newExtOp(ResetOp, event)
 }
 
 // Wait returns Wait(event, timeout).
 func Wait(event, timeout Term) Term {
-	t := newExtOp(WaitOp, event, timeout)
-	t.super = 1
-	return t
+	return newExtOp(WaitOp, event, timeout)
 }
 
 // createField builds CreateXField(src, index, name).
@@ -917,7 +876,16 @@ type eisaTerm string
 func EISAID(id string) Term { return eisaTerm(id) }
 
 // EISAIDValue returns the 32-bit value of a compressed EISA id.
+// A malformed id is an *EncodeError (Construct "EisaId").
 func EISAIDValue(id string) (uint32, error) {
+	v, err := eisaIDValue(id)
+	if err != nil {
+		return 0, newErr("EisaId", id, err)
+	}
+	return v, nil
+}
+
+func eisaIDValue(id string) (uint32, error) {
 	if len(id) != 7 {
 		return 0, fmt.Errorf("EISA id %q is %d characters long, want 7 (3 letters, 4 hex digits): %w", id, len(id), ErrBadString)
 	}
@@ -948,7 +916,7 @@ func EISAIDValue(id string) (uint32, error) {
 
 // AppendAML appends the id's integer.
 func (e eisaTerm) AppendAML(b []byte) ([]byte, error) {
-	v, err := EISAIDValue(string(e))
+	v, err := eisaIDValue(string(e))
 	if err != nil {
 		return b, newErr("EisaId", "", err)
 	}

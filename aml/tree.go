@@ -201,7 +201,8 @@ func isArgKind(k byte) bool {
 // and a method call's name are not parts.
 type partIter struct {
 	t    *tree
-	sp   string // the operand grammar left to walk
+	sp   string // the operand grammar; sp[si:] is left to walk
+	si   int32
 	pos  int32
 	next int32 // the next stored node not yet visited
 	end  int32
@@ -215,8 +216,8 @@ type partIter struct {
 	kid    ref
 }
 
-// iter returns a partIter over n (which yields nothing for leaves).
-func (n Node) iter() (it partIter) {
+// init starts the walk of n's parts (nothing for leaves).
+func (it *partIter) init(n Node) {
 	if n.t == nil || n.idx < 0 {
 		return
 	}
@@ -234,7 +235,6 @@ func (n Node) iter() (it partIter) {
 			it.pos, it.sp = int32(int(n.off)+n.op.codeLen()), sp.args
 		}
 	}
-	return
 }
 
 // kidAt returns the kid at it.pos (context ctx) and moves past it.
@@ -267,11 +267,11 @@ func (it *partIter) advance() bool {
 			}
 			it.list = 0
 		}
-		if len(it.sp) == 0 {
+		if int(it.si) >= len(it.sp) {
 			return false
 		}
-		k := it.sp[0]
-		it.sp = it.sp[1:]
+		k := it.sp[it.si]
+		it.si++ // (an index, not a resliced string: no pointer store per step)
 		it.kind, it.at, it.hasKid = k, it.pos, false
 		switch k {
 		case aPkg:
@@ -388,7 +388,8 @@ func (n Node) Value() uint64 {
 	}
 	var v uint64
 	var shift uint
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		if rawSize(it.kind) > 0 {
 			v |= leUint(b[it.at:it.to]) << shift
 			shift += 8 * uint(it.to-it.at)
@@ -405,7 +406,8 @@ func (n Node) Value() uint64 {
 // operator has no such operand.
 func (n Node) Raw(i int) (v uint64, ok bool) {
 	k := 0
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		if rawSize(it.kind) == 0 {
 			continue
 		}
@@ -435,7 +437,8 @@ func (n Node) Name() RawName {
 	if s := n.op.spec(); s == nil || !s.named {
 		return nil
 	}
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		if it.kind == aDefName {
 			return RawName(b[it.at:it.to:it.to])
 		}
@@ -454,7 +457,8 @@ func (n Node) Data() []byte {
 	case StringPrefix:
 		return b[n.off+1 : n.end-1 : n.end-1]
 	case BufferOp:
-		for it := n.iter(); it.advance(); {
+		var it partIter
+		for it.init(n); it.advance(); {
 			if it.kind == aBytes {
 				return b[it.at:it.to:it.to]
 			}
@@ -467,7 +471,8 @@ func (n Node) Data() []byte {
 // order; raw data operands are in Raw) to dst and returns the extended
 // slice.
 func (n Node) AppendArgs(dst []Node) []Node {
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		if it.hasKid && isArgKind(it.kind) {
 			dst = append(dst, it.Node())
 		}
@@ -478,7 +483,8 @@ func (n Node) AppendArgs(dst []Node) []Node {
 // AppendChildren appends the TermList, Package elements or Field entries
 // to dst and returns the extended slice.
 func (n Node) AppendChildren(dst []Node) []Node {
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		if it.hasKid && !isArgKind(it.kind) {
 			dst = append(dst, it.Node())
 		}
@@ -488,7 +494,8 @@ func (n Node) AppendChildren(dst []Node) []Node {
 
 // appendRefs appends the operands (args) or the children of n to dst.
 func (n Node) appendRefs(dst []ref, args bool) []ref {
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		if it.hasKid && isArgKind(it.kind) == args {
 			dst = append(dst, it.kid)
 		}
@@ -506,7 +513,8 @@ func (n Node) Children() []Node { return n.AppendChildren(nil) }
 // Arg returns operand i, or the zero Node when there is none.
 func (n Node) Arg(i int) Node {
 	k := 0
-	for it := n.iter(); it.advance(); {
+	var it partIter
+	for it.init(n); it.advance(); {
 		if !it.hasKid || !isArgKind(it.kind) {
 			continue
 		}

@@ -379,11 +379,19 @@ func isCaller(s string) bool {
 // are kept, a backslash becomes `\\`, every other control byte, DEL, byte of
 // invalid UTF-8 and non-printable rune is written as \xNN per byte.
 // Printable UTF-8 is kept as is.
-func EscapeLog(s string) string {
+func EscapeLog(s string) string { return escapeText(s, true) }
+
+// EscapeLine is EscapeLog for text printed on one line: newlines and tabs
+// are written as \x0a and \x09 too. Printers call it (or EscapeLog) once
+// on the guest's raw text; library values keep the raw text.
+func EscapeLine(s string) string { return escapeText(s, false) }
+
+func escapeText(s string, keepNL bool) string {
+	kept := func(c byte) bool { return keepNL && (c == '\n' || c == '\t') }
 	clean := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x80 || c == '\\' || c == 0x7f || (c < 0x20 && c != '\n' && c != '\t') {
+		if c >= 0x80 || c == '\\' || c == 0x7f || (c < 0x20 && !kept(c)) {
 			clean = false
 			break
 		}
@@ -400,7 +408,7 @@ func EscapeLog(s string) string {
 			switch {
 			case c == '\\':
 				sb.WriteString(`\\`)
-			case c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f):
+			case kept(c) || (c >= 0x20 && c < 0x7f):
 				sb.WriteByte(c)
 			default:
 				sb.WriteString(`\x`)

@@ -1,6 +1,7 @@
 package hostreader
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"reflect"
@@ -180,6 +181,16 @@ func DecodeRegion(b []byte, at time.Time) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	return r.SnapshotAt(at)
+}
+
+// TagText returns a guest-written tag as it is: the bytes up to the first
+// NUL, unescaped. Printers escape it once (EscapeLine for text; JSON
+// escapes its strings itself).
+func TagText(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }
 
 // EscapeTag returns a guest-written tag (or any guest string) in a form safe

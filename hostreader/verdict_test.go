@@ -389,7 +389,7 @@ func TestVerdictJSON(t *testing.T) {
 	assert.Equal(t, []any{"Linux", "Windows 2015"}, m["osi"].(map[string]any)["names"])
 	slots := m["slots"].([]any)
 	require.Len(t, slots, 1)
-	assert.Equal(t, `db\x22\x5c\x01`, slots[0].(map[string]any)["tag"])
+	assert.Equal(t, "db\"\\\x01", slots[0].(map[string]any)["tag"], "the guest's tag as it is: JSON escapes it once")
 	assert.NotContains(t, m, "panic")
 
 	v = Assess(snapOf(t, img, t0), VerdictConfig{}, &ev)
@@ -397,7 +397,7 @@ func TestVerdictJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &m))
 	p := m["panic"].(map[string]any)
-	assert.Equal(t, "Kernel panic", p["detail"])
+	assert.Equal(t, "Kernel panic\x00x", p["detail"], "the guest's text as it is: JSON escapes it once")
 	assert.EqualValues(t, 99, p["record_id"])
 
 	// Corrupt carries the field and offset.
@@ -489,4 +489,64 @@ func TestVerdictKOne(t *testing.T) {
 	require.NoError(t, err)
 	v = Assess(s, VerdictConfig{K: 1}, nil)
 	assert.Equal(t, StateStale, v.State, v.Reason)
+}
+
+// hostileLine is guest text with a quote, an ESC byte and valid UTF-8.
+const hostileLine = "Kernel panic - not syncing: \"q\" \x1b[1m café"
+
+// hostileShown is hostileLine as a text printer must show it: the ESC byte
+// visibly escaped, the quote and the UTF-8 kept, nothing escaped twice.
+const hostileShown = `Kernel panic - not syncing: "q" \x1b[1m café`
+
+func TestEscapeLine(t *testing.T) {
+	assert.Equal(t, hostileShown, EscapeLine(hostileLine))
+	assert.Equal(t, `a\x0ab\x09c\\d\xff\x7f`, EscapeLine("a\nb\tc\\d\xff\x7f"))
+	assert.Equal(t, "a\nb\tc\\\\d\\xff", EscapeLog("a\nb\tc\\d\xff"), "EscapeLog keeps the lines")
+	assert.Equal(t, "plain text", EscapeLine("plain text"))
+}
+
+// TestVerdictPrintersEscapeOnce: a guest panic line and slot tag holding
+// a quote, an ESC byte and "café" are escaped exactly once by each
+// printer: text (String, WriteText) escapes the ESC and keeps the rest;
+// JSON carries the guest's text as it is.
+func TestVerdictPrintersEscapeOnce(t *testing.T) {
+	img := newImage(4096)
+	setEcho(img, t0.Add(-time.Second))
+	setHostStamp(img, t0)
+	const tag = "\"\x1bcafé" // 7 bytes
+	setSlot(img, 1, 4, 500, tag)
+	ev := PanicEvidence{Source: "erst", At: t0, Detail: hostileLine, RecordID: 7}
+	v := Assess(snapOf(t, img, t0), VerdictConfig{}, &ev)
+	require.True(t, v.HasPanic)
+	assert.Equal(t, hostileLine, v.Panic.Detail, "the library value holds the raw text")
+	assert.Contains(t, v.Line(), hostileLine, "Line is raw")
+
+	s := v.String()
+	assert.Contains(t, s, hostileShown)
+	assert.NotContains(t, s, "\x1b")
+	assert.NotContains(t, s, `\x22`)
+	assert.NotContains(t, s, `\x5c`)
+
+	var sb strings.Builder
+	require.NoError(t, v.WriteText(&sb))
+	assert.Contains(t, sb.String(), "record 7: "+hostileShown+"\n")
+	assert.Contains(t, sb.String(), `tag ""\x1bcafé"`)
+	assert.NotContains(t, sb.String(), "\x1b")
+
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	assert.True(t, json.Valid(b))
+	var m struct {
+		Panic struct {
+			Detail string `json:"detail"`
+		} `json:"panic"`
+		Slots []struct {
+			Tag string `json:"tag"`
+		} `json:"slots"`
+	}
+	require.NoError(t, json.Unmarshal(b, &m))
+	assert.Equal(t, hostileLine, m.Panic.Detail)
+	require.Len(t, m.Slots, 1)
+	assert.Equal(t, tag, m.Slots[0].Tag)
+	assert.NotContains(t, string(b), `\\x`, "nothing escaped before the JSON encoding")
 }

@@ -11,9 +11,15 @@ import (
 )
 
 // String returns the verdict on one line, e.g.
-// "alive: last tick 1.2s ago (echo), ticks 42, boots 1, period 1s".
-// Guest strings are escaped.
-func (v Verdict) String() string {
+// "alive: last tick 1.2s ago (echo), ticks 42, boots 1, period 1s", safe
+// to print: guest strings are escaped (EscapeLine). Line is the same
+// line with the guest's text raw.
+func (v Verdict) String() string { return EscapeLine(v.Line()) }
+
+// Line returns the verdict on one line like String, with guest strings
+// (the panic evidence) as they are: for a library value that a printer
+// escapes once.
+func (v Verdict) Line() string {
 	var b strings.Builder
 	b.WriteString(v.State.String())
 	b.WriteString(": ")
@@ -40,8 +46,8 @@ func (v Verdict) String() string {
 		}
 	}
 	if v.HasPanic {
-		fmt.Fprintf(&b, "; panic from %s at %s: %s", EscapeTag([]byte(v.Panic.Source)),
-			v.Panic.At.UTC().Format(time.RFC3339), EscapeTag([]byte(v.Panic.Detail)))
+		fmt.Fprintf(&b, "; panic from %s at %s: %s", v.Panic.Source,
+			v.Panic.At.UTC().Format(time.RFC3339), v.Panic.Detail)
 	}
 	return b.String()
 }
@@ -84,15 +90,15 @@ func (v Verdict) WriteText(w io.Writer) error {
 			continue
 		}
 		w := s.Slots[i]
-		fmt.Fprintf(&b, "slot %d:      %s tag \"%s\" beat %d period %s", i, sl.State, EscapeTag(w.Tag[:]), w.Beat, sl.Period)
+		fmt.Fprintf(&b, "slot %d:      %s tag \"%s\" beat %d period %s", i, sl.State, EscapeLine(TagText(w.Tag[:])), w.Beat, sl.Period)
 		if !sl.LastBeat.IsZero() {
 			fmt.Fprintf(&b, " last beat %s ago", sl.Age.Round(time.Millisecond))
 		}
 		b.WriteByte('\n')
 	}
 	if v.HasPanic {
-		fmt.Fprintf(&b, "panic:       %s at %s record %d: %s\n", EscapeTag([]byte(v.Panic.Source)),
-			v.Panic.At.UTC().Format(time.RFC3339Nano), v.Panic.RecordID, EscapeTag([]byte(v.Panic.Detail)))
+		fmt.Fprintf(&b, "panic:       %s at %s record %d: %s\n", EscapeLine(v.Panic.Source),
+			v.Panic.At.UTC().Format(time.RFC3339Nano), v.Panic.RecordID, EscapeLine(v.Panic.Detail))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -191,7 +197,9 @@ type panicJSON struct {
 }
 
 // MarshalJSON encodes the verdict in the stable form documented in
-// docs/cli.md. Guest strings (slot tags, panic detail) are escaped.
+// docs/cli.md. The panic detail is the guest's text as it is (JSON
+// escapes it; invalid UTF-8 becomes U+FFFD), and so are slot tags
+// (TagText).
 func (v Verdict) MarshalJSON() ([]byte, error) {
 	s := &v.Snapshot
 	j := verdictJSON{
@@ -224,7 +232,7 @@ func (v Verdict) MarshalJSON() ([]byte, error) {
 			continue
 		}
 		w := s.Slots[i]
-		sj := slotJSON{Index: i, State: sl.State, Tag: EscapeTag(w.Tag[:]), Beat: w.Beat, PeriodMs: w.PeriodMs}
+		sj := slotJSON{Index: i, State: sl.State, Tag: TagText(w.Tag[:]), Beat: w.Beat, PeriodMs: w.PeriodMs}
 		if !sl.LastBeat.IsZero() {
 			a := sl.Age.Milliseconds()
 			sj.AgeMs = &a
@@ -232,7 +240,7 @@ func (v Verdict) MarshalJSON() ([]byte, error) {
 		j.Slots = append(j.Slots, sj)
 	}
 	if v.HasPanic {
-		j.Panic = &panicJSON{EscapeTag([]byte(v.Panic.Source)), v.Panic.At.UTC(), EscapeTag([]byte(v.Panic.Detail)), v.Panic.RecordID}
+		j.Panic = &panicJSON{v.Panic.Source, v.Panic.At.UTC(), v.Panic.Detail, v.Panic.RecordID}
 	}
 	return json.Marshal(j)
 }

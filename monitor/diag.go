@@ -236,6 +236,10 @@ func (r *diagRun) runOne(ctx context.Context, d DiagSpec) {
 	fail := func(err error, timedOut bool) {
 		r.bw.add(Artifact{Diagnostic: name, Started: start.UTC(), Duration: time.Since(start), Error: err.Error(), TimedOut: timedOut}, nil)
 	}
+	if ctx.Err() != nil {
+		fail(fmt.Errorf("not run: %w", context.Cause(ctx)), false)
+		return
+	}
 	sem := r.m.diagSemaphore()
 	select {
 	case sem <- struct{}{}:

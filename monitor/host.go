@@ -70,8 +70,13 @@ type VCPUThread struct {
 	// full host CPU: a vCPU at 100% is busy — a livelock if the guest
 	// does not answer; one near 0 is idle or waiting).
 	CPUPercent float64 `json:"cpu_percent"`
-	SampleMs   int64   `json:"sample_ms"`
-	Error      string  `json:"error,omitempty"`
+	// RunnablePercent is the share of the sample the thread was running
+	// or waiting for a host CPU (/proc schedstat: run + run-queue wait).
+	// It stays near 100 for a busy vCPU even when the host is
+	// oversubscribed and CPUPercent is low; near 0 for an idle one.
+	RunnablePercent float64 `json:"runnable_percent"`
+	SampleMs        int64   `json:"sample_ms"`
+	Error           string  `json:"error,omitempty"`
 }
 
 // CollectHost gathers the host's state and, with a QMP session, the QEMU
@@ -141,8 +146,9 @@ func CollectHost(ctx context.Context, q *qemuhook.QMP, o HostOptions) *HostRepor
 	}
 	pid := 0
 	type sample struct {
-		at    time.Time
-		ticks int64
+		at       time.Time
+		ticks    int64
+		runnable int64 // ns, -1 without schedstat
 	}
 	first := make([]sample, len(cpus))
 	for i, c := range cpus {
@@ -154,7 +160,7 @@ func CollectHost(ctx context.Context, q *qemuhook.QMP, o HostOptions) *HostRepor
 		if err != nil {
 			t.Error = err.Error()
 		} else {
-			first[i] = sample{time.Now(), st.utime + st.stime}
+			first[i] = sample{time.Now(), st.utime + st.stime, readSchedstat(filepath.Join(o.Proc, strconv.Itoa(c.ThreadID), "schedstat"))}
 		}
 		h.VCPUs = append(h.VCPUs, t)
 	}
@@ -190,9 +196,31 @@ func CollectHost(ctx context.Context, q *qemuhook.QMP, o HostOptions) *HostRepor
 		t.SampleMs = dt.Milliseconds()
 		if dt > 0 {
 			t.CPUPercent = float64(st.utime+st.stime-first[i].ticks) / clockTicks / dt.Seconds() * 100
+			if r0, r1 := first[i].runnable, readSchedstat(filepath.Join(o.Proc, strconv.Itoa(t.ThreadID), "schedstat")); r0 >= 0 && r1 >= r0 {
+				t.RunnablePercent = float64(r1-r0) / float64(dt.Nanoseconds()) * 100
+			}
 		}
 	}
 	return h
+}
+
+// readSchedstat returns run + run-queue wait time in ns from
+// /proc/.../schedstat, -1 when unavailable.
+func readSchedstat(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return -1
+	}
+	run, err1 := strconv.ParseInt(f[0], 10, 64)
+	wait, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return run + wait
 }
 
 type procStat struct {

@@ -459,3 +459,46 @@ func TestConsoleProbeReadsOnlyWhatFollows(t *testing.T) {
 	require.Contains(t, out, "load average: 0.01")
 	require.NotContains(t, out, "9.99")
 }
+
+// TestRemoveVMWhileDiagnosticsRun: the removed VM's running diagnostics are
+// cancelled (the script's process group killed), the rest are marked not
+// run, and the bundle is still delivered.
+func TestRemoveVMWhileDiagnosticsRun(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	slow := script(t, dir, "slow.sh", "touch "+started+"; sleep 30")
+	fail := []string{script(t, dir, "fail.sh", "exit 1")}
+	sc := execScenario("f", "a", fail, "100ms", 1, "1h", "host", "script:"+slow, "script:"+slow)
+	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "a"}}, Scenarios: []ScenarioConfig{sc}})
+	require.Eventually(t, func() bool { _, err := os.Stat(started); return err == nil }, 10*time.Second, 20*time.Millisecond)
+	t0 := time.Now()
+	require.NoError(t, tm.RemoveVM("a"))
+	require.Eventually(t, func() bool { return len(tm.bundles(t)) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Less(t, time.Since(t0), 5*time.Second, "the 30 s script was cut short")
+	m, err := ReadManifest(tm.bundles(t)[0])
+	require.NoError(t, err)
+	require.Len(t, m.Artifacts, 3)
+	require.Empty(t, m.Artifacts[0].Error, "host ran")
+	require.Contains(t, m.Artifacts[1].Error, "context canceled")
+	require.Contains(t, m.Artifacts[2].Error, "not run")
+}
+
+func TestParseStat(t *testing.T) {
+	st, err := parseStat([]byte("1234 (qemu (x) y) R 1 2 3 4 5 6 7 8 9 10 250 30 0 0 20 0 7 0 100 4096 300 0 0"))
+	require.NoError(t, err)
+	require.Equal(t, "qemu (x) y", st.comm)
+	require.Equal(t, "R", st.state)
+	require.Equal(t, int64(250), st.utime)
+	require.Equal(t, int64(30), st.stime)
+	require.Equal(t, 7, st.threads)
+	require.Equal(t, int64(300), st.rssPages)
+	_, err = parseStat([]byte("1 (a) R 1 2"))
+	require.ErrorContains(t, err, "fields after comm")
+	_, err = parseStat([]byte("no comm"))
+	require.Error(t, err)
+	h := CollectHost(context.Background(), nil, HostOptions{Paths: []string{t.TempDir()}})
+	require.NotEmpty(t, h.LoadAvg)
+	require.Positive(t, h.Memory["MemTotal"])
+	require.Len(t, h.Disks, 1)
+	require.Empty(t, h.Errors)
+}

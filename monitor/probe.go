@@ -222,7 +222,7 @@ func waitMatch(ctx context.Context, con *qemuhook.Console, mark int64, expect *r
 				end = len(out) - loc[1]
 			}
 			start := bytes.LastIndexByte(out[:loc[0]], '\n') + 1
-			return out[start : loc[1]+end], nil
+			return bytes.TrimRight(out[start:loc[1]+end], "\r"), nil
 		}
 		select {
 		case <-ctx.Done():

@@ -47,10 +47,12 @@ func TestRunDemo(t *testing.T) {
 		}
 	}
 	s := strings.Join(seq, " ")
-	for _, want := range []string{"alive/region", "panicked/qmp", "panicked/erst", "exited/process", "summary"} {
+	for _, want := range []string{"alive/region", "panicked/erst", "exited/process", "summary"} {
 		assert.Contains(t, s, want)
 	}
-	assert.Less(t, strings.Index(s, "alive/region"), strings.Index(s, "panicked/qmp"))
+	assert.Equal(t, 1, strings.Count(s, "panicked/"), "one panicked verdict (pvpanic and ERST together): %s", s)
+	assert.True(t, sum.Panic.PVPanic, "pvpanic announced it")
+	assert.Less(t, strings.Index(s, "alive/region"), strings.Index(s, "panicked/erst"))
 	assert.Less(t, strings.Index(s, "panicked/erst"), strings.Index(s, "exited/process"))
 }
 

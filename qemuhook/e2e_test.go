@@ -396,10 +396,10 @@ func checkStopCont(t *testing.T, vm *e2eVM) {
 }
 
 // TestE2EPanic: the guest kernel panics (sysrq c). The supervisor reports
-// pvpanic's GUEST_PANICKED, the region verdict turns panicked, and the
-// kernel's own panic log is decoded from the ERST store within 1 s of the
-// pvpanic event. After QEMU exits, the region and ERST files still tell
-// the story on their own.
+// one panicked verdict carrying pvpanic's GUEST_PANICKED and the kernel's
+// own panic log decoded from the ERST store, within 1 s of the pvpanic
+// event; the region watcher turns panicked. After QEMU exits, the region
+// and ERST files still tell the story on their own.
 func TestE2EPanic(t *testing.T) {
 	t.Parallel()
 	for _, machine := range []string{MachineQ35, MachinePC} {
@@ -408,22 +408,25 @@ func TestE2EPanic(t *testing.T) {
 			vm := startE2E(t, e2eSpec{Machine: machine, Firmware: FirmwareSeaBIOS,
 				Append: testguest.BootArgs(testguest.ModePanic, 3*time.Second)})
 			vm.waitAlive()
-			pv, i := vm.waitVerdict(0, e2eBoot, "GUEST_PANICKED", isFrom(StatePanicked, SourceQMP))
-			require.NotNil(t, pv.Panic)
-			assert.Equal(t, "pvpanic", pv.Panic.Source)
-			ev, _ := vm.waitVerdict(i, 30*time.Second, "ERST panic record", isFrom(StatePanicked, SourceERST))
+			ev, i := vm.waitVerdict(0, e2eBoot, "panicked verdict", isFrom(StatePanicked, SourceERST))
 			require.NotNil(t, ev.Panic)
+			assert.True(t, ev.Panic.PVPanic, "GUEST_PANICKED and the ERST record in one verdict")
+			require.NotNil(t, ev.Event)
+			assert.Equal(t, EventGuestPanicked, ev.Event.Name)
 			assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", ev.Panic.PanicLine)
 			assert.Contains(t, ev.Panic.Text, "Kernel panic - not syncing: sysrq triggered crash")
 			assert.Contains(t, ev.Panic.Text, "acpidiag-guest: panicking now")
-			lat := ev.Time.Sub(pv.Time)
+			lat := ev.Time.Sub(ev.Event.Time)
 			logNumber(t, "panic_detection_latency_"+machine, "%v", lat.Round(time.Millisecond))
 			assert.LessOrEqual(t, lat, time.Second, "GUEST_PANICKED -> ERST-backed panicked verdict")
-
-			// The region verdict itself says panicked.
-			rv, _ := vm.waitVerdict(0, 30*time.Second, "region panicked verdict", isRegion(StatePanicked))
-			assert.True(t, rv.Region.HasPanic)
 			vm.waitVerdict(i, 60*time.Second, "QEMU exit", isFrom(StateExited, SourceProcess))
+			assertOnePanicked(t, vm.Verdicts())
+			// The region watcher itself says panicked (the stream does not
+			// repeat it as a region verdict).
+			rv := vm.s.Summary().Region
+			require.NotNil(t, rv)
+			assert.Equal(t, hostreader.StatePanicked, rv.State)
+			assert.True(t, rv.HasPanic)
 
 			// QEMU is gone: the files alone.
 			snap, v := checkRegionAfterExit(t, vm)
@@ -510,15 +513,15 @@ func TestE2ELivelock(t *testing.T) {
 	from = len(vm.Verdicts())
 	nmiAt := time.Now()
 	require.NoError(t, InjectNMI(ctx, vm.s.QMP()))
-	pv, j := vm.waitVerdict(from, 30*time.Second, "GUEST_PANICKED after NMI", isFrom(StatePanicked, SourceQMP))
-	t.Logf("GUEST_PANICKED %v after inject-nmi", pv.Time.Sub(nmiAt).Round(time.Millisecond))
-	ev, _ := vm.waitVerdict(j, 30*time.Second, "ERST record of the NMI panic", isFrom(StatePanicked, SourceERST))
+	ev, _ := vm.waitVerdict(from, 30*time.Second, "panicked verdict after NMI", isFrom(StatePanicked, SourceERST))
 	require.NotNil(t, ev.Panic)
+	require.NotNil(t, ev.Event)
+	assert.True(t, ev.Panic.PVPanic)
+	t.Logf("GUEST_PANICKED %v after inject-nmi", ev.Event.Time.Sub(nmiAt).Round(time.Millisecond))
 	assert.Contains(t, ev.Panic.PanicLine, "NMI")
-	lat = ev.Time.Sub(pv.Time)
+	lat = ev.Time.Sub(ev.Event.Time)
 	logNumber(t, "panic_detection_latency_nmi_livelock", "%v", lat.Round(time.Millisecond))
 	assert.LessOrEqual(t, lat, time.Second, "GUEST_PANICKED -> ERST-backed panicked verdict")
-	vm.waitVerdict(from, 30*time.Second, "region panicked verdict", isRegion(StatePanicked))
 }
 
 // TestE2EUserspaceHang: the guest's application stops beating and normal

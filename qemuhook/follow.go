@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/acpidiag/acpidiag/hostreader"
 )
 
 // FollowOptions tunes Follow.
@@ -100,7 +102,8 @@ loop:
 // WriteSummary prints a run's summary: the last verdict, ticks and boots,
 // how QEMU ended, and the panic evidence with the decoded kernel log's
 // essential lines. With asJSON it writes one JSON object
-// {"type":"summary",...}.
+// {"type":"summary",...}. Guest text is escaped once: in text with
+// hostreader.EscapeLine, in JSON by the JSON encoding.
 func WriteSummary(w io.Writer, sum Summary, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(struct {
@@ -110,7 +113,8 @@ func WriteSummary(w io.Writer, sum Summary, asJSON bool) error {
 	}
 	var b strings.Builder
 	b.WriteString("summary:\n")
-	fmt.Fprintf(&b, "  last verdict: %s [%s] %s\n", sum.Last.State, sum.Last.Source, sum.Last.Reason)
+	esc := hostreader.EscapeLine
+	fmt.Fprintf(&b, "  last verdict: %s [%s] %s\n", sum.Last.State, sum.Last.Source, esc(sum.Last.Reason))
 	if sum.Region != nil {
 		fmt.Fprintf(&b, "  region:       %s\n", sum.Region.State)
 	}
@@ -130,26 +134,29 @@ func WriteSummary(w io.Writer, sum Summary, asJSON bool) error {
 		fmt.Fprintf(&b, "  qemu:         %s (%s)\n", how, exp)
 		if !sum.Exit.Expected {
 			for _, l := range sum.Exit.Stderr {
-				fmt.Fprintf(&b, "    stderr: %s\n", l)
+				fmt.Fprintf(&b, "    stderr: %s\n", esc(l))
 			}
 		}
 	}
 	if p := sum.Panic; p != nil {
 		fmt.Fprintf(&b, "  panic:        from %s", p.Source)
+		if p.PVPanic {
+			b.WriteString(" (announced by pvpanic)")
+		}
 		if p.Reason != "" {
-			fmt.Fprintf(&b, " (%s#%d, ERST records %v)", p.Reason, p.Count, hexIDs(p.RecordIDs))
+			fmt.Fprintf(&b, " (%s#%d, ERST records %v)", esc(p.Reason), p.Count, hexIDs(p.RecordIDs))
 		}
 		b.WriteString("\n")
 		if p.PanicLine != "" {
-			fmt.Fprintf(&b, "    %s\n", p.PanicLine)
+			fmt.Fprintf(&b, "    %s\n", esc(p.PanicLine))
 		}
 		for _, l := range p.OopsLines {
-			fmt.Fprintf(&b, "    %s\n", l)
+			fmt.Fprintf(&b, "    %s\n", esc(l))
 		}
 		if lines := crashContext(p.Text, 25); len(lines) > 0 {
 			b.WriteString("  kernel log from ERST (the crash):\n")
 			for _, l := range lines {
-				fmt.Fprintf(&b, "    %s\n", l)
+				fmt.Fprintf(&b, "    %s\n", esc(l))
 			}
 		}
 	} else {

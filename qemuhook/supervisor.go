@@ -29,6 +29,7 @@ const (
 // "unknown"), which region verdicts carry.
 const (
 	StatePanicked     = "panicked"     // GUEST_PANICKED, or an ERST panic record
+	StatePanicLog     = "panic-log"    // the ERST log of a panic already reported panicked
 	StatePaused       = "paused"       // QMP STOP
 	StateRunning      = "running"      // QMP RESUME
 	StateReset        = "reset"        // QMP RESET
@@ -45,7 +46,8 @@ type Verdict struct {
 	Time   time.Time `json:"time"`
 	State  string    `json:"state"`
 	Source string    `json:"source"`
-	// Reason is a one-line explanation (escaped: safe to print).
+	// Reason is a one-line explanation. It may hold guest text, raw:
+	// String and the printers (Follow, WriteSummary) escape it.
 	Reason string `json:"reason,omitempty"`
 	// Region is the region verdict (source region), else the latest one
 	// known when this verdict was made (nil before the first).
@@ -58,21 +60,26 @@ type Verdict struct {
 	Exit *ExitReport `json:"exit,omitempty"`
 }
 
-// String renders the verdict on one line.
+// String renders the verdict on one line, safe to print: guest text in
+// the reason is escaped (hostreader.EscapeLine).
 func (v Verdict) String() string {
 	s := fmt.Sprintf("%s %-9s [%s]", v.Time.Format("15:04:05.000"), v.State, v.Source)
 	if v.Reason != "" {
-		s += " " + v.Reason
+		s += " " + hostreader.EscapeLine(v.Reason)
 	}
 	return s
 }
 
 // PanicReport is the evidence of a guest panic. Every string in it comes
-// from the guest and has been escaped (hostreader.EscapeLog).
+// from the guest as it is, unescaped: escape it before printing
+// (hostreader.EscapeLine, EscapeLog; WriteSummary does).
 type PanicReport struct {
 	// Source is "pvpanic" (QMP GUEST_PANICKED) or "erst" (a record the
 	// kernel's pstore wrote).
 	Source string `json:"source"`
+	// PVPanic is set on an ERST report when GUEST_PANICKED announced the
+	// same panic: the supervisor reports both as one panicked verdict.
+	PVPanic bool `json:"pvpanic,omitempty"`
 	// Reason and Count are the pstore dump's ("Panic", 1) for ERST.
 	Reason string `json:"reason,omitempty"`
 	Count  int    `json:"count,omitempty"`
@@ -108,8 +115,19 @@ type SupervisorOptions struct {
 	// ERSTInterval is how often the ERST file is checked for new records
 	// (default 1 s); after GUEST_PANICKED it is checked every 100 ms for
 	// up to ERSTWait (default 15 s), since the kernel writes pstore after
-	// the pvpanic notifier.
+	// the pvpanic notifier. It is also read at once on every QMP RESET,
+	// SHUTDOWN and disconnection, on QEMU's exit and when the region's
+	// boot count moves, so a panic without pvpanic (the kernel writes its
+	// log and resets within milliseconds) is reported panicked before the
+	// reset, shutdown, exit or reboot verdict.
 	ERSTInterval, ERSTWait time.Duration
+	// PanicWait is how long a GUEST_PANICKED verdict is held back for the
+	// ERST record of the same panic, so that one panicked verdict carries
+	// both (default 3 s; only with an ERST store, and not when QEMU paused
+	// the guest on the panic). A guest reset, shutdown or QEMU's exit ends
+	// the wait at once. The record of a panic already reported panicked
+	// comes as a StatePanicLog verdict.
+	PanicWait time.Duration
 	// ConsoleTee receives a copy of the guest's serial output.
 	ConsoleTee io.Writer
 	// ConsoleBuffer is the console ring size (default DefaultConsoleBuffer).
@@ -186,13 +204,23 @@ type Supervisor struct {
 	watcher  *hostreader.Watcher
 	erstPath string
 
-	cancel   context.CancelFunc
-	out      chan Verdict
-	done     chan struct{}
-	panicked chan struct{} // closed at the first GUEST_PANICKED
-	panOnce  sync.Once
-	erstOut  chan PanicReport
-	erstDone chan struct{}
+	cancel context.CancelFunc
+	out    chan Verdict
+	done   chan struct{}
+
+	// Loop goroutine only: the ERST store and the panic of the current
+	// boot ("epoch": it ends at a QMP RESET or a region boot count change).
+	erst         *erstWatch      // nil without an ERST store
+	erstNext     time.Time       // next periodic ERST read
+	fastUntil    time.Time       // read every 100 ms until then (after GUEST_PANICKED)
+	pending      *Verdict        // a GUEST_PANICKED verdict waiting for its ERST record
+	pendingUntil time.Time       // when pending is emitted without it
+	epochPanic   bool            // a panicked verdict was emitted this epoch
+	epochPVOnly  bool            // ... for GUEST_PANICKED without an ERST record
+	epochPV      bool            // GUEST_PANICKED was seen this epoch
+	epochERST    map[uint64]bool // ERST boot keys of the dumps reported this epoch
+	resetSeen    bool            // a QMP RESET began the epoch; the boot count has not moved since
+	knownBoots   uint32          // the region's boot count (0: not seen yet)
 
 	attach      AttachConfig     // attach mode: what to re-dial
 	redialing   bool             // a redial goroutine runs (loop goroutine only)
@@ -200,13 +228,12 @@ type Supervisor struct {
 	redialWG    sync.WaitGroup   // the redial goroutine
 	reconnected chan reconnected // redial goroutine → loop
 
-	mu        sync.Mutex
-	curCon    *Console // the console now (replaced on reconnect)
-	sum       Summary
-	lastRV    *hostreader.Verdict
-	stopping  bool
-	sawShut   bool
-	erstFound bool
+	mu       sync.Mutex
+	curCon   *Console // the console now (replaced on reconnect)
+	sum      Summary
+	lastRV   *hostreader.Verdict
+	stopping bool
+	sawShut  bool
 }
 
 // NewChannel builds the diagnostic SSDT for rc (acpi.Build) into
@@ -295,6 +322,9 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 	if opts.ERSTWait <= 0 {
 		opts.ERSTWait = 15 * time.Second
 	}
+	if opts.PanicWait <= 0 {
+		opts.PanicWait = 3 * time.Second
+	}
 	if opts.Buffer <= 0 {
 		opts.Buffer = 256
 	}
@@ -302,7 +332,6 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 	s := &Supervisor{
 		opts: opts, proc: p, erstPath: ac.ERSTPath, cancel: cancel,
 		out: make(chan Verdict, opts.Buffer), done: make(chan struct{}),
-		panicked: make(chan struct{}), erstOut: make(chan PanicReport, 8), erstDone: make(chan struct{}),
 		attach: ac, reconnected: make(chan reconnected, 1),
 	}
 	if ac.ReconnectMin <= 0 {
@@ -352,11 +381,10 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 		r.Close()
 		return fail(err)
 	}
-	var baseline []byte
 	if s.erstPath != "" {
-		baseline, _ = os.ReadFile(s.erstPath) // records already there are not news
+		s.erst = newERSTWatch(s.erstPath) // records already there are not news
+		s.erstNext = time.Now().Add(opts.ERSTInterval)
 	}
-	go s.pollERST(ctx, baseline)
 	go s.loop(ctx)
 	return s, nil
 }
@@ -441,7 +469,14 @@ func (s *Supervisor) loop(ctx context.Context) {
 	}
 	changes := s.watcher.Changes()
 	events := s.qmp.Events()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		var wake <-chan time.Time
+		if at, ok := s.nextWake(); ok {
+			timer.Reset(max(time.Until(at), 0))
+			wake = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -460,8 +495,13 @@ func (s *Supervisor) loop(ctx context.Context) {
 				s.finish(ctx, changes, end)
 				return
 			}
-		case rep := <-s.erstOut:
-			s.onERST(ctx, rep)
+		case <-wake:
+			if s.erst != nil && !time.Now().Before(s.erstNext) {
+				s.checkERST(ctx, false)
+			}
+			if s.pending != nil && !time.Now().Before(s.pendingUntil) {
+				s.flushPending(ctx)
+			}
 		case r := <-s.reconnected:
 			s.onReconnected(ctx, r)
 		case <-procDone:
@@ -471,46 +511,50 @@ func (s *Supervisor) loop(ctx context.Context) {
 	}
 }
 
-// finish ends a run: wait (bounded) for the ERST record of a reported
-// panic, take a last region verdict, emit the end verdict.
+// nextWake returns when the loop must wake up on its own: the next ERST
+// read or the end of a held GUEST_PANICKED verdict's wait.
+func (s *Supervisor) nextWake() (time.Time, bool) {
+	var at time.Time
+	if s.erst != nil {
+		at = s.erstNext
+	}
+	if s.pending != nil && (at.IsZero() || s.pendingUntil.Before(at)) {
+		at = s.pendingUntil
+	}
+	return at, !at.IsZero()
+}
+
+// finish ends a run: read the ERST store once more (a guest without
+// pvpanic writes its panic log and resets within milliseconds), wait
+// (bounded by ERSTWait) for the ERST record of a GUEST_PANICKED panic,
+// emit the panic verdict, take a last region verdict, emit the end
+// verdict.
 func (s *Supervisor) finish(ctx context.Context, changes <-chan hostreader.Change, end *Verdict) {
-	select {
-	case <-s.panicked:
-		s.mu.Lock()
-		found := s.erstFound
-		s.mu.Unlock()
-		if !found && s.erstPath != "" {
-			t := time.NewTimer(s.opts.ERSTWait)
-			defer t.Stop()
-		wait:
-			for {
-				select {
-				case rep := <-s.erstOut:
-					s.onERST(ctx, rep)
-					break wait
-				case c, ok := <-changes:
-					if !ok {
-						changes = nil
-						continue
-					}
-					s.onRegion(ctx, c)
-				case <-s.erstDone:
-					break wait
-				case <-t.C:
-					break wait
-				case <-ctx.Done():
-					return
+	s.checkERST(ctx, false)
+	if s.erst != nil && s.epochPV && len(s.epochERST) == 0 {
+		deadline := time.NewTimer(s.opts.ERSTWait)
+		defer deadline.Stop()
+		poll := time.NewTicker(100 * time.Millisecond)
+		defer poll.Stop()
+	wait:
+		for len(s.epochERST) == 0 {
+			select {
+			case <-poll.C:
+				s.checkERST(ctx, false)
+			case c, ok := <-changes:
+				if !ok {
+					changes = nil
+					continue
 				}
+				s.onRegion(ctx, c)
+			case <-deadline.C:
+				break wait
+			case <-ctx.Done():
+				return
 			}
 		}
-	default:
 	}
-	// Drain a pending ERST report found at the last moment.
-	select {
-	case rep := <-s.erstOut:
-		s.onERST(ctx, rep)
-	default:
-	}
+	s.flushPending(ctx)
 	if v, ok := s.watcher.Verdict(watchName); ok {
 		s.mu.Lock()
 		s.setRegion(v)
@@ -543,7 +587,6 @@ func (s *Supervisor) release() {
 	if s.proc != nil {
 		s.proc.Kill()
 	}
-	<-s.erstDone
 }
 
 func (s *Supervisor) setRegion(v hostreader.Verdict) {
@@ -554,12 +597,47 @@ func (s *Supervisor) setRegion(v hostreader.Verdict) {
 	s.sum.Boots = v.Snapshot.Boots
 }
 
+// validBoots reports whether a region verdict's snapshot has a boot count
+// that can be trusted (a valid, untorn header).
+func validBoots(v hostreader.Verdict) bool {
+	switch v.State {
+	case hostreader.StateAbsent, hostreader.StateCorrupt, hostreader.StateTorn:
+		return false
+	}
+	return v.Snapshot.Boots != 0
+}
+
 func (s *Supervisor) onRegion(ctx context.Context, c hostreader.Change) {
-	s.mu.Lock()
-	s.setRegion(c.Verdict)
-	s.mu.Unlock()
 	rv := c.Verdict
-	s.emit(ctx, Verdict{Time: rv.At, State: rv.State.String(), Source: SourceRegion, Reason: rv.String(), Region: &rv})
+	if validBoots(rv) {
+		if s.knownBoots != 0 && rv.Snapshot.Boots != s.knownBoots {
+			// The guest booted again. What the last boot left in ERST is
+			// reported first, as that boot's; a boot count move that no
+			// QMP RESET announced (attach mode, a restarted QEMU) begins a
+			// new epoch here.
+			s.checkERST(ctx, !s.resetSeen)
+			s.flushPending(ctx)
+			if !s.resetSeen {
+				s.newEpoch()
+			}
+			s.resetSeen = false
+		}
+		s.knownBoots = rv.Snapshot.Boots
+	}
+	s.mu.Lock()
+	s.setRegion(rv)
+	s.mu.Unlock()
+	if rv.State == hostreader.StatePanicked {
+		// The region says panicked only because the supervisor reported
+		// the panic to its watcher: that panicked verdict is out already.
+		return
+	}
+	s.emit(ctx, Verdict{Time: rv.At, State: rv.State.String(), Source: SourceRegion, Reason: rv.Line(), Region: &rv})
+}
+
+// newEpoch starts a new guest boot as far as panics are concerned.
+func (s *Supervisor) newEpoch() {
+	s.epochPanic, s.epochPVOnly, s.epochPV, s.epochERST = false, false, false, nil
 }
 
 // onEvent handles a QMP event; it returns the final verdict when
@@ -572,33 +650,41 @@ func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
 	}
 	switch ev.Name {
 	case EventGuestPanicked:
-		v.State = StatePanicked
-		v.Reason = "pvpanic: guest kernel panicked (GUEST_PANICKED, action " + hostreader.EscapeLog(ev.Action) + ")"
-		v.Panic = &PanicReport{Source: "pvpanic"}
-		_ = s.watcher.ReportPanic(watchName, hostreader.PanicEvidence{Source: "pvpanic", At: v.Time, Detail: "QMP GUEST_PANICKED"})
-		s.panOnce.Do(func() { close(s.panicked) })
+		s.onPVPanic(ctx, v)
+		return nil
 	case EventStop:
 		v.State, v.Reason = StatePaused, "VM stopped (QMP STOP): the guest cannot tick, the region will go stale"
 	case EventResume:
 		v.State, v.Reason = StateRunning, "VM resumed (QMP RESUME)"
 	case EventReset:
-		v.State, v.Reason = StateReset, "reset ("+hostreader.EscapeLog(ev.Reason)+")"
+		v.State, v.Reason = StateReset, "reset ("+ev.Reason+")"
+		// A guest without pvpanic has written its panic log by now.
+		s.checkERST(ctx, false)
+		s.flushPending(ctx)
+		s.emit(ctx, v)
+		s.newEpoch()
+		s.resetSeen = true
+		return nil
 	case EventShutdown:
 		s.mu.Lock()
 		s.sawShut = true
 		s.mu.Unlock()
-		v.State, v.Reason = StateShutdown, "shutdown ("+hostreader.EscapeLog(ev.Reason)+")"
+		v.State, v.Reason = StateShutdown, "shutdown ("+ev.Reason+")"
+		s.checkERST(ctx, false)
+		s.flushPending(ctx)
 	case EventWatchdog:
-		v.State, v.Reason = StateWatchdog, "guest watchdog fired (action "+hostreader.EscapeLog(ev.Action)+")"
+		v.State, v.Reason = StateWatchdog, "guest watchdog fired (action "+ev.Action+")"
 	case EventDisconnected:
 		if s.proc != nil {
 			return nil // the process exit will tell more
 		}
-		v.State, v.Reason = StateDisconnected, "QMP connection lost: "+hostreader.EscapeLog(string(ev.Data))
+		v.State, v.Reason = StateDisconnected, "QMP connection lost: "+string(ev.Data)
+		s.checkERST(ctx, false)
+		s.flushPending(ctx)
 		if !s.attach.Reconnect {
 			return &v
 		}
-		v.Reason += "; watching the region, re-dialling " + hostreader.EscapeLog(s.attach.QMPSocket)
+		v.Reason += "; watching the region, re-dialling " + s.attach.QMPSocket
 		if s.redialing {
 			// Only a connection the running redial made can drop now: it
 			// dropped before the loop took the redial's result. Report it
@@ -614,10 +700,70 @@ func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
 	return nil
 }
 
-func (s *Supervisor) onERST(ctx context.Context, rep PanicReport) {
-	s.mu.Lock()
-	s.erstFound = true
-	s.mu.Unlock()
+// onPVPanic handles GUEST_PANICKED. With an ERST store the verdict is held
+// (PanicWait) for the kernel's record of the same panic, read every 100 ms
+// meanwhile, so one panicked verdict carries both; a second announcement
+// of a panic already reported this boot is not news.
+func (s *Supervisor) onPVPanic(ctx context.Context, v Verdict) {
+	v.State = StatePanicked
+	v.Reason = "pvpanic: guest kernel panicked (GUEST_PANICKED, action " + v.Event.Action + ")"
+	v.Panic = &PanicReport{Source: "pvpanic"}
+	_ = s.watcher.ReportPanic(watchName, hostreader.PanicEvidence{Source: "pvpanic", At: v.Time, Detail: "QMP GUEST_PANICKED"})
+	s.epochPV = true
+	if s.epochPanic || s.pending != nil {
+		return
+	}
+	if s.erst == nil || v.Event.Action == "pause" {
+		// No record can come (no store; a paused guest writes none).
+		s.epochPanic = true
+		s.emit(ctx, v)
+		return
+	}
+	now := time.Now()
+	s.pending, s.pendingUntil = &v, now.Add(s.opts.PanicWait)
+	s.fastUntil = now.Add(s.opts.ERSTWait)
+	s.erstNext = now // read at once, then every 100 ms
+}
+
+// flushPending emits a held GUEST_PANICKED verdict whose ERST record did
+// not come in time.
+func (s *Supervisor) flushPending(ctx context.Context) {
+	if s.pending == nil {
+		return
+	}
+	v := *s.pending
+	s.pending = nil
+	s.epochPanic, s.epochPVOnly = true, true
+	s.emit(ctx, v)
+}
+
+// checkERST reads the ERST store now and reports its new dumps.
+// previousEpoch says they belong to the boot before the current one (the
+// boot count has already moved): they are reported, but not handed to the
+// region watcher, whose verdict is about the new boot.
+func (s *Supervisor) checkERST(ctx context.Context, previousEpoch bool) {
+	if s.erst == nil {
+		return
+	}
+	now := time.Now()
+	interval := s.opts.ERSTInterval
+	if now.Before(s.fastUntil) {
+		interval = 100 * time.Millisecond
+	}
+	s.erstNext = now.Add(interval)
+	for _, d := range s.erst.poll() {
+		s.onERST(ctx, d, previousEpoch)
+	}
+}
+
+// onERST reports one new ERST dump. The first dump of a boot and a held
+// GUEST_PANICKED verdict become one panicked verdict. A dump from a guest
+// boot already reported this epoch (an oops and the panic it led to), or
+// the first one after a GUEST_PANICKED verdict emitted without it, is the
+// log of a panic already reported: a StatePanicLog verdict. Any other dump
+// (a panic without pvpanic, an oops) is a panicked verdict of its own.
+func (s *Supervisor) onERST(ctx context.Context, d erstDump, previousEpoch bool) {
+	rep := d.rep
 	detail := rep.PanicLine
 	if detail == "" && len(rep.OopsLines) > 0 {
 		detail = rep.OopsLines[0]
@@ -627,13 +773,34 @@ func (s *Supervisor) onERST(ctx context.Context, rep PanicReport) {
 		id = rep.RecordIDs[0]
 	}
 	now := time.Now()
-	_ = s.watcher.ReportPanic(watchName, hostreader.PanicEvidence{Source: "erst", At: now, Detail: detail, RecordID: id})
-	r := rep
+	if !previousEpoch {
+		_ = s.watcher.ReportPanic(watchName, hostreader.PanicEvidence{Source: "erst", At: now, Detail: detail, RecordID: id})
+	}
 	reason := fmt.Sprintf("ERST: %s#%d", rep.Reason, rep.Count)
 	if detail != "" {
 		reason += ": " + detail
 	}
-	s.emit(ctx, Verdict{Time: now, State: StatePanicked, Source: SourceERST, Reason: reason, Panic: &r})
+	r := rep
+	v := Verdict{Time: now, State: StatePanicked, Source: SourceERST, Panic: &r}
+	switch {
+	case s.pending != nil:
+		r.PVPanic = true
+		v.Event = s.pending.Event
+		v.Reason = "pvpanic + " + reason
+		s.pending = nil
+	case s.epochERST[d.boot] || (s.epochPVOnly && len(s.epochERST) == 0):
+		v.State = StatePanicLog
+		v.Reason = reason + " (the log of the panic reported above)"
+		r.PVPanic = s.epochPV && len(s.epochERST) == 0
+	default:
+		v.Reason = reason
+	}
+	s.epochPanic = true
+	if s.epochERST == nil {
+		s.epochERST = map[uint64]bool{}
+	}
+	s.epochERST[d.boot] = true
+	s.emit(ctx, v)
 }
 
 func (s *Supervisor) exitVerdict() *Verdict {
@@ -654,78 +821,72 @@ func (s *Supervisor) exitVerdict() *Verdict {
 		reason += " unexpectedly"
 	}
 	if len(ex.Stderr) > 0 {
-		reason += ": " + hostreader.EscapeLog(ex.Stderr[len(ex.Stderr)-1])
+		reason += ": " + ex.Stderr[len(ex.Stderr)-1]
 	}
 	return &Verdict{Time: time.Now(), State: StateExited, Source: SourceProcess, Reason: reason, Exit: ex}
 }
 
-// pollERST watches the ERST file for new panic/oops dumps. It reads the
-// file every ERSTInterval (every 100 ms for ERSTWait after a
-// GUEST_PANICKED), decodes it only when its bytes changed, and reports
-// each new dump (by boot, reason and count) once it holds its panic or
-// oops line.
-func (s *Supervisor) pollERST(ctx context.Context, baseline []byte) {
-	defer close(s.erstDone)
-	if s.erstPath == "" {
-		return
-	}
-	type key struct {
-		boot   uint64
-		reason string
-		count  int
-	}
-	reported := map[key]bool{}
-	if st, err := hostreader.DecodeERST(baseline); err == nil {
+// erstKey names one dump event in an ERST store.
+type erstKey struct {
+	boot   uint64
+	reason string
+	count  int
+}
+
+// erstWatch finds the new panic/oops dumps in an ERST backing file.
+type erstWatch struct {
+	path     string
+	last     []byte
+	reported map[erstKey]bool
+}
+
+// newERSTWatch reads the store's current dumps: they are not news.
+func newERSTWatch(path string) *erstWatch {
+	w := &erstWatch{path: path, reported: map[erstKey]bool{}}
+	w.last, _ = os.ReadFile(path)
+	if st, err := hostreader.DecodeERST(w.last); err == nil {
 		for _, e := range st.Events() {
-			reported[key{e.Boot, e.Reason, e.Count}] = true
+			w.reported[erstKey{e.Boot, e.Reason, e.Count}] = true
 		}
 	}
-	last := baseline
-	var fastUntil time.Time
-	panicked := s.panicked
-	for {
-		interval := s.opts.ERSTInterval
-		if time.Now().Before(fastUntil) {
-			interval = 100 * time.Millisecond
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-panicked:
-			panicked = nil
-			fastUntil = time.Now().Add(s.opts.ERSTWait)
-		case <-time.After(interval):
-		}
-		b, err := os.ReadFile(s.erstPath)
-		if err != nil || bytes.Equal(b, last) {
+	return w
+}
+
+// erstDump is one new dump: the report and the guest boot that wrote it
+// (hostreader.Event.Boot).
+type erstDump struct {
+	rep  PanicReport
+	boot uint64
+}
+
+// poll reads the file and returns each dump (by boot, reason and count)
+// not returned before that holds its panic or oops line. The file is
+// decoded only when its bytes changed. Texts are the guest's, raw.
+func (w *erstWatch) poll() []erstDump {
+	b, err := os.ReadFile(w.path)
+	if err != nil || bytes.Equal(b, w.last) {
+		return nil
+	}
+	w.last = b
+	st, err := hostreader.DecodeERST(b)
+	if err != nil {
+		return nil // QEMU may not have initialised the store yet
+	}
+	var out []erstDump
+	for _, e := range st.Events() {
+		k := erstKey{e.Boot, e.Reason, e.Count}
+		if w.reported[k] || (e.PanicLine == "" && len(e.OopsLines) == 0) {
 			continue
 		}
-		last = b
-		st, err := hostreader.DecodeERST(b)
-		if err != nil {
-			continue // QEMU may not have initialised the store yet
+		w.reported[k] = true
+		rep := PanicReport{Source: "erst", Reason: e.Reason, Count: e.Count, PanicLine: e.PanicLine, Text: e.Text,
+			OopsLines: append([]string(nil), e.OopsLines...)}
+		for _, p := range e.Parts {
+			rep.RecordIDs = append(rep.RecordIDs, p.ID)
 		}
-		for _, e := range st.Events() {
-			k := key{e.Boot, e.Reason, e.Count}
-			if reported[k] || (e.PanicLine == "" && len(e.OopsLines) == 0) {
-				continue
-			}
-			reported[k] = true
-			rep := PanicReport{Source: "erst", Reason: hostreader.EscapeLog(e.Reason), Count: e.Count,
-				PanicLine: hostreader.EscapeLog(e.PanicLine), Text: hostreader.EscapeLog(e.Text)}
-			for _, l := range e.OopsLines {
-				rep.OopsLines = append(rep.OopsLines, hostreader.EscapeLog(l))
-			}
-			for _, p := range e.Parts {
-				rep.RecordIDs = append(rep.RecordIDs, p.ID)
-			}
-			select {
-			case s.erstOut <- rep:
-			case <-ctx.Done():
-				return
-			}
-		}
+		out = append(out, erstDump{rep, e.Boot})
 	}
+	return out
 }
 
 // reconnected is what a successful redial hands to the loop.
@@ -817,9 +978,9 @@ func (s *Supervisor) onReconnected(ctx context.Context, r reconnected) {
 	v := s.qmp.Version()
 	reason := fmt.Sprintf("QMP reconnected after %v (%d attempts): QEMU %d.%d.%d answers on %s",
 		r.at.Sub(r.lostAt).Round(time.Millisecond), r.attempts, v.QEMU.Major, v.QEMU.Minor, v.QEMU.Micro,
-		hostreader.EscapeLog(s.attach.QMPSocket))
+		s.attach.QMPSocket)
 	if r.conErr != nil {
-		reason += "; serial console not re-dialled: " + hostreader.EscapeLog(r.conErr.Error())
+		reason += "; serial console not re-dialled: " + r.conErr.Error()
 	}
 	s.emit(ctx, Verdict{Time: r.at, State: StateReconnected, Source: SourceQMP, Reason: reason,
 		Event: &Event{Name: EventReconnected, Time: r.at}})

@@ -160,15 +160,18 @@ func TestSupervisorLiveGuest(t *testing.T) {
 	close(stopDrain)
 	seen = append(seen, <-drained...)
 
-	// NMI → panic: pvpanic, then the kernel's own log from ERST, then exit.
+	// NMI → panic: pvpanic and the kernel's own log from ERST in one
+	// panicked verdict, then exit.
 	mark := con.Mark()
 	require.NoError(t, InjectNMI(ctx, s.QMP()))
-	pv := nextVerdict(t, s.Verdicts(), StatePanicked, SourceQMP, 60*time.Second, &seen)
-	require.NotNil(t, pv.Panic)
-	assert.Equal(t, "pvpanic", pv.Panic.Source)
-	assert.Equal(t, "run", pv.Event.Action)
-	ev := nextVerdict(t, s.Verdicts(), StatePanicked, SourceERST, 30*time.Second, &seen)
+	ev := nextVerdict(t, s.Verdicts(), StatePanicked, "", 60*time.Second, &seen)
+	assert.Equal(t, SourceERST, ev.Source, "GUEST_PANICKED waits for the ERST record: %v", ev)
 	require.NotNil(t, ev.Panic)
+	assert.True(t, ev.Panic.PVPanic, "pvpanic announced the panic")
+	require.NotNil(t, ev.Event)
+	assert.Equal(t, EventGuestPanicked, ev.Event.Name)
+	assert.Equal(t, "run", ev.Event.Action)
+	assert.Contains(t, ev.Reason, "pvpanic + ERST: Panic#1: Kernel panic - not syncing")
 	assert.Contains(t, ev.Panic.PanicLine, "Kernel panic - not syncing")
 	assert.Contains(t, ev.Panic.PanicLine, "NMI")
 	assert.Equal(t, "Panic", ev.Panic.Reason)
@@ -195,6 +198,13 @@ func TestSupervisorLiveGuest(t *testing.T) {
 		states = append(states, v.State+"/"+v.Source)
 	}
 	assert.Contains(t, states, StateShutdown+"/"+SourceQMP)
+	panicked := 0
+	for _, st := range states {
+		if strings.HasPrefix(st, StatePanicked+"/") {
+			panicked++
+		}
+	}
+	assert.Equal(t, 1, panicked, "one panicked verdict for one panic: %v", states)
 
 	// The region file survives QEMU: read it on its own.
 	r, err := hostreader.OpenRegion(cfg.Channel.BackingPath, hostreader.OpenOptions{})
@@ -545,9 +555,28 @@ func TestSupervisorERSTWithoutPVPanic(t *testing.T) {
 	require.NotNil(t, v.Panic)
 	assert.NotEmpty(t, v.Panic.RecordIDs)
 	assert.True(t, v.Panic.PanicLine != "" || len(v.Panic.OopsLines) > 0)
-	rv := nextVerdict(t, s.Verdicts(), StatePanicked, SourceRegion, 10*time.Second, &seen)
-	assert.Equal(t, "erst", rv.Region.Panic.Source)
 	t.Logf("new ERST dump: %s#%d %q %q", v.Panic.Reason, v.Panic.Count, v.Panic.PanicLine, v.Panic.OopsLines)
+	// The store holds two boots' crashes: Panic#1 of one, Oops#1 and the
+	// Panic#2 it led to (oops=panic) of the other. One panicked verdict
+	// per crash; the second dump of the same boot is that crash's log.
+	oops := nextVerdict(t, s.Verdicts(), StatePanicked, SourceERST, 5*time.Second, &seen)
+	require.NotNil(t, oops.Panic)
+	assert.Equal(t, "Oops", oops.Panic.Reason)
+	log := nextVerdict(t, s.Verdicts(), StatePanicLog, SourceERST, 5*time.Second, &seen)
+	assert.Equal(t, "Panic", log.Panic.Reason)
+	assert.Equal(t, 2, log.Panic.Count)
+	// The region watcher got the evidence: the summary's region verdict
+	// says panicked, while the stream does not repeat the panic as a
+	// region verdict.
+	require.Eventually(t, func() bool {
+		rv := s.Summary().Region
+		return rv != nil && rv.State == hostreader.StatePanicked && rv.Panic.Source == "erst"
+	}, 10*time.Second, 50*time.Millisecond)
+	select {
+	case v := <-s.Verdicts():
+		assert.NotEqual(t, StatePanicked, v.State, "a panic reported twice: %v", v)
+	case <-time.After(1500 * time.Millisecond):
+	}
 }
 
 // TestSupervisorReboot: with AllowReboot the guest's reboot is a QMP reset

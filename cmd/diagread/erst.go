@@ -219,7 +219,7 @@ func erstJSONReport(path string, s *hostreader.ERSTStore, evs []hostreader.Event
 }
 
 func printErstText(w io.Writer, path string, s *hostreader.ERSTStore, evs []hostreader.Event, withText bool) {
-	esc := hostreader.EscapeLog
+	esc := hostreader.EscapeLine // one-line fields; the log text keeps its lines (EscapeLog)
 	used := 0
 	for _, sl := range s.Slots {
 		if sl.Used {
@@ -265,7 +265,7 @@ func printErstText(w io.Writer, path string, s *hostreader.ERSTStore, evs []host
 			fmt.Fprintf(w, "   oops:  %s\n", esc(l))
 		}
 		if withText {
-			fmt.Fprintf(w, "--- log, oldest first ---\n%s", esc(e.Text))
+			fmt.Fprintf(w, "--- log, oldest first ---\n%s", hostreader.EscapeLog(e.Text))
 			if !strings.HasSuffix(e.Text, "\n") {
 				fmt.Fprintln(w)
 			}

@@ -207,3 +207,39 @@ func TestDiagreadErstBinary(t *testing.T) {
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, 2, ee.ExitCode())
 }
+
+// TestErstPrintersEscapeOnce: a real store whose panic line holds a quote,
+// an ESC byte and "café": the text printer escapes the ESC once and keeps
+// the rest; the JSON printer gives the guest's text as it is.
+func TestErstPrintersEscapeOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "erst")
+	require.NoError(t, os.WriteFile(path, fixtures.HostileERST(t), 0o644))
+
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, runErst([]string{path}, &out, &errb), errb.String())
+	text := out.String()
+	assert.Contains(t, text, "   panic: "+fixtures.HostileShown+"\n")
+	assert.Contains(t, text, fixtures.HostileShown+"\n", "the log text too")
+	assert.NotContains(t, text, "\x1b")
+	assert.NotContains(t, text, `\x22`)
+	assert.NotContains(t, text, `\x5c`)
+	assert.NotContains(t, text, `caf\xc3`)
+
+	out.Reset()
+	require.Equal(t, 0, runErst([]string{"--json", path}, &out, &errb), errb.String())
+	require.True(t, json.Valid(out.Bytes()))
+	var m struct {
+		Events []struct {
+			PanicLine string `json:"panic_line"`
+			Text      string `json:"text"`
+		} `json:"events"`
+		Summary struct {
+			PanicLine string `json:"panic_line"`
+		} `json:"summary"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &m))
+	require.Len(t, m.Events, 1)
+	assert.Equal(t, fixtures.HostileLine, m.Events[0].PanicLine)
+	assert.Contains(t, m.Events[0].Text, fixtures.HostileLine)
+	assert.Equal(t, fixtures.HostileLine, m.Summary.PanicLine)
+}

@@ -273,3 +273,40 @@ func TestDiagreadBinaryRead(t *testing.T) {
 		assert.Contains(t, string(out), "boots:       1", f)
 	}
 }
+
+// TestReadPrintersEscapeOnce: an application slot tag written by the guest
+// with a quote, an ESC byte and "café" is escaped once by each printer:
+// the text keeps the quote and the UTF-8 and shows the ESC as \x1b; the
+// JSON holds the guest's tag as it is.
+func TestReadPrintersEscapeOnce(t *testing.T) {
+	const tag = "\"\x1bcafé" // 7 of the 8 tag bytes
+	now := time.Now()
+	img := regionImage(4096, 10, now.Add(-time.Second), now.Add(-200*time.Millisecond))
+	off, err := region.SlotOffset(3)
+	require.NoError(t, err)
+	copy(img[off+region.SlotTag:], tag)
+	binary.LittleEndian.PutUint32(img[off+region.SlotPeriodMs:], 500)
+	binary.LittleEndian.PutUint32(img[off+region.SlotBeat:], 1)
+	path := writeFile(t, "region", img)
+
+	code, out, errOut := runCapture(context.Background(), path)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `tag ""\x1bcafé"`)
+	assert.NotContains(t, out, "\x1b")
+	assert.NotContains(t, out, `\x22`)
+
+	code, out, errOut = runCapture(context.Background(), "--json", path)
+	require.Equal(t, 0, code, errOut)
+	var got struct {
+		Verdict struct {
+			Slots []struct {
+				Index int    `json:"index"`
+				Tag   string `json:"tag"`
+			} `json:"slots"`
+		} `json:"verdict"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &got), out)
+	require.Len(t, got.Verdict.Slots, 1)
+	assert.Equal(t, 3, got.Verdict.Slots[0].Index)
+	assert.Equal(t, tag, got.Verdict.Slots[0].Tag)
+}

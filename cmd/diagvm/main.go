@@ -49,10 +49,13 @@ Modes:
   diagvm run --kernel K [--initrd I] [--append ARGS] [--machine pc|q35]
              [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
              [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--json] [--workdir DIR]
-             [--console] [-- extra qemu args]
+             [--console] [--no-reboot] [-- extra qemu args]
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
-      when QEMU exits.
+      when QEMU exits. The VM keeps running across guest reboots (also the
+      reboot after a panic: "panicked", "reset", "rebooted", then "alive"
+      with the next boot count); --no-reboot makes a guest reboot end QEMU
+      (QEMU's -no-reboot). Ctrl-C or SIGTERM stops the VM.
   diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE]
                 [--serial SOCKET] [--reconnect] [--json]
       Supervise a VM started elsewhere (with the arguments of
@@ -131,6 +134,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	workdir := fs.String("workdir", "", "directory for the SSDT, region, ERST store and sockets (default: a new temporary directory, kept)")
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
+	noReboot := fs.Bool("no-reboot", false, "a guest reboot (or the reboot after a panic) ends QEMU instead of booting the guest again")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -162,7 +166,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := qemuhook.Config{
 		Machine: *machine, Firmware: *firmware, SMP: *smp, MemoryMB: *memory,
 		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs,
-		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true,
+		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot,
 		QMPSocket: filepath.Join(dir, "qmp.sock"), SerialSocket: filepath.Join(dir, "serial.sock"),
 		Workdir: dir, Extra: extra,
 	}

@@ -55,6 +55,17 @@ const (
 // Modes lists every guest mode.
 var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin}
 
+// NoPVPanic is a BootArgs extra word: the guest does not load its pvpanic
+// modules, so a panic raises no GUEST_PANICKED and leaves only the
+// kernel's ERST record and its reset (a guest without the driver).
+const NoPVPanic = "acpidiag.pvpanic=0"
+
+// LastBoot returns a BootArgs extra word limiting the mode to the boots
+// 1..n of the region's boot count; later boots stay alive. With ModeReboot
+// and n = 2 the guest boots three times; with ModePanic and n = 1 it
+// panics, reboots (when QEMU allows it) and stays alive.
+func LastBoot(n int) string { return fmt.Sprintf("acpidiag.last_boot=%d", n) }
+
 // AppTag is the tag the guest writes into its application slot by default.
 const AppTag = "testapp"
 

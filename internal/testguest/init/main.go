@@ -108,6 +108,17 @@ type options struct {
 	diagbeatPeriod time.Duration
 	healthyFor     time.Duration
 	diagbeatRegion string // --region for diagbeat ("" = ivshmem)
+	// pvpanic loads the pvpanic modules (acpidiag.pvpanic, default on);
+	// off, the guest panics like one without the driver: no
+	// GUEST_PANICKED, only the kernel's ERST record and its reset.
+	pvpanic bool
+	// lastBoot limits the mode to the boots 1..lastBoot of the region's
+	// boot count (acpidiag.last_boot, 0: every boot); later boots stay
+	// alive. mode=reboot last_boot=2 is a reboot loop of three boots,
+	// mode=panic last_boot=1 a panic, a reboot and a healthy second boot.
+	lastBoot int
+	// shell answers console lines (acpidiag.shell, shell.go).
+	shell bool
 }
 
 var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
@@ -121,6 +132,7 @@ func defaultOptions() options {
 		appSlot:        0,
 		appTag:         "testapp",
 		debugPeriod:    3 * time.Second,
+		pvpanic:        true,
 		diagbeatPeriod: time.Second,
 	}
 }
@@ -174,7 +186,14 @@ func parseOptions(cmdline string) (options, []string) {
 			default:
 				o.debugPeriod = d
 			}
-		case "acpidiag.app", "acpidiag.debug", "acpidiag.diagbeat":
+		case "acpidiag.shell":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.shell = b
+		case "acpidiag.app", "acpidiag.debug", "acpidiag.pvpanic", "acpidiag.diagbeat":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				bad(k, v, err)
@@ -185,9 +204,21 @@ func parseOptions(cmdline string) (options, []string) {
 				o.app = b
 			case "acpidiag.debug":
 				o.debug = b
-			default:
+			case "acpidiag.diagbeat":
 				o.diagbeat = b
+			default:
+				o.pvpanic = b
 			}
+		case "acpidiag.last_boot":
+			n, err := strconv.Atoi(v)
+			if err == nil && n < 0 {
+				err = errors.New("negative boot count")
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.lastBoot = n
 		case "acpidiag.app_slot":
 			n, err := strconv.Atoi(v)
 			if err == nil {
@@ -231,7 +262,11 @@ func run() {
 	for _, p := range problems {
 		logf("%s", p)
 	}
-	loadModules("/modules")
+	if o.pvpanic {
+		loadModules("/modules")
+	} else {
+		logf("pvpanic modules not loaded (acpidiag.pvpanic=0): a panic leaves only the kernel's ERST record")
+	}
 	reportPvpanic()
 
 	bar, err := diagbeat.OpenIvshmem("", 0)
@@ -252,11 +287,22 @@ func run() {
 		startDiagbeat(o.diagbeatRegion, o.diagbeatPeriod, o.healthyFor)
 	}
 
+	if o.shell {
+		go runShell(hb)
+	}
 	logf("mode %s after %s", o.mode, o.after)
 	if o.mode == "alive" {
 		return
 	}
 	time.Sleep(o.after)
+	if o.lastBoot > 0 && bar != nil {
+		// The AML counted this boot at its first tick (~1 s uptime, before
+		// /init runs).
+		if boots := bar.Word(region.Boots); boots > uint32(o.lastBoot) {
+			logf("boot %d is past acpidiag.last_boot=%d: staying alive instead of mode %s", boots, o.lastBoot, o.mode)
+			return
+		}
+	}
 	switch o.mode {
 	case "panic":
 		logf("panicking now (echo c > /proc/sysrq-trigger)")
@@ -280,11 +326,7 @@ func run() {
 			logf("poweroff failed: %v", err)
 		}
 	case "uhang":
-		if hb != nil {
-			hb.stop()
-		}
-		logf("userspace hung now: application heartbeat stopped, busy loops at normal priority on every CPU; the kernel keeps running")
-		spawnSpinners("normal")
+		hangUserspace(hb) // shell.go: also stops the console shell
 	case "spin":
 		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
 	}

@@ -16,16 +16,19 @@ func TestParseOptionsDefaults(t *testing.T) {
 	assert.Equal(t, 500*time.Millisecond, o.appPeriod)
 	assert.Equal(t, "testapp", o.appTag)
 	assert.True(t, o.app)
+	assert.True(t, o.pvpanic, "pvpanic modules load by default")
+	assert.Zero(t, o.lastBoot, "the mode acts on every boot by default")
 }
 
 func TestParseOptionsAll(t *testing.T) {
 	o, problems := parseOptions("console=ttyS0 acpidiag.mode=livelock acpidiag.after=2500ms acpidiag.app_period=100ms " +
 		"acpidiag.app_slot=7 acpidiag.app_tag=12345678 acpidiag.debug=1 acpidiag.debug_period=1s acpidiag.app=0 " +
+		"acpidiag.pvpanic=0 acpidiag.last_boot=2 " +
 		"acpidiag.diagbeat=1 acpidiag.diagbeat_period=2s acpidiag.healthy_for=0s acpidiag.diagbeat_region=fixed:0x10000000\n")
 	require.Empty(t, problems)
 	assert.Equal(t, options{
 		mode: "livelock", after: 2500 * time.Millisecond, app: false, appPeriod: 100 * time.Millisecond,
-		appSlot: 7, appTag: "12345678", debug: true, debugPeriod: time.Second,
+		appSlot: 7, appTag: "12345678", debug: true, debugPeriod: time.Second, pvpanic: false, lastBoot: 2,
 		diagbeat: true, diagbeatPeriod: 2 * time.Second, diagbeatRegion: "fixed:0x10000000",
 	}, o)
 }
@@ -40,6 +43,9 @@ func TestParseOptionsBadValuesKeepDefaults(t *testing.T) {
 		{"acpidiag.app_slot=-1", "slot -1 out of range"},
 		{"acpidiag.app_tag=123456789", "longer than 8 bytes"},
 		{"acpidiag.debug=maybe", `bad option acpidiag.debug="maybe"`},
+		{"acpidiag.pvpanic=no-way", `bad option acpidiag.pvpanic="no-way"`},
+		{"acpidiag.last_boot=-1", "negative boot count"},
+		{"acpidiag.last_boot=two", `bad option acpidiag.last_boot="two"`},
 		{"acpidiag.typo=1", "unknown option acpidiag.typo"},
 	} {
 		t.Run(tc.word, func(t *testing.T) {
@@ -71,5 +77,6 @@ func FuzzParseOptions(f *testing.F) {
 		assert.GreaterOrEqual(t, o.debugPeriod, time.Millisecond)
 		assert.True(t, o.appSlot >= 0 && o.appSlot < 8, "slot %d", o.appSlot)
 		assert.LessOrEqual(t, len(o.appTag), 8)
+		assert.GreaterOrEqual(t, o.lastBoot, 0)
 	})
 }
