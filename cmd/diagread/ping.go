@@ -38,21 +38,13 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	asJSON := fs.Bool("json", false, "print JSON (fields documented in docs/cli.md)")
-	var offset, size int64
-	fs.Var(int64Flag{&offset}, "offset", "byte offset of the region in the file (fixed placement: its guest-physical address)")
-	fs.Var(int64Flag{&size}, "size", "bytes of the file to map from --offset (0: to the end)")
+	var rf regionFileFlags
+	rf.register(fs)
 	var vf verdictFlags
 	vf.register(fs)
-	files, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitBadInput
-	}
-	if len(files) != 1 {
-		fmt.Fprintf(stderr, "diagread ping: need exactly one REGIONFILE, got %d\n", len(files))
-		return exitBadInput
+	path, code, ok := oneFile(fs, args, stderr, "diagread ping")
+	if !ok {
+		return code
 	}
 	cfg, err := vf.config()
 	if err == nil && *timeout <= 0 {
@@ -62,15 +54,13 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "diagread ping: %v\n", err)
 		return exitBadInput
 	}
-	path := files[0]
-	r, err := hostreader.OpenRegion(path, hostreader.OpenOptions{Offset: offset, Size: size, Writable: true})
+	r, err := rf.open(path, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "diagread ping: %v\n", err)
 		return exitBadInput
 	}
 	defer r.Close()
 	res, err := hostreader.Ping(ctx, r, cfg, *timeout)
-	code := exitOK
 	switch {
 	case err == nil:
 	case errors.Is(err, hostreader.ErrNoAnswer), errors.Is(err, hostreader.ErrBadAnswer), errors.Is(err, context.Canceled):
