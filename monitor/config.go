@@ -159,6 +159,18 @@ type SinkConfig struct {
 	Path string `json:"path,omitempty"` // dir
 	// Pack also writes ID.tar.gz beside the directory (dir sink).
 	Pack bool `json:"pack,omitempty"`
+	// http sink (package monitor/deliver; docs/collector.md): the
+	// collector's URL, the spool directory, a bearer token file, a CA
+	// file, a client certificate and key, and the spool's bounds.
+	URL           string `json:"url,omitempty"`
+	Spool         string `json:"spool,omitempty"`
+	TokenFile     string `json:"token_file,omitempty"`
+	CAFile        string `json:"ca_file,omitempty"`
+	CertFile      string `json:"cert_file,omitempty"`
+	KeyFile       string `json:"key_file,omitempty"`
+	SpoolMaxBytes int64  `json:"spool_max_bytes,omitempty"`
+	SpoolMaxAge   string `json:"spool_max_age,omitempty"`
+	MaxBackoff    string `json:"max_backoff,omitempty"`
 }
 
 // Limits bound the diagnostics. Zero values select the defaults.
@@ -673,10 +685,12 @@ func Check(c Config, opts CheckOptions) (*Plan, error) {
 			if s.Path == "" {
 				bad(path+".path", "empty (the directory bundles go to)")
 			}
+		case "http":
+			checkHTTPSink(path, s, bad)
 		case "":
-			bad(path+".kind", "missing (want dir)")
+			bad(path+".kind", "missing (want dir or http)")
 		default:
-			bad(path+".kind", "unknown sink kind %q (want dir)", s.Kind)
+			bad(path+".kind", "unknown sink kind %q (want dir or http)", s.Kind)
 		}
 	}
 	l := c.Limits

@@ -109,7 +109,7 @@ func TestCheckErrorsNameKeyPaths(t *testing.T) {
 		{"slot index range", `{"vms":[{"name":"a","region":"/r"}],"scenarios":[{"name":"s","vms":["a"],"probe":{"kind":"slot","index":9},"every":"1s","timeout":"1s"}],` + sinkOK + `}`,
 			"scenarios[0].probe.index", "want 0-7"},
 		{"no sinks", `{"vms":[{"name":"a"}]}`, "sinks", "at least one sink"},
-		{"unknown sink", `{"sinks":[{"kind":"http","path":"x"}]}`, "sinks[0].kind", `unknown sink kind "http"`},
+		{"unknown sink", `{"sinks":[{"kind":"s3","path":"x"}]}`, "sinks[0].kind", `unknown sink kind "s3"`},
 		{"invalid JSON", `{"vms": [}`, "$", "invalid JSON at byte"},
 		{"bad vm name", `{"vms":[{"name":"a/b"}],` + sinkOK + `}`, "vms[0].name", "file name"},
 		{"bad loglevel", `{"limits":{"restore_loglevel":12},` + sinkOK + `}`, "limits.restore_loglevel", "0-9"},

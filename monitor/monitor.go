@@ -113,9 +113,19 @@ func New(ctx context.Context, p *Plan, opts Options) (*Monitor, error) {
 		for range m.watcher.Changes() { // verdicts are read with Verdict; changes go to the timeline
 		}
 	}()
+	// Bundles a killed process left in a kept workdir go to the sinks again.
+	var done []*Bundle
+	var partial []string
+	if !m.ownWork {
+		done, partial = pendingBundles(m.opts.Workdir)
+	}
 	if err := m.Apply(p); err != nil {
 		m.Close()
 		return nil, err
+	}
+	if len(done)+len(partial) > 0 {
+		m.incWG.Add(1)
+		go m.redeliver(done, partial)
 	}
 	return m, nil
 }
@@ -143,16 +153,32 @@ func (m *Monitor) emit(e Event) {
 // their unchanged scenarios are kept). This is what SIGHUP does.
 func (m *Monitor) Apply(p *Plan) error {
 	sinks := m.opts.Sinks
-	if sinks == nil {
+	m.mu.Lock()
+	same := m.plan != nil && sameSinks(m.plan.Config.Sinks, p.Config.Sinks)
+	m.mu.Unlock()
+	var replaced []Sink
+	created := false
+	if sinks == nil && same {
+		sinks = m.sinks // unchanged: keep them (an http sink's spool is opened once)
+	} else if sinks == nil {
 		var err error
 		if sinks, err = SinksFromConfig(p.Config.Sinks); err != nil {
 			return err
 		}
+		replaced, created = m.sinks, true
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
+		for _, s := range sinks {
+			if created {
+				s.Close()
+			}
+		}
 		return errors.New("monitor: closed")
+	}
+	for _, s := range replaced {
+		s.Close()
 	}
 	old := m.plan
 	m.plan = p

@@ -40,7 +40,19 @@ func SinksFromConfig(cs []SinkConfig) ([]Sink, error) {
 		switch c.Kind {
 		case "dir":
 			out = append(out, &DirSink{Path: c.Path, Pack: c.Pack})
+		case "http":
+			s, err := NewHTTPSink(c)
+			if err != nil {
+				for _, o := range out {
+					o.Close()
+				}
+				return nil, fmt.Errorf("monitor: sinks[%d]: %w", i, err)
+			}
+			out = append(out, s)
 		default:
+			for _, o := range out {
+				o.Close()
+			}
 			return nil, fmt.Errorf("monitor: sinks[%d]: unknown kind %q", i, c.Kind)
 		}
 	}
@@ -66,11 +78,19 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 	final := filepath.Join(s.Path, b.ID)
 	tmp := filepath.Join(s.Path, "."+b.ID+".partial")
 	os.RemoveAll(tmp)
-	if err := copyTree(b.Dir, tmp); err != nil {
+	if _, err := os.Stat(filepath.Join(final, "manifest.json")); err == nil {
+		// Delivered before a kill: the bundle is redelivered on restart
+		// (it left the workdir only after every sink took it).
+		if _, err := os.Stat(final + ".tar.gz"); err == nil || !s.Pack {
+			return final, nil
+		}
+	} else if err := copyTree(b.Dir, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if _, err := os.Stat(tmp); err != nil {
+		// already in place (redelivery); only the pack is missing
+	} else if err := os.Rename(tmp, final); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}

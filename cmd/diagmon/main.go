@@ -48,6 +48,7 @@ const usage = `usage:
   diagmon run   --config FILE [--json] [--workdir DIR]
   diagmon check --config FILE
   diagmon diag  --config FILE --vm NAME [--only LIST] [--json]
+  diagmon status --config FILE [--json]
 
 run    runs the scenarios until SIGINT/SIGTERM; one line per probe state
        change and per incident/bundle (--json: JSON lines); SIGHUP reloads
@@ -55,6 +56,8 @@ run    runs the scenarios until SIGINT/SIGTERM; one line per probe state
 check  validates the configuration: every error names its key path.
 diag   runs the diagnostics on one VM now and writes one bundle
        (--only sysrq:t,registers,qmp,...; default: all the VM allows).
+status prints each http sink's delivery spool: queued, retrying (last
+       error), delivered and dropped counts.
 
 Exit status: 0 ok, 1 error, 2 usage.
 `
@@ -71,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-cha
 		return cmdCheck(args[1:], stdout, stderr)
 	case "diag":
 		return cmdDiag(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -1,0 +1,61 @@
+package collector
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/acpidiag/acpidiag/monitor"
+)
+
+func FuzzUnpack(f *testing.F) {
+	f.Add(testBundle{ID: "f1", VM: "v", Files: map[string]string{"console.txt": "x\n"}}.pack(f))
+	f.Add(tarGz(f, &tar.Header{Name: "b1/../x", Typeflag: tar.TypeReg, Size: 1}))
+	f.Add([]byte{0x1f, 0x8b, 8, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dst := t.TempDir()
+		m, err := Unpack(bytes.NewReader(data), dst, Limits{Unpacked: 1 << 20, Files: 64})
+		if err == nil && (m == nil || !ValidID(m.ID)) {
+			t.Fatalf("accepted without a valid manifest: %+v", m)
+		}
+	})
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"schema":1,"id":"x","vm":{"name":"v"},"created":"2026-11-29T10:00:00Z","artifacts":[{"name":"a","size":1,"sha256":"` + string(bytes.Repeat([]byte("0"), 64)) + `"}]}`))
+	f.Add([]byte(`{"schema":2}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseManifest(data)
+		if err != nil {
+			return
+		}
+		for _, a := range m.Artifacts {
+			if a.Name != "" && !validFile(a.Name) {
+				t.Fatalf("unsafe artifact name accepted: %q", a.Name)
+			}
+		}
+	})
+}
+
+// FuzzAnalyze feeds arbitrary guest text to the built-in analyzers:
+// findings must be well-formed and evidence within the artifact.
+func FuzzAnalyze(f *testing.F) {
+	f.Add("Kernel panic - not syncing: x\nRIP: 0010:foo+0x1/0x2\nCall Trace:\n foo+0x1/0x2\n")
+	f.Add("watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [a:1]\n")
+	f.Add("INFO: task a:1 blocked for more than 120 seconds.\nCall Trace:\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		tb := testBundle{ID: "z", VM: "v", Files: map[string]string{"console.txt": text}, Created: time.Unix(0, 0)}
+		b := &Bundle{Dir: tb.dir(t)}
+		b.Manifest, _ = monitor.ReadManifest(b.Dir)
+		a := Analyze(context.Background(), b, Builtin())
+		for _, f := range a.Findings {
+			for _, e := range f.Evidence {
+				if e.First < 1 || e.Last < e.First || len(e.Lines) != e.Last-e.First+1 {
+					t.Fatalf("bad evidence %+v", e)
+				}
+			}
+		}
+	})
+}
