@@ -159,6 +159,9 @@ func readTrim(p string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// Len is the number of bytes mapped.
+func (r *Region) Len() int { return len(r.mem) }
+
 // Close releases the mapping.
 func (r *Region) Close() error {
 	if r.unmap == nil || r.mem == nil {

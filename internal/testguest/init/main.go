@@ -274,7 +274,7 @@ func run() {
 		logf("ivshmem region: %v; carrying on without it", err)
 		bar = nil
 	} else {
-		logf("ivshmem region: %s resource2 mapped", bar.Source)
+		logf("ivshmem region: %s resource2 mapped (%d bytes)", strings.TrimPrefix(bar.Source, "ivshmem "), bar.Len())
 	}
 	var hb *heartbeat
 	if bar != nil && o.app {
