@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,17 +62,46 @@ type Finding struct {
 type Bundle struct {
 	Dir      string
 	Manifest *monitor.Manifest
+
+	mu    sync.Mutex
+	texts map[string]string
+	lines map[string][]string
+}
+
+// Text returns an artifact's content ("" when the bundle has no such
+// artifact), read once. Artifacts are bounded by the bundle's limits.
+func (b *Bundle) Text(name string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t, ok := b.texts[name]; ok {
+		return t
+	}
+	data, _ := os.ReadFile(filepath.Join(b.Dir, filepath.FromSlash(name)))
+	if b.texts == nil {
+		b.texts = map[string]string{}
+	}
+	b.texts[name] = string(data)
+	return b.texts[name]
 }
 
 // Lines returns an artifact's text split into lines (nil when the bundle
-// has no such artifact). Artifacts are bounded by the bundle's limits.
+// has no such artifact).
 func (b *Bundle) Lines(name string) []string {
-	data, err := os.ReadFile(filepath.Join(b.Dir, filepath.FromSlash(name)))
-	if err != nil {
-		return nil
+	t := b.Text(name)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l, ok := b.lines[name]; ok {
+		return l
 	}
-	s := strings.ReplaceAll(string(data), "\r\n", "\n")
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	var l []string
+	if t != "" {
+		l = strings.Split(strings.TrimSuffix(strings.ReplaceAll(t, "\r\n", "\n"), "\n"), "\n")
+	}
+	if b.lines == nil {
+		b.lines = map[string][]string{}
+	}
+	b.lines[name] = l
+	return l
 }
 
 // Analyzer turns a bundle into findings.
@@ -108,7 +138,6 @@ func rank(c string) int {
 // in the bundle, or lines out of range, is dropped.
 func Analyze(ctx context.Context, b *Bundle, analyzers []Analyzer) Analysis {
 	a := Analysis{ID: b.Manifest.ID, At: time.Now().UTC(), Findings: []Finding{}}
-	cache := map[string][]string{}
 	for _, an := range analyzers {
 		fs, err := an.Analyze(ctx, b)
 		if err != nil {
@@ -125,11 +154,7 @@ func Analyze(ctx context.Context, b *Bundle, analyzers []Analyzer) Analysis {
 				if !validFile(e.Artifact) {
 					continue
 				}
-				lines, ok := cache[e.Artifact]
-				if !ok {
-					lines = b.Lines(e.Artifact)
-					cache[e.Artifact] = lines
-				}
+				lines := b.Lines(e.Artifact)
 				if e.First < 1 || e.Last < e.First || e.Last > len(lines) {
 					continue
 				}
@@ -195,10 +220,31 @@ type hit struct {
 	m     []string
 }
 
+// find returns the first line matching re in the artifacts, in order.
+// The pattern's literals (lits) filter first: an artifact holding none of
+// them is not split into lines, a line holding none is not matched.
 func find(b *Bundle, arts []string, re *regexp.Regexp) *hit {
+	lits := literals[re]
+	has := func(s string) bool {
+		if len(lits) == 0 {
+			return true
+		}
+		for _, l := range lits {
+			if strings.Contains(s, l) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, a := range arts {
+		if !has(b.Text(a)) {
+			continue
+		}
 		lines := b.Lines(a)
 		for i, l := range lines {
+			if !has(l) {
+				continue
+			}
 			if m := re.FindStringSubmatch(l); m != nil {
 				return &hit{art: a, lines: lines, i: i, m: m}
 			}
@@ -222,6 +268,20 @@ var (
 	reDState = regexp.MustCompile(`task:(\S+)\s+state:D\b.*pid:\s*(\d+)`)
 	reOOM    = regexp.MustCompile(`Out of memory: Killed process (\d+) \((.*?)\)|(\S+) invoked oom-killer`)
 )
+
+// literals are strings one of which every match of the pattern contains.
+var literals = map[*regexp.Regexp][]string{
+	rePanic:  {"Kernel panic - not syncing: "},
+	reOops:   {"BUG: ", "Oops: ", "general protection fault", "kernel BUG at "},
+	reSoft:   {"soft lockup - CPU#"},
+	reHard:   {"LOCKUP", "lockup", "Lockup"},
+	reRCU:    {"rcu: INFO: "},
+	reNMI:    {"NMI backtrace for cpu "},
+	reComm:   {"CPU: "},
+	reHung:   {"INFO: task "},
+	reDState: {"state:D"},
+	reOOM:    {"Out of memory: Killed process ", "invoked oom-killer"},
+}
 
 // strip removes the printk timestamp so frame patterns match.
 func strip(l string) string { return reStamp.ReplaceAllString(l, "") }
@@ -391,9 +451,10 @@ func (lockupAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error)
 // hostVCPUs is the part of host.json the livelock rule reads.
 type hostVCPUs struct {
 	VCPUs []struct {
-		Index   int     `json:"cpu_index"`
-		State   string  `json:"state"`
-		Percent float64 `json:"cpu_percent"`
+		Index    int     `json:"cpu_index"`
+		State    string  `json:"state"`
+		Percent  float64 `json:"cpu_percent"`
+		Runnable float64 `json:"runnable_percent"`
 	} `json:"vcpus"`
 }
 
@@ -451,7 +512,9 @@ func livelock(b *Bundle) (Finding, bool) {
 	}
 	busy := 0
 	for _, c := range h.VCPUs {
-		if c.Percent >= 70 {
+		// On a shared host a busy vCPU may get little CPU; it still
+		// wants it all the time (runnable).
+		if c.Percent >= 70 || c.Runnable >= 85 {
 			busy++
 		}
 	}

@@ -77,7 +77,7 @@ func erstText(t testing.TB, fixture string) string {
 	}
 	var text strings.Builder
 	for _, ev := range st.Events() {
-		fmt.Fprintf(&text, "==== %s#%d\n%s\n", ev.Reason, ev.Count, ev.Text)
+		fmt.Fprintf(&text, "==== %s#%d\n%s\n", ev.Reason, ev.Count, ev.Text())
 	}
 	return text.String()
 }
@@ -147,7 +147,7 @@ func TestPostStoresOnceAndServes(t *testing.T) {
 		t.Fatalf("second POST: %d %+v", code, r)
 	}
 	code, _ = post(t, srv.URL, body, "")
-	if code != http.StatusOK || st.Len() != 1 {
+	if code != http.StatusOK || st.Len() != 1 || st.Stats() != (Stats{Bundles: 1, Stored: 1, Duplicates: 2}) {
 		t.Fatalf("POST without key: %d, %d stored", code, st.Len())
 	}
 	var incs []Incident

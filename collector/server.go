@@ -34,6 +34,7 @@ type Server struct {
 //
 //	POST /api/bundles            store a bundle (201 stored, 200 duplicate)
 //	GET  /api/vms                the fleet
+//	GET  /api/stats              bundles stored, duplicates, refused since start
 //	GET  /api/incidents?vm=NAME  incidents, newest first
 //	GET  /api/incidents/{id}     one incident: manifest and analysis
 //	GET  /                       fleet page
@@ -44,6 +45,7 @@ func NewServer(st *Store, opts ServerOptions) *Server {
 	s := &Server{store: st, opts: opts, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /api/bundles", s.postBundle)
 	s.mux.HandleFunc("GET /api/vms", s.apiVMs)
+	s.mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, st.Stats()) })
 	s.mux.HandleFunc("GET /api/incidents", s.apiIncidents)
 	s.mux.HandleFunc("GET /api/incidents/{id}", s.apiIncident)
 	s.mux.HandleFunc("GET /{$}", s.fleetPage)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/acpidiag/acpidiag/monitor"
@@ -63,6 +64,8 @@ type VMSummary struct {
 type Store struct {
 	dir  string
 	opts StoreOptions
+
+	stored, duplicates, refused atomic.Int64
 
 	mu    sync.RWMutex
 	index map[string]*Incident
@@ -213,6 +216,32 @@ func (s *Store) Has(id string) bool {
 // is unpacked into DIR/tmp, fsynced and renamed into DIR/bundles/ID, so
 // it is either stored whole or not at all.
 func (s *Store) Put(ctx context.Context, r io.Reader, key string) (*Incident, bool, error) {
+	inc, created, err := s.put(ctx, r, key)
+	switch {
+	case err != nil:
+		s.refused.Add(1)
+	case created:
+		s.stored.Add(1)
+	default:
+		s.duplicates.Add(1)
+	}
+	return inc, created, err
+}
+
+// Stats counts the Put calls since the store was opened.
+type Stats struct {
+	Bundles    int   `json:"bundles"`    // stored now
+	Stored     int64 `json:"stored"`     // new bundles stored (201)
+	Duplicates int64 `json:"duplicates"` // bundles already stored (200)
+	Refused    int64 `json:"refused"`    // refused or failed
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	return Stats{Bundles: s.Len(), Stored: s.stored.Load(), Duplicates: s.duplicates.Load(), Refused: s.refused.Load()}
+}
+
+func (s *Store) put(ctx context.Context, r io.Reader, key string) (*Incident, bool, error) {
 	if key != "" && !ValidID(key) {
 		return nil, false, bundleErr("Idempotency-Key", "%q: want 1-200 characters of [A-Za-z0-9._-]", trunc(key))
 	}

@@ -66,19 +66,28 @@ const (
 // Limits that keep decoding of hostile files bounded.
 const (
 	// MaxERSTFileSize is the largest file ReadERSTFile reads (QEMU's
-	// storage size is a uint32; real stores are 64 KiB to a few MiB).
-	MaxERSTFileSize = 256 << 20
+	// storage size is a uint32; real stores are 64 KiB to a few MiB). It
+	// keeps a reader's memory bounded: the file is held in memory while
+	// it is decoded.
+	MaxERSTFileSize = 64 << 20
 	// MaxRecordText is the most text one compressed record may inflate
 	// to; a record that inflates to more is reported as an error.
 	MaxRecordText = 1 << 20
-	// MaxStoreText is the most decompressed text one DecodeERST call
-	// produces in total; records past the budget are reported as errors.
+	// MaxStoreText is the text budget of one DecodeERST call: the total
+	// size of the records' text once escaped for printing (TextCost: a
+	// byte counts as much as its escaped form takes in the larger of the
+	// text and JSON outputs, a NUL 6). It bounds what a hostile store can
+	// make a reader hold and print, whatever the bytes: a record whose
+	// text does not fit in what is left is reported as an error naming
+	// the budget, and not decoded.
 	MaxStoreText = 32 << 20
 )
 
-// ErrTextTooLarge is wrapped by the RecordError of a compressed record that
-// inflates to more than MaxRecordText bytes (or past MaxStoreText in total).
-var ErrTextTooLarge = errors.New("decompressed text exceeds the limit")
+// ErrTextTooLarge is wrapped by the RecordError of a record whose text is
+// over a limit: a compressed record that inflates to more than
+// MaxRecordText bytes, or a record whose escaped text does not fit in
+// what is left of the store's MaxStoreText budget.
+var ErrTextTooLarge = errors.New("text exceeds the limit")
 
 // ErrUnsupportedCompression is wrapped by the RecordError of a DMESG_Z
 // record compressed with something other than deflate (the guest chose
@@ -227,29 +236,57 @@ type ERSTStore struct {
 }
 
 // ReadERSTFile reads and decodes an ERST backing file (the mem-path of the
-// acpi-erst device's memory backend). Files larger than MaxERSTFileSize are
-// refused.
+// acpi-erst device's memory backend), read with ReadERSTBytes.
 func ReadERSTFile(path string) (*ERSTStore, error) {
-	f, err := os.Open(path)
+	b, err := ReadERSTBytes(path)
 	if err != nil {
-		return nil, fmt.Errorf("erst: %w", err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxERSTFileSize {
-		return nil, fmt.Errorf("erst: %s: %d bytes, larger than %d: not an ERST store", path, fi.Size(), MaxERSTFileSize)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxERSTFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("erst: reading %s: %w", path, err)
-	}
-	if len(b) > MaxERSTFileSize {
-		return nil, fmt.Errorf("erst: %s: larger than %d bytes, not an ERST store", path, MaxERSTFileSize)
+		return nil, err
 	}
 	s, err := DecodeERST(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
+}
+
+// ReadERSTBytes reads an ERST backing file into memory, bounded: anything
+// but a regular file (a named pipe, /dev/zero) is refused before it is
+// read (the error wraps ErrNotRegular), and so is a file larger than
+// MaxERSTFileSize. At most the file's size (plus one byte, to notice a
+// file that grew past the limit) is read.
+func ReadERSTBytes(path string) ([]byte, error) {
+	f, fi, err := openRegular(path, os.O_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("erst: %w", err)
+	}
+	defer f.Close()
+	if fi.Size() > MaxERSTFileSize {
+		return nil, fmt.Errorf("erst: %s: %d bytes, larger than %d (MaxERSTFileSize): not an ERST store", path, fi.Size(), MaxERSTFileSize)
+	}
+	// The file may change while it is read (QEMU writes it): read what is
+	// there now, up to the limit.
+	b := make([]byte, fi.Size()+1)
+	n, err := io.ReadFull(f, b)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, fmt.Errorf("erst: reading %s: %w", path, err)
+	case int64(n) > MaxERSTFileSize:
+		return nil, fmt.Errorf("erst: %s: larger than %d bytes (MaxERSTFileSize): not an ERST store", path, MaxERSTFileSize)
+	}
+	if int64(n) > fi.Size() {
+		// It grew while being read: take the rest too, bounded.
+		rest, err := io.ReadAll(io.LimitReader(f, MaxERSTFileSize+1-int64(n)))
+		if err != nil {
+			return nil, fmt.Errorf("erst: reading %s: %w", path, err)
+		}
+		b = append(b[:n], rest...)
+		n = len(b)
+		if int64(n) > MaxERSTFileSize {
+			return nil, fmt.Errorf("erst: %s: larger than %d bytes (MaxERSTFileSize): not an ERST store", path, MaxERSTFileSize)
+		}
+	}
+	return b[:n:n], nil
 }
 
 // DecodeERSTHeader decodes and validates the storage header the way QEMU's
@@ -420,6 +457,10 @@ func (d *decoder) decodeRecord(rec []byte, base int64, slot int, id uint64, reco
 		switch primary.Type {
 		case SectionDmesg:
 			r.Kind = KindDmesg
+			if err := d.spend(body); err != nil {
+				ferr := &fieldError{off: base + int64(primary.Offset), field: "section[0] text", err: err}
+				return nil, append(errs, ferr.toRecordError(slot, id))
+			}
 			r.Text = string(body)
 		case SectionDmesgZ:
 			r.Kind = KindDmesgZ

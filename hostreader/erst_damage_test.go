@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -343,13 +344,62 @@ func TestERSTStoreBudget(t *testing.T) {
 	require.NoError(t, err)
 	total := 0
 	for _, r := range s.Records {
-		total += len(r.Text)
+		total += TextCost([]byte(r.Text))
 	}
 	assert.LessOrEqual(t, total, MaxStoreText)
-	assert.Len(t, s.Records, MaxStoreText/MaxRecordText)
-	assert.Len(t, s.Errors, n-MaxStoreText/MaxRecordText)
+	perRecord := TextCost([]byte("Panic#1 Part1\n" + strings.Repeat("z", MaxRecordText-14)))
+	assert.Len(t, s.Records, MaxStoreText/perRecord)
+	assert.Len(t, s.Errors, n-MaxStoreText/perRecord)
 	for _, e := range s.Errors {
 		assert.ErrorIs(t, e, ErrTextTooLarge)
+		// The message names the budget (it said "more than 0 bytes").
+		assert.Contains(t, e.Error(), "MaxStoreText")
+		assert.NotContains(t, e.Error(), "more than 0 bytes")
+	}
+}
+
+// The budget is counted after escaping: 1 MiB of NUL bytes prints as
+// 4 MiB (\x00) or 6 MiB (JSON \u0000), so far fewer such records fit.
+func TestERSTStoreBudgetCountsEscapes(t *testing.T) {
+	b := make([]byte, 512<<10)
+	tmpl := cloneCase(t, "q35_sysrq_deflate")
+	copy(b, tmpl[:ERSTHeaderSize])
+	body := deflateBytes(t, make([]byte, MaxRecordText))
+	n := 0
+	for slot := 1; slot < len(b)/fixRS; slot++ {
+		copy(b[slot*fixRS:], tmpl[fixRS:fixRS+200])
+		putBody(t, b, slot, body)
+		put64(b, slot*fixRS+cperOffRecordID, uint64(slot))
+		put64(b, erstOffMap+8*slot, uint64(slot))
+		n++
+	}
+	require.Equal(t, 63, n)
+	put32(b, erstOffRecordCount, uint32(n))
+	s, err := DecodeERST(b)
+	require.NoError(t, err)
+	assert.Len(t, s.Records, MaxStoreText/(6*MaxRecordText))
+	assert.Len(t, s.Errors, n-len(s.Records))
+	escaped := 0
+	for _, e := range s.Events() {
+		escaped += len(EscapeLog(e.Text()))
+	}
+	assert.LessOrEqual(t, escaped, MaxStoreText)
+}
+
+func TestTextCost(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		cost int
+	}{
+		{"", 0}, {"abc", 3}, {"a\n", 3}, {"\t", 2}, {`\`, 2}, {`"`, 2},
+		{"\x00", 6}, {"\x1b", 6}, {"<4>", 13}, {"&", 6}, {"\x7f", 4},
+		{"café", 5}, {"\xff", 6}, {"\u0085", 12}, {"\u2028", 18},
+	} {
+		assert.Equal(t, c.cost, TextCost([]byte(c.in)), "%q", c.in)
+		// Never less than either printed form.
+		js, _ := json.Marshal(c.in)
+		assert.GreaterOrEqual(t, TextCost([]byte(c.in)), len(EscapeLog(c.in)), "%q", c.in)
+		assert.GreaterOrEqual(t, TextCost([]byte(c.in)), len(js)-2, "%q", c.in)
 	}
 }
 

@@ -199,8 +199,8 @@ func TestEventsFixtures(t *testing.T) {
 				for _, p := range e.Parts {
 					sb.WriteString(p.Body())
 				}
-				assert.Equal(t, sb.String(), e.Text)
-				assert.NotContains(t, e.Text, e.Reason+"#"+strconv.Itoa(e.Count)+" Part")
+				assert.Equal(t, sb.String(), e.Text())
+				assert.NotContains(t, e.Text(), e.Reason+"#"+strconv.Itoa(e.Count)+" Part")
 				assertPartsInOrder(t, e.Parts)
 			}
 		})

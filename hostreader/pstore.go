@@ -29,7 +29,8 @@ func newDecoder() *decoder { return &decoder{budget: MaxStoreText} }
 
 // inflate decompresses a raw deflate stream (pstore compresses with the
 // kernel's "deflate" crypto/zlib code using negative window bits, i.e. no
-// zlib header) into at most MaxRecordText bytes.
+// zlib header) into at most MaxRecordText bytes, and spends the text's
+// cost from the store's budget.
 func (d *decoder) inflate(comp []byte) (string, error) {
 	d.br.Reset(comp)
 	if d.fr == nil {
@@ -37,15 +38,23 @@ func (d *decoder) inflate(comp []byte) (string, error) {
 	} else if err := d.fr.(flate.Resetter).Reset(&d.br, nil); err != nil {
 		return "", err
 	}
+	// Every byte costs at least 1: a text longer than the budget left
+	// cannot fit, so inflating stops there (memory stays bounded).
 	limit := MaxRecordText
 	if d.budget < limit {
 		limit = d.budget
+	}
+	over := func() error {
+		if limit < MaxRecordText {
+			return d.overBudget(limit+1, "more than ")
+		}
+		return fmt.Errorf("inflates to more than %d bytes (MaxRecordText): %w", MaxRecordText, ErrTextTooLarge)
 	}
 	buf := d.buf[:0]
 	for {
 		if len(buf) == cap(buf) {
 			if len(buf) > limit {
-				return "", fmt.Errorf("more than %d bytes: %w", limit, ErrTextTooLarge)
+				return "", over()
 			}
 			n := 2 * cap(buf)
 			if n < 32<<10 {
@@ -61,7 +70,7 @@ func (d *decoder) inflate(comp []byte) (string, error) {
 		n, err := d.fr.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if len(buf) > limit {
-			return "", fmt.Errorf("more than %d bytes: %w", limit, ErrTextTooLarge)
+			return "", over()
 		}
 		if err == io.EOF {
 			break
@@ -74,9 +83,71 @@ func (d *decoder) inflate(comp []byte) (string, error) {
 		}
 	}
 	d.buf = buf
-	d.budget -= len(buf)
+	if err := d.spend(buf); err != nil {
+		return "", err
+	}
 	return string(buf), nil
 }
+
+// spend takes the escaped size of text from the store's budget, or says
+// why it does not fit.
+func (d *decoder) spend(text []byte) error {
+	c := TextCost(text)
+	if c > d.budget {
+		return d.overBudget(c, "")
+	}
+	d.budget -= c
+	return nil
+}
+
+func (d *decoder) overBudget(cost int, atLeast string) error {
+	return fmt.Errorf("the record's text needs %s%d bytes once escaped, more than the %d left of the store's text budget (MaxStoreText, %d bytes counted after escaping): %w",
+		atLeast, cost, d.budget, MaxStoreText, ErrTextTooLarge)
+}
+
+// TextCost returns the size guest text can take once escaped for
+// printing: each byte counts as much as its escaped form takes in the
+// larger of the text output (EscapeLog) and a JSON string: 1 for a
+// printable ASCII byte, 2 for newline, tab, backslash and double quote, 6
+// for any other control byte and for <, > and & (\u0000, \u003c), 1 for
+// each byte of a printable UTF-8 rune, 6 for each byte of invalid UTF-8 or
+// of a non-printable rune. It is the unit of MaxStoreText.
+func TextCost(text []byte) int {
+	n := 0
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			n += int(asciiCost[c])
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(text[i:])
+		if r == utf8.RuneError || !unicode.IsPrint(r) || r == '\u2028' || r == '\u2029' {
+			n += 6 * size
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
+}
+
+// asciiCost is TextCost of each ASCII byte.
+var asciiCost = func() (t [utf8.RuneSelf]uint8) {
+	for c := range t {
+		switch {
+		case c == '\\' || c == '"' || c == '\n' || c == '\t':
+			t[c] = 2
+		case c == '<' || c == '>' || c == '&' || c < 0x20:
+			t[c] = 6
+		case c == 0x7f:
+			t[c] = 4
+		default:
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // parsePstoreHeader parses the first line of a pstore dmesg record,
 // written by pstore_dump as snprintf("%s#%d Part%u\n", why, oopscount, part).
@@ -175,9 +246,6 @@ type Event struct {
 	// part present (the store was full, or records were erased). At most
 	// 16 are listed.
 	MissingParts []int
-	// Text is the reassembled log, oldest line first, header lines
-	// removed. Raw guest data: escape it before printing.
-	Text string
 	// PanicLine is the first "Kernel panic - not syncing: ..." line, with
 	// the "<level>[time]" prefix removed ("" if none).
 	PanicLine string
@@ -242,23 +310,11 @@ func (s *ERSTStore) Events() []Event {
 
 func (e *Event) finish() {
 	sort.SliceStable(e.Parts, func(a, b int) bool { return e.Parts[a].Part > e.Parts[b].Part })
-	var sb strings.Builder
-	n := 0
 	for _, p := range e.Parts {
-		n += len(p.Text) + 1
-	}
-	sb.Grow(n)
-	for _, p := range e.Parts {
-		body := p.Body()
-		sb.WriteString(body)
-		if len(body) > 0 && body[len(body)-1] != '\n' {
-			sb.WriteByte('\n')
-		}
 		if !p.Timestamp.IsZero() && (e.Timestamp.IsZero() || p.Timestamp.Before(e.Timestamp)) {
 			e.Timestamp = p.Timestamp
 		}
 	}
-	e.Text = sb.String()
 	if e.Reason != "" && len(e.Parts) > 0 {
 		// Parts are sorted high to low: walk up from 1 looking for gaps.
 		want := 1
@@ -273,15 +329,61 @@ func (e *Event) finish() {
 			}
 		}
 	}
-	for _, l := range CrashLines(e.Text) {
-		if strings.HasPrefix(l, panicPrefix) {
-			if e.PanicLine == "" {
-				e.PanicLine = l
+	// Each part's body ends a line (Text adds the newline), so no line
+	// spans two parts: the crash lines are found part by part.
+	for _, p := range e.Parts {
+		for _, l := range CrashLines(p.Body()) {
+			if strings.HasPrefix(l, panicPrefix) {
+				if e.PanicLine == "" {
+					e.PanicLine = l
+				}
+				continue
 			}
+			e.OopsLines = append(e.OopsLines, l)
+		}
+	}
+}
+
+// Text returns the reassembled log, oldest line first, header lines
+// removed, each part ending with a newline. It is raw guest data: escape
+// it before printing. The text lives in the records (Parts); an event
+// holds no copy of it: Text builds the string when called (an event of one
+// part that ends with a newline returns that part's text without
+// copying), and WriteText writes it without building it.
+func (e *Event) Text() string {
+	if len(e.Parts) == 1 {
+		if b := e.Parts[0].Body(); b == "" || b[len(b)-1] == '\n' {
+			return b
+		}
+	}
+	var sb strings.Builder
+	n := 0
+	for _, p := range e.Parts {
+		n += len(p.Text) + 1
+	}
+	sb.Grow(n)
+	_ = e.WriteText(&sb)
+	return sb.String()
+}
+
+// WriteText writes what Text returns to w, one part at a time (each Write
+// holds whole lines of one part).
+func (e *Event) WriteText(w io.Writer) error {
+	for _, p := range e.Parts {
+		body := p.Body()
+		if body == "" {
 			continue
 		}
-		e.OopsLines = append(e.OopsLines, l)
+		if _, err := io.WriteString(w, body); err != nil {
+			return err
+		}
+		if body[len(body)-1] != '\n' {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
 }
 
 const panicPrefix = "Kernel panic - not syncing"

@@ -125,19 +125,19 @@ func TestEventsSynthetic(t *testing.T) {
 	require.Len(t, evs, 4)
 	assert.Equal(t, "Panic", evs[0].Reason)
 	assert.Equal(t, boot1>>32, evs[0].Boot)
-	assert.Equal(t, "<6>[ 1.0] a\n<0>[ 2.0] Kernel panic - not syncing: one\n", evs[0].Text)
+	assert.Equal(t, "<6>[ 1.0] a\n<0>[ 2.0] Kernel panic - not syncing: one\n", evs[0].Text())
 	assert.Equal(t, "Kernel panic - not syncing: one", evs[0].PanicLine)
 	assert.Empty(t, evs[0].MissingParts)
 	assert.Equal(t, time.Unix(1003, 0), evs[0].Timestamp)
 
 	assert.Equal(t, "", evs[1].Reason)
-	assert.Equal(t, "no header\n", evs[1].Text)
-	assert.Equal(t, "no header either\n", evs[2].Text)
+	assert.Equal(t, "no header\n", evs[1].Text())
+	assert.Equal(t, "no header either\n", evs[2].Text())
 
 	assert.Equal(t, boot2>>32, evs[3].Boot)
 	assert.Equal(t, []int{3, 1}, []int{evs[3].Parts[0].Part, evs[3].Parts[1].Part})
 	assert.Equal(t, []int{2}, evs[3].MissingParts)
-	assert.Equal(t, "<0>[ 1.0] c\n<0>[ 3.0] Kernel panic - not syncing: two\n", evs[3].Text)
+	assert.Equal(t, "<0>[ 1.0] c\n<0>[ 3.0] Kernel panic - not syncing: two\n", evs[3].Text())
 	// Events does not reorder the store's records.
 	assert.Equal(t, 1, s.Records[0].Slot)
 }

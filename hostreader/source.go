@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -34,11 +35,17 @@ type RegionError struct {
 	Field  string // region field name (region.Fields) or "source", "offset"
 	Offset int64
 	Msg    string
+	// Err is the underlying error, if any (ErrNotRegular for a named pipe,
+	// a device or a directory).
+	Err error
 }
 
 func (e *RegionError) Error() string {
 	return fmt.Sprintf("hostreader: region %s: %s at offset %#x: %s", e.Source, e.Field, e.Offset, e.Msg)
 }
+
+// Unwrap returns the underlying error (nil if none).
+func (e *RegionError) Unwrap() error { return e.Err }
 
 // DefaultRetries is the number of attempts a snapshot makes to read the
 // tick words between two equal, even seqlock values when OpenOptions or
@@ -83,10 +90,14 @@ type Region struct {
 	closed   atomic.Bool
 }
 
-// OpenRegion maps the region in the file at path. The file must hold at
-// least the v1 header from opts.Offset on and, once the guest initialised
-// the header, at least the RegionSize it declares; otherwise a *RegionError
-// says what is wrong. The mapping stays valid after the file descriptor is
+// OpenRegion maps the region in the file at path. The file must be a
+// regular file (a named pipe or a device is refused at once, without
+// blocking: the *RegionError wraps ErrNotRegular) and hold at least the v1
+// header from opts.Offset on; otherwise a *RegionError says what is wrong.
+// The header's words are written by the guest and are not checked here: a
+// hostile header (a RegionSize larger than the file, say) opens, and every
+// verdict on it is StateCorrupt naming the field, exactly as when the
+// same bytes appear later. The mapping stays valid after the file descriptor is
 // closed (which OpenRegion does before returning), so a Region costs no
 // file descriptor; Close releases the mapping.
 func OpenRegion(path string, opts OpenOptions) (*Region, error) {
@@ -100,18 +111,14 @@ func OpenRegion(path string, opts OpenOptions) (*Region, error) {
 	if opts.Writable {
 		flag = os.O_RDWR
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	f, fi, err := openRegular(path, flag)
+	if errors.Is(err, ErrNotRegular) {
+		return nil, &RegionError{Source: path, Field: "source", Msg: strings.TrimPrefix(err.Error(), path+": "), Err: ErrNotRegular}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hostreader: open region: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("hostreader: open region: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &RegionError{Source: path, Field: "source", Msg: "not a regular file (" + fi.Mode().String() + ")"}
-	}
 	fsize := fi.Size()
 	if opts.Offset > fsize {
 		return nil, &RegionError{Source: path, Field: "offset", Offset: opts.Offset, Msg: fmt.Sprintf("offset is past the end of the %d-byte file", fsize)}
@@ -139,10 +146,6 @@ func OpenRegion(path string, opts OpenOptions) (*Region, error) {
 	r := newRegion(path, mapping[delta:delta+size], opts.Retries)
 	r.mapping = mapping
 	r.writable = opts.Writable
-	if err := r.checkSize(); err != nil {
-		munmap(mapping)
-		return nil, err
-	}
 	return r, nil
 }
 
@@ -180,9 +183,6 @@ func regionFromBytes(name string, b []byte) (*Region, error) {
 	}
 	r := newRegion(name, b, 0)
 	r.writable = true
-	if err := r.checkSize(); err != nil {
-		return nil, err
-	}
 	return r, nil
 }
 
@@ -196,24 +196,6 @@ func newRegion(name string, b []byte, retries int) *Region {
 		avail:   int64(len(b)),
 		retries: retries,
 	}
-}
-
-// checkSize refuses a source shorter than the RegionSize its (initialised)
-// header declares.
-func (r *Region) checkSize() error {
-	var magic, size uint32
-	err := r.guard(func() {
-		magic = r.load(region.MagicWord.Offset)
-		size = r.load(region.RegionSize.Offset)
-	})
-	if err != nil {
-		return err
-	}
-	if magic == region.Magic && int64(size) > r.avail {
-		return &RegionError{Source: r.name, Field: region.RegionSize.Name, Offset: int64(region.RegionSize.Offset),
-			Msg: fmt.Sprintf("header declares %d bytes but the source has %d", size, r.avail)}
-	}
-	return nil
 }
 
 // Name returns the path or kind ("bytes", "dump") of the region's source.

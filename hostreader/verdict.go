@@ -249,6 +249,30 @@ type Tracker struct {
 	panicEv        PanicEvidence
 	panicBoots     uint32
 	panicBootsKnow bool
+
+	// Host stamps written by the tracker's owner (Stamped), Unix ns:
+	// the start and the end of the current uninterrupted run of them.
+	stamping   bool
+	stampStart int64
+	stampLast  int64
+}
+
+// Stamped tells the tracker that its owner wrote the host stamp at (see
+// Region.StampHostTime) just before the snapshot it is about to judge.
+// From then on, whether "the host keeps stamping" is dated from this
+// process's own stamps, not from the stamp in the region: a new stamper
+// (a supervisor restarted after being killed, a second `diagread watch
+// --stamp`) has just overwritten an old stamp with its own, and the echo
+// of the old one proves nothing until the guest had time to copy a new
+// one. A stamp more than two stamp intervals after the previous one
+// starts a new run (stamping was interrupted).
+func (t *Tracker) Stamped(at time.Time) {
+	cfg := t.cfg.norm()
+	ns := at.UnixNano()
+	if !t.stamping || ns < t.stampLast || ns-t.stampLast > 2*int64(cfg.StampInterval) {
+		t.stampStart = ns
+	}
+	t.stamping, t.stampLast = true, ns
 }
 
 // tickWords is what a Tracker remembers of the previous snapshot.
@@ -413,13 +437,26 @@ func (t *Tracker) fresh(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 		v.State, v.Reason = StateAlive, "ticked within K periods"
 		return
 	}
+	// Whether the host has been stamping long enough that a live guest
+	// must have copied a recent stamp: from the region's stamp for a
+	// reader that does not stamp; from its own stamps for one that does
+	// (a live guest copies a stamp at least stamp interval + one period
+	// old, so the rule waits for K periods plus a stamp interval of them).
+	keeps := false
+	justStarted := false
 	if echoOK {
 		host := int64(0)
 		if !v.HostStamp.IsZero() {
 			host = v.HostStamp.UnixNano()
 		}
+		keeps = host != 0 && now-host <= 2*int64(cfg.StampInterval)
+		if t.stamping {
+			running := now-t.stampLast <= 2*int64(cfg.StampInterval)
+			keeps = running && now-t.stampStart > int64(addDur(time.Duration(thr), cfg.StampInterval))
+			justStarted = running && !keeps
+		}
 		switch {
-		case host != 0 && now-host <= 2*int64(cfg.StampInterval):
+		case keeps:
 			v.State, v.Reason = StateStale, "host stamp echo older than K periods while the host keeps stamping"
 			return
 		case host != 0 && host > echo && now-host > thr:
@@ -432,6 +469,8 @@ func (t *Tracker) fresh(v *Verdict, s *Snapshot, now int64, cfg VerdictConfig) {
 		return
 	}
 	switch {
+	case justStarted:
+		v.State, v.Reason = StateUnknown, "host stamping started here less than K periods ago: waiting for the guest to copy a new stamp"
 	case echoOK:
 		v.State, v.Reason = StateUnknown, "host stamping stopped: the echo is only a lower bound; watch the ticks"
 	case v.EchoImplausible:

@@ -196,6 +196,37 @@ func (w *Watcher) Verdict(name string) (Verdict, bool) {
 	return e.last, true
 }
 
+// Refresh reads the region watched under name now (not at the next
+// round) and returns its verdict, which also becomes its latest verdict
+// (Verdict). No Change is emitted for it. A supervisor uses it for the
+// final word on a region, e.g. after QEMU exited.
+func (w *Watcher) Refresh(name string) (Verdict, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return Verdict{}, ErrWatcherClosed
+	}
+	e, ok := w.byName[name]
+	if !ok {
+		return Verdict{}, fmt.Errorf("hostreader: watch: no region named %q", name)
+	}
+	now := w.opts.Now()
+	s, err := e.region.SnapshotAt(now)
+	for tries := 0; err == nil && s.Torn && tries < 10; tries++ {
+		time.Sleep(w.opts.TornRecheck)
+		now = w.opts.Now()
+		s, err = e.region.SnapshotAt(now)
+	}
+	var v Verdict
+	if err != nil {
+		v = faultVerdict(s, err)
+	} else {
+		v = e.tracker.Update(s)
+	}
+	e.last, e.emitted = v, true
+	return v, nil
+}
+
 // Len returns the number of watched regions.
 func (w *Watcher) Len() int {
 	w.mu.Lock()
@@ -270,8 +301,8 @@ func (w *Watcher) round(out []Change) []Change {
 	now := w.opts.Now()
 	var torn []*watchEntry
 	for _, e := range w.entries {
-		if w.opts.Stamp {
-			_ = e.region.StampHostTime(now) // a fault shows in the snapshot below
+		if w.opts.Stamp && e.region.StampHostTime(now) == nil { // a fault shows in the snapshot below
+			e.tracker.Stamped(now)
 		}
 		s, err := e.region.SnapshotAt(now)
 		if err == nil && s.Torn {

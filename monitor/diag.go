@@ -420,7 +420,7 @@ func (r *diagRun) erst() ([]artifact, error) {
 		if !isNew {
 			continue
 		}
-		dd := dump{Reason: ev.Reason, Count: ev.Count, Records: ids, PanicLine: hostreader.EscapeLog(ev.PanicLine), TextBytes: len(ev.Text)}
+		dd := dump{Reason: ev.Reason, Count: ev.Count, Records: ids, PanicLine: hostreader.EscapeLog(ev.PanicLine), TextBytes: len(ev.Text())}
 		if !ev.Timestamp.IsZero() {
 			dd.Timestamp = ev.Timestamp.UTC().Format(time.RFC3339)
 		}
@@ -428,7 +428,7 @@ func (r *diagRun) erst() ([]artifact, error) {
 			dd.OopsLines = append(dd.OopsLines, hostreader.EscapeLog(l))
 		}
 		out.New = append(out.New, dd)
-		fmt.Fprintf(&text, "==== %s#%d records %s\n%s\n", ev.Reason, ev.Count, strings.Join(ids, ","), ev.Text)
+		fmt.Fprintf(&text, "==== %s#%d records %s\n%s\n", ev.Reason, ev.Count, strings.Join(ids, ","), ev.Text())
 	}
 	for _, e := range st.Errors {
 		out.Errors = append(out.Errors, e.Error())

@@ -1,8 +1,16 @@
 package monitor
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestCheckHTTPSinkKeys(t *testing.T) {
@@ -29,5 +37,88 @@ func TestCheckHTTPSinkKeys(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte(`{"sinks":[{"kind":"http","uri":"x"}]}`)); err == nil || !strings.Contains(err.Error(), "sinks[0]") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// TestRedeliveryAfterKillBetweenSinks: a process killed after the first
+// sink (dir) took a bundle and before the second (http) did leaves the
+// finished bundle in its workdir, and an incident whose diagnostics were
+// cut leaves an unfinished one. A new monitor on the same workdir hands
+// the finished bundle to both sinks again (the dir sink keeps its copy,
+// the http sink POSTs it once) and removes both directories. The kill
+// itself is simulated by laying out the workdir as it leaves it; the
+// process-level kill is TestE2ESoakDelivery (cmd/diagcollect).
+func TestRedeliveryAfterKillBetweenSinks(t *testing.T) {
+	var mu sync.Mutex
+	posts := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		posts[r.Header.Get("Idempotency-Key")]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	work, reports := t.TempDir(), t.TempDir()
+	const id = "20261129T100000.000Z-vm1-s-abcdef"
+	bw, err := newBundleWriter(filepath.Join(work, id), Manifest{ID: id, Created: time.Now().UTC(), Trigger: "scenario", VM: ManifestVM{Name: "vm1"}},
+		Limits{BundleBytes: 1 << 20, ArtifactBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw.add(Artifact{Name: "console.txt", Diagnostic: "console"}, []byte("hello\n"))
+	if _, err := bw.finish(); err != nil {
+		t.Fatal(err)
+	}
+	dir := &DirSink{Path: reports}
+	m0, _ := ReadManifest(filepath.Join(work, id))
+	if _, err := dir.Deliver(context.Background(), &Bundle{ID: id, Dir: filepath.Join(work, id), Manifest: m0}); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(work, "20261129T100001.000Z-vm1-s-000000"), 0o755) // diagnostics cut: no manifest
+	httpSink, err := NewHTTPSink(SinkConfig{Kind: "http", URL: srv.URL, Spool: filepath.Join(t.TempDir(), "spool")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Check(Config{}, CheckOptions{SinksGiven: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(context.Background(), p, Options{Workdir: work, Sinks: []Sink{dir, httpSink}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var events []Event
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case e := <-m.Events():
+			events = append(events, e)
+		case <-time.After(20 * time.Millisecond):
+		}
+		mu.Lock()
+		n := posts[id]
+		mu.Unlock()
+		ents, _ := os.ReadDir(work)
+		if n == 1 && len(ents) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("posts %v, workdir %d entries, events %+v", posts, len(ents), events)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(reports, id, "console.txt")); err != nil {
+		t.Errorf("dir sink copy: %v", err)
+	}
+	ents, _ := os.ReadDir(reports)
+	if len(ents) != 1 {
+		t.Errorf("dir sink has %d entries, want 1", len(ents))
+	}
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(posts) != 1 || posts[id] != 1 {
+		t.Errorf("posts %v", posts)
 	}
 }

@@ -76,31 +76,15 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}
 	final := filepath.Join(s.Path, b.ID)
-	tmp := filepath.Join(s.Path, "."+b.ID+".partial")
-	os.RemoveAll(tmp)
-	if _, err := os.Stat(filepath.Join(final, "manifest.json")); err == nil {
-		// Delivered before a kill: the bundle is redelivered on restart
-		// (it left the workdir only after every sink took it).
-		if _, err := os.Stat(final + ".tar.gz"); err == nil || !s.Pack {
-			return final, nil
-		}
-	} else if err := copyTree(b.Dir, tmp); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("monitor: dir sink: %w", err)
-	}
-	if _, err := os.Stat(tmp); err != nil {
-		// already in place (redelivery); only the pack is missing
-	} else if err := os.Rename(tmp, final); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("monitor: dir sink: %w", err)
-	}
+	// The packed copy is written first, so that a reader who sees Path/ID/
+	// appear also finds Path/ID.tar.gz complete.
 	if s.Pack {
 		tgz := final + ".tar.gz"
 		f, err := os.Create(tgz + ".partial")
 		if err != nil {
-			return final, fmt.Errorf("monitor: dir sink: %w", err)
+			return "", fmt.Errorf("monitor: dir sink: %w", err)
 		}
-		err = PackBundle(final, f)
+		err = PackBundle(b.Dir, f)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -109,8 +93,18 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 		}
 		if err != nil {
 			os.Remove(tgz + ".partial")
-			return final, fmt.Errorf("monitor: dir sink: %w", err)
+			return "", fmt.Errorf("monitor: dir sink: %w", err)
 		}
+	}
+	tmp := filepath.Join(s.Path, "."+b.ID+".partial")
+	os.RemoveAll(tmp)
+	if err := copyTree(b.Dir, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("monitor: dir sink: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}
 	return final, nil
 }

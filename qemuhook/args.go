@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/region"
@@ -513,10 +514,11 @@ func writableFile(path string) error {
 	}
 	st, err := os.Stat(path)
 	if err == nil {
-		if st.IsDir() {
-			return fmt.Errorf("%s is a directory", path)
+		if !st.Mode().IsRegular() {
+			// A directory, or a named pipe whose open would block.
+			return fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return err
 		}
@@ -647,12 +649,20 @@ func (c Config) kernelCmdline(channelArgs []string) string {
 }
 
 // Prepare creates what the arguments refer to and QEMU does not create
-// itself: Workdir and the writable OVMF vars copy (kept if it exists).
+// itself: Workdir and the writable OVMF vars copy (kept if it exists); and
+// it preallocates the file-backed guest memory (BackingFiles: the region
+// and the ERST store) after checking its filesystem's free space, so that
+// a full disk fails the start (ErrNoSpace) instead of killing QEMU with
+// SIGBUS when the guest writes there, e.g. its panic log.
 func (c Config) Prepare() error {
 	if c.Workdir != "" {
 		if err := os.MkdirAll(c.Workdir, 0o755); err != nil {
 			return fmt.Errorf("qemuhook: workdir: %w", err)
 		}
+	}
+	// A full disk fails here, before the guest runs, not in its panic.
+	if err := PreallocateBackingFiles(c.BackingFiles()); err != nil {
+		return err
 	}
 	if c.firmware() == FirmwareOVMF {
 		dst := c.OVMFVarsPath()

@@ -132,6 +132,9 @@ func WriteSummary(w io.Writer, sum Summary, asJSON bool) error {
 			exp = "UNEXPECTED"
 		}
 		fmt.Fprintf(&b, "  qemu:         %s (%s)\n", how, exp)
+		if sum.Exit.Cause != "" {
+			fmt.Fprintf(&b, "    cause: %s\n", sum.Exit.Cause)
+		}
 		if !sum.Exit.Expected {
 			for _, l := range sum.Exit.Stderr {
 				fmt.Fprintf(&b, "    stderr: %s\n", esc(l))

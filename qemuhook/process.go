@@ -37,10 +37,17 @@ type ExitError struct {
 	State *os.ProcessState
 	// Stderr holds the last lines QEMU wrote to standard error.
 	Stderr []string
+	// Cause names the likely cause when it can be told from the host:
+	// for a SIGBUS, the file-backed guest memory that was truncated,
+	// removed or left without disk space (see Process.ExitCause).
+	Cause string
 }
 
 func (e *ExitError) Error() string {
 	s := "qemu " + e.State.String()
+	if e.Cause != "" {
+		s += ": " + e.Cause
+	}
 	if len(e.Stderr) > 0 {
 		s += ": " + strings.Join(e.Stderr, " | ")
 	}
@@ -59,6 +66,14 @@ type StartOptions struct {
 	// StderrLines is how many of QEMU's last stderr lines are kept
 	// (default 20).
 	StderrLines int
+	// KeepOnParentDeath lets QEMU outlive this process when it dies
+	// abruptly (SIGKILL, a crash), so that Attach can pick the VM up. By
+	// default QEMU gets the parent-death signal SIGKILL (Linux
+	// PR_SET_PDEATHSIG) and dies with this process instead of running on
+	// orphaned. The signal follows the OS thread that started QEMU: do not
+	// call Start from a goroutine locked to a thread (runtime.LockOSThread)
+	// that exits before QEMU should.
+	KeepOnParentDeath bool
 }
 
 // Start validates cfg, prepares its files (Config.Prepare), removes stale
@@ -101,6 +116,9 @@ func Start(ctx context.Context, cfg Config, opts StartOptions) (*Process, error)
 	// Own process group, so a terminal's Ctrl-C reaches us, not QEMU
 	// directly: we decide how QEMU ends.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !opts.KeepOnParentDeath {
+		p.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemuhook: starting %s: %w", bin, err)
 	}
@@ -238,7 +256,21 @@ func (p *Process) ExitError() error {
 	if p.state == nil {
 		return fmt.Errorf("qemuhook: qemu: %w", p.err)
 	}
-	return &ExitError{State: p.state, Stderr: p.Stderr()}
+	return &ExitError{State: p.state, Stderr: p.Stderr(), Cause: p.ExitCause()}
+}
+
+// ExitCause names the likely cause of QEMU's end when the host can tell
+// it, "" otherwise (or while QEMU runs). For a death by SIGBUS, which is
+// an access to a file-backed guest memory that failed, it says which of
+// Config.BackingFiles was truncated or removed, or sits on a full disk.
+func (p *Process) ExitCause() string {
+	if !p.Exited() || p.state == nil {
+		return ""
+	}
+	if ws, ok := p.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGBUS {
+		return sigbusCause(p.Config.BackingFiles())
+	}
+	return ""
 }
 
 // State returns the exit state once QEMU has exited, else nil.

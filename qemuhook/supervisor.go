@@ -101,6 +101,9 @@ type ExitReport struct {
 	// the supervisor stopped it.
 	Expected bool     `json:"expected"`
 	Stderr   []string `json:"stderr,omitempty"` // last lines of QEMU's stderr
+	// Cause is the likely cause told from the host (Process.ExitCause),
+	// e.g. the backing file that made QEMU die of SIGBUS.
+	Cause string `json:"cause,omitempty"`
 }
 
 // SupervisorOptions tunes a Supervisor. Zero values select defaults.
@@ -305,6 +308,13 @@ func Attach(ctx context.Context, ac AttachConfig, opts SupervisorOptions) (*Supe
 	}
 	if ac.RegionPath == "" {
 		return nil, cfgErr("RegionPath", "empty: attach needs the region backing file")
+	}
+	// A named pipe or a device is refused at once, before anything blocks.
+	if err := checkHostFile("RegionPath", ac.RegionPath); err != nil {
+		return nil, err
+	}
+	if err := checkHostFile("ERSTPath", ac.ERSTPath); err != nil {
+		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	s, err := newSupervisor(rctx, cancel, opts, nil, ac)
@@ -555,7 +565,7 @@ func (s *Supervisor) finish(ctx context.Context, changes <-chan hostreader.Chang
 		}
 	}
 	s.flushPending(ctx)
-	if v, ok := s.watcher.Verdict(watchName); ok {
+	if v, ok := s.finalRegion(); ok {
 		s.mu.Lock()
 		s.setRegion(v)
 		s.mu.Unlock()
@@ -563,6 +573,22 @@ func (s *Supervisor) finish(ctx context.Context, changes <-chan hostreader.Chang
 	if end != nil {
 		s.emit(ctx, *end)
 	}
+}
+
+// finalRegion reads the region once more at the end of a run (the
+// summary's ticks, boots and state are the region's now, not those of the
+// last verdict printed). Once QEMU has exited the guest cannot tick: a
+// region that still reads alive (its last tick is recent) is reported
+// stale, with the last tick as evidence.
+func (s *Supervisor) finalRegion() (hostreader.Verdict, bool) {
+	v, err := s.watcher.Refresh(watchName)
+	if err != nil {
+		return s.watcher.Verdict(watchName)
+	}
+	if s.proc != nil && s.proc.Exited() && (v.State == hostreader.StateAlive || v.State == hostreader.StateUnknown) {
+		v.State, v.Reason = hostreader.StateStale, "QEMU has exited: the guest can no longer tick"
+	}
+	return v, true
 }
 
 func (s *Supervisor) release() {
@@ -820,6 +846,9 @@ func (s *Supervisor) exitVerdict() *Verdict {
 	if !expected {
 		reason += " unexpectedly"
 	}
+	if ex.Cause = s.proc.ExitCause(); ex.Cause != "" {
+		reason += ": " + ex.Cause
+	}
 	if len(ex.Stderr) > 0 {
 		reason += ": " + ex.Stderr[len(ex.Stderr)-1]
 	}
@@ -843,7 +872,7 @@ type erstWatch struct {
 // newERSTWatch reads the store's current dumps: they are not news.
 func newERSTWatch(path string) *erstWatch {
 	w := &erstWatch{path: path, reported: map[erstKey]bool{}}
-	w.last, _ = os.ReadFile(path)
+	w.last, _ = hostreader.ReadERSTBytes(path) // bounded, never a FIFO
 	if st, err := hostreader.DecodeERST(w.last); err == nil {
 		for _, e := range st.Events() {
 			w.reported[erstKey{e.Boot, e.Reason, e.Count}] = true
@@ -863,7 +892,7 @@ type erstDump struct {
 // not returned before that holds its panic or oops line. The file is
 // decoded only when its bytes changed. Texts are the guest's, raw.
 func (w *erstWatch) poll() []erstDump {
-	b, err := os.ReadFile(w.path)
+	b, err := hostreader.ReadERSTBytes(w.path)
 	if err != nil || bytes.Equal(b, w.last) {
 		return nil
 	}
@@ -879,7 +908,7 @@ func (w *erstWatch) poll() []erstDump {
 			continue
 		}
 		w.reported[k] = true
-		rep := PanicReport{Source: "erst", Reason: e.Reason, Count: e.Count, PanicLine: e.PanicLine, Text: e.Text,
+		rep := PanicReport{Source: "erst", Reason: e.Reason, Count: e.Count, PanicLine: e.PanicLine, Text: e.Text(),
 			OopsLines: append([]string(nil), e.OopsLines...)}
 		for _, p := range e.Parts {
 			rep.RecordIDs = append(rep.RecordIDs, p.ID)

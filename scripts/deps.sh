@@ -12,6 +12,8 @@ command -v gcc-12 >/dev/null || need+=(gcc-12)
 # node + npm run Azurite, the table service the metrics tests use (scripts/azurite.sh)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+# chromium renders the collector's pages in a headless browser (collector tests)
+command -v chromium >/dev/null || need+=(chromium)
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ ${#need[@]} -eq 0 ]; then
   echo "deps: qemu-system-x86, acpica-tools and ovmf are present"

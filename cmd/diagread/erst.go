@@ -5,6 +5,7 @@ package main
 // package hostreader; this file only formats.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acpidiag/acpidiag/hostreader"
 )
@@ -64,10 +66,7 @@ func runErst(args []string, stdout, stderr io.Writer) int {
 	}
 	evs := s.Events()
 	if *asJSON {
-		out := erstJSONReport(path, s, evs, !*summary)
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := writeErstJSON(stdout, path, s, evs, !*summary); err != nil {
 			fmt.Fprintf(stderr, "diagread erst: %v\n", err)
 			return 2
 		}
@@ -152,11 +151,53 @@ func jsonTime(t time.Time) *string {
 	return &s
 }
 
+// maxFirstLine bounds first_line: the whole text is in the event.
+const maxFirstLine = 240
+
+// firstLineOf returns the first line of s, at most maxFirstLine bytes (cut
+// at a UTF-8 boundary).
 func firstLineOf(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
+		s = s[:i]
+	}
+	if len(s) > maxFirstLine {
+		cut := maxFirstLine
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
 	}
 	return s
+}
+
+// escapeWriter escapes guest text (EscapeLog) on its way to w; each Write
+// must hold whole runes (Event.WriteText writes whole parts).
+type escapeWriter struct{ w io.Writer }
+
+func (e escapeWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(e.w, hostreader.EscapeLog(string(b))); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// erstEventReport is the JSON object of one event.
+func erstEventReport(e *hostreader.Event, withText bool) erstEventJSON {
+	ej := erstEventJSON{
+		Reason: e.Reason, Count: e.Count, Boot: hexID(e.Boot), Timestamp: jsonTime(e.Timestamp),
+		Parts: []int{}, Slots: []int{}, MissingParts: []int{}, PanicLine: e.PanicLine, OopsLines: []string{},
+	}
+	for _, p := range e.Parts {
+		ej.Parts = append(ej.Parts, p.Part)
+		ej.Slots = append(ej.Slots, p.Slot)
+	}
+	ej.MissingParts = append(ej.MissingParts, e.MissingParts...)
+	ej.OopsLines = append(ej.OopsLines, e.OopsLines...)
+	if withText {
+		text := e.Text()
+		ej.Text = &text
+	}
+	return ej
 }
 
 func erstJSONReport(path string, s *hostreader.ERSTStore, evs []hostreader.Event, withText bool) erstJSON {
@@ -189,26 +230,13 @@ func erstJSONReport(path string, s *hostreader.ERSTStore, evs []hostreader.Event
 			Compressed: r.Compressed, StoredBytes: r.StoredLength, TextBytes: len(r.Text), FirstLine: firstLineOf(r.Text),
 		})
 	}
-	for _, e := range evs {
-		ej := erstEventJSON{
-			Reason: e.Reason, Count: e.Count, Boot: hexID(e.Boot), Timestamp: jsonTime(e.Timestamp),
-			Parts: []int{}, Slots: []int{}, MissingParts: []int{}, PanicLine: e.PanicLine, OopsLines: []string{},
-		}
-		for _, p := range e.Parts {
-			ej.Parts = append(ej.Parts, p.Part)
-			ej.Slots = append(ej.Slots, p.Slot)
-		}
-		ej.MissingParts = append(ej.MissingParts, e.MissingParts...)
-		ej.OopsLines = append(ej.OopsLines, e.OopsLines...)
-		if withText {
-			text := e.Text
-			ej.Text = &text
-		}
+	for k := range evs {
+		e := &evs[k]
 		if e.PanicLine != "" {
 			out.Summary.Panicked = true
 			out.Summary.PanicLine = e.PanicLine // the newest event's line wins
 		}
-		out.Events = append(out.Events, ej)
+		out.Events = append(out.Events, erstEventReport(e, withText))
 	}
 	for _, e := range s.Errors {
 		out.Errors = append(out.Errors, erstErrorJSON{
@@ -216,6 +244,113 @@ func erstJSONReport(path string, s *hostreader.ERSTStore, evs []hostreader.Event
 		})
 	}
 	return out
+}
+
+// writeErstJSON writes the report (indented, one object) with its events
+// encoded one at a time, so that only one event's text is ever held in
+// its JSON form: the store's text budget bounds what is written, and the
+// memory stays a small multiple of one event.
+func writeErstJSON(w io.Writer, path string, s *hostreader.ERSTStore, evs []hostreader.Event, withText bool) error {
+	rep := erstJSONReport(path, s, evs, false) // the summary; events follow one by one
+	rep.Events = nil
+	head, err := marshalIndent(rep, "")
+	if err != nil {
+		return err
+	}
+	// Guest strings are JSON strings, whose quotes are escaped: the key
+	// below appears once, where the events go.
+	const slot = "\n  \"events\": null,"
+	i := bytes.Index(head, []byte(slot))
+	if i < 0 {
+		return fmt.Errorf("internal: no events key in the report")
+	}
+	if _, err := w.Write(head[:i]); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "\n  \"events\": ["); err != nil {
+		return err
+	}
+	for k := range evs {
+		b, err := marshalIndent(erstEventReport(&evs[k], false), "    ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n    "
+		if k == 0 {
+			sep = "\n    "
+		}
+		if _, err := io.WriteString(w, sep); err != nil {
+			return err
+		}
+		if !withText {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			continue
+		}
+		// "text" is the last field: stream it, part by part, before the
+		// object's closing brace.
+		const closing = "\n    }"
+		if !bytes.HasSuffix(b, []byte(closing)) {
+			return fmt.Errorf("internal: unexpected event object")
+		}
+		if _, err := w.Write(b[:len(b)-len(closing)]); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, ",\n      \"text\": \""); err != nil {
+			return err
+		}
+		if err := evs[k].WriteText(&jsonStringWriter{w: w}); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, "\""+closing); err != nil {
+			return err
+		}
+	}
+	end := "],"
+	if len(evs) > 0 {
+		end = "\n  ],"
+	}
+	if _, err := io.WriteString(w, end); err != nil {
+		return err
+	}
+	_, err = w.Write(append(head[i+len(slot):], '\n'))
+	return err
+}
+
+// jsonStringWriter writes what it is given as the inside of a JSON string
+// (encoding/json's escaping, without HTML escaping). Each Write must hold
+// whole runes (Event.WriteText writes whole parts).
+type jsonStringWriter struct {
+	w   io.Writer
+	buf bytes.Buffer
+}
+
+func (j *jsonStringWriter) Write(p []byte) (int, error) {
+	j.buf.Reset()
+	enc := json.NewEncoder(&j.buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(string(p)); err != nil {
+		return 0, err
+	}
+	b := bytes.TrimSuffix(j.buf.Bytes(), []byte("\n"))
+	if _, err := j.w.Write(b[1 : len(b)-1]); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// marshalIndent is json.MarshalIndent without HTML escaping ("<4>" stays
+// readable; TextCost counts the escaped form anyway).
+func marshalIndent(v any, prefix string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent(prefix, "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func printErstText(w io.Writer, path string, s *hostreader.ERSTStore, evs []hostreader.Event, withText bool) {
@@ -265,8 +400,9 @@ func printErstText(w io.Writer, path string, s *hostreader.ERSTStore, evs []host
 			fmt.Fprintf(w, "   oops:  %s\n", esc(l))
 		}
 		if withText {
-			fmt.Fprintf(w, "--- log, oldest first ---\n%s", hostreader.EscapeLog(e.Text))
-			if !strings.HasSuffix(e.Text, "\n") {
+			// Streamed part by part: no copy of the whole log is built.
+			fmt.Fprint(w, "--- log, oldest first ---\n")
+			if len(e.Parts) == 0 || e.WriteText(escapeWriter{w}) != nil {
 				fmt.Fprintln(w)
 			}
 			fmt.Fprintf(w, "--- end of event %d ---\n", i+1)

@@ -23,7 +23,14 @@ line of each region is its initial verdict), until SIGINT or SIGTERM.
 the guest's echo proves freshness from a single read (the file is then
 opened read-write; only the host-owned words are written).
 
-Exit status: 0 stopped by a signal, 2 bad usage or a region that cannot be opened.
+A file that cannot be watched (missing, not a regular file, shorter than
+the region header) is reported at once, on stderr and as a line of its own
+("unusable", or a JSON object with "error"), and the others are watched.
+A region whose header is invalid (bad magic, a region_size it cannot have)
+is watched: its verdict is corrupt, naming the field.
+
+Exit status: 0 stopped by SIGINT or SIGTERM, 2 bad usage (an unknown flag,
+a bad flag value, no file) or no file could be watched.
 `
 
 // watchJSON is one --json line of diagread watch (docs/cli.md).
@@ -32,6 +39,13 @@ type watchJSON struct {
 	Region  string             `json:"region"`
 	Prev    hostreader.State   `json:"prev"`
 	Verdict hostreader.Verdict `json:"verdict"`
+}
+
+// watchErrorJSON is the --json line of a file that cannot be watched.
+type watchErrorJSON struct {
+	Time   time.Time `json:"time"`
+	Region string    `json:"region"`
+	Error  string    `json:"error"`
 }
 
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -71,13 +85,32 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	w := hostreader.NewWatcher(ctx, hostreader.WatchOptions{Interval: *interval, Stamp: *stamp, Verdict: cfg})
 	defer w.Close()
+	enc := json.NewEncoder(stdout)
+	watched := 0
 	for _, f := range files {
-		if err := w.Add(f, f); err != nil {
+		err := w.Add(f, f)
+		if err == nil {
+			watched++
+			continue
+		}
+		// One unusable file (missing, a named pipe, too short) does not
+		// stop the others: it is reported, on stderr and in the stream.
+		fmt.Fprintf(stderr, "diagread watch: %s: unusable, not watched: %v\n", f, err)
+		now := time.Now().UTC()
+		if *asJSON {
+			err = enc.Encode(watchErrorJSON{Time: now, Region: f, Error: err.Error()})
+		} else {
+			_, err = fmt.Fprintf(stdout, "%s %s: unusable, not watched: %v\n", now.Format(time.RFC3339Nano), f, err)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "diagread watch: %v\n", err)
 			return exitBadInput
 		}
 	}
-	enc := json.NewEncoder(stdout)
+	if watched == 0 {
+		fmt.Fprintln(stderr, "diagread watch: no usable REGIONFILE")
+		return exitBadInput
+	}
 	for c := range w.Changes() {
 		if *asJSON {
 			err = enc.Encode(watchJSON{Time: c.Verdict.At.UTC(), Region: c.Name, Prev: c.Prev, Verdict: c.Verdict})

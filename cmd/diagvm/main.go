@@ -49,13 +49,17 @@ Modes:
   diagvm run --kernel K [--initrd I] [--append ARGS] [--machine pc|q35]
              [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
              [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--json] [--workdir DIR]
-             [--console] [--no-reboot] [-- extra qemu args]
+             [--console] [--no-reboot] [--keep-qemu] [-- extra qemu args]
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
-      when QEMU exits. The VM keeps running across guest reboots (also the
-      reboot after a panic: "panicked", "reset", "rebooted", then "alive"
-      with the next boot count); --no-reboot makes a guest reboot end QEMU
-      (QEMU's -no-reboot). Ctrl-C or SIGTERM stops the VM.
+      when QEMU exits (the summary reads the region at the end). The VM keeps
+      running across guest reboots (also the reboot after a panic:
+      "panicked", "reset", "rebooted", then "alive" with the next boot
+      count); --no-reboot makes a guest reboot end QEMU (QEMU's -no-reboot).
+      Ctrl-C or SIGTERM stops the VM. The region and ERST files are
+      preallocated first: a disk too full for them fails here, before the
+      guest runs. QEMU dies with diagvm, also when diagvm is killed
+      (parent-death signal), unless --keep-qemu.
   diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE]
                 [--serial SOCKET] [--reconnect] [--json]
       Supervise a VM started elsewhere (with the arguments of
@@ -68,8 +72,10 @@ Modes:
       Build and boot the bundled test guest (needs "make deps guest"), show
       it alive, make it panic, print the panic decoded from ERST.
 
-Exit status: 0 clean, 1 error, 2 usage, 3 the guest panicked, 4 QEMU ended
-unexpectedly, 5 (demo) the expected evidence was not seen.
+Exit status: 0 clean (or --help); 1 error (QEMU could not be started, a
+file could not be written, ...); 2 usage error (unknown mode or flag, bad
+flag value, missing or extra argument); 3 the guest panicked; 4 QEMU ended
+unexpectedly; 5 (demo) the expected evidence was not seen.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -100,6 +106,26 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseFlags parses a mode's flags: --help exits 0, any other flag error
+// (unknown flag, bad value) is a usage error (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// checkK refuses a --k outside hostreader's range.
+func checkK(k int) error {
+	if k < 1 || k > 1000 {
+		return fmt.Errorf("--k %d out of range 1..1000", k)
+	}
+	return nil
 }
 
 func fail(stderr io.Writer, code int, format string, a ...any) int {
@@ -136,12 +162,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
 	noReboot := fs.Bool("no-reboot", false, "a guest reboot (or the reboot after a panic) ends QEMU instead of booting the guest again")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	keepQEMU := fs.Bool("keep-qemu", false, "let QEMU run on if diagvm is killed (SIGKILL, crash), for \"diagvm attach\" to pick up; by default QEMU dies with diagvm")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	extra := fs.Args()
 	if *kernel == "" {
 		return fail(stderr, exitUsage, "run: --kernel is required")
+	}
+	if err := checkK(*k); err != nil {
+		return fail(stderr, exitUsage, "run: %v", err)
 	}
 	rc := acpi.DefaultConfig()
 	spec, target, err := place.Parse()
@@ -182,6 +212,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	opts := qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}}
+	opts.Start.KeepOnParentDeath = *keepQEMU
 	if *console {
 		opts.ConsoleTee = stderr
 	}
@@ -214,14 +245,17 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	reconnect := fs.Bool("reconnect", false, "when QMP drops, keep watching the region and re-dial the QMP socket until a QEMU answers again (ends only on a signal)")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail(stderr, exitUsage, "attach: unexpected argument %q", fs.Arg(0))
 	}
 	if *qmpSock == "" || *regionPath == "" {
 		return fail(stderr, exitUsage, "attach: --qmp and --region are required")
+	}
+	if err := checkK(*k); err != nil {
+		return fail(stderr, exitUsage, "attach: %v", err)
 	}
 	off, err := strconv.ParseInt(*offset, 0, 64)
 	if err != nil || off < 0 {
@@ -232,6 +266,9 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		ac.RegionSize = int64(acpi.DefaultSize)
 	}
 	s, err := qemuhook.Attach(ctx, ac, qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}})
+	if errors.Is(err, hostreader.ErrNotRegular) {
+		return fail(stderr, exitUsage, "attach: %v", err) // a FIFO or a device given as a file
+	}
 	if err != nil {
 		return fail(stderr, exitError, "attach: %v", err)
 	}
@@ -249,11 +286,14 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	console := fs.Bool("console", false, "copy the guest's serial console to stderr")
 	keep := fs.Bool("keep", false, "keep the temporary workdir (region file, ERST store)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail(stderr, exitUsage, "demo: unexpected argument %q", fs.Arg(0))
+	}
+	if *after <= 0 {
+		return fail(stderr, exitUsage, "demo: --panic-after %v must be positive", *after)
 	}
 	opts := qemuhook.DemoOptions{PanicAfter: *after, JSON: *asJSON, Keep: *keep}
 	if *console {

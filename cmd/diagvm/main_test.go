@@ -47,6 +47,12 @@ func TestUsage(t *testing.T) {
 		{[]string{"attach", "--qmp", "q", "--region", "r", "x"}, exitUsage, `unexpected argument "x"`},
 		{[]string{"demo", "x"}, exitUsage, `unexpected argument "x"`},
 		{[]string{"run", "--bogus"}, exitUsage, "flag provided but not defined"},
+		{[]string{"run", "--kernel", "k", "--smp", "two"}, exitUsage, "invalid value"},
+		{[]string{"run", "--kernel", "k", "--k", "0"}, exitUsage, "--k 0 out of range"},
+		{[]string{"attach", "--qmp", "q", "--region", "r", "--k", "1001"}, exitUsage, "--k 1001 out of range"},
+		{[]string{"attach", "--bogus"}, exitUsage, "flag provided but not defined"},
+		{[]string{"demo", "--panic-after", "soon"}, exitUsage, "invalid value"},
+		{[]string{"demo", "--panic-after", "-1s"}, exitUsage, "must be positive"},
 	} {
 		code, _, stderr := runCLI(t, ctx, tc.args...)
 		assert.Equal(t, tc.code, code, "%v: %s", tc.args, stderr)
@@ -55,6 +61,12 @@ func TestUsage(t *testing.T) {
 	code, out, _ := runCLI(t, ctx, "--help")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "diagvm demo")
+	assert.Contains(t, out, "2 usage error")
+	for _, mode := range []string{"run", "attach", "demo"} {
+		code, _, stderr := runCLI(t, ctx, mode, "--help")
+		assert.Equal(t, exitOK, code, "%s --help", mode)
+		assert.Contains(t, stderr, "Exit status:", "%s --help", mode)
+	}
 }
 
 // TestAttachCLI attaches to a real (idle) QEMU and ends when it is killed.
@@ -154,7 +166,7 @@ func TestAttachCLIReconnect(t *testing.T) {
 	assert.Equal(t, []string{"absent", "disconnected", "reconnected", ""}, states, out)
 
 	code, _, stderr = runCLI(t, context.Background(), "attach", "--help")
-	assert.Equal(t, exitUsage, code)
+	assert.Equal(t, exitOK, code, "--help is not a usage error")
 	assert.Contains(t, stderr, "[--reconnect]")
 	assert.Contains(t, stderr, "-reconnect\n")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/acpidiag/acpidiag/acpi"
 )
@@ -23,6 +24,7 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 	offsets := fs.Bool("offsets", false, "prefix every ASL line with its byte offset in the table")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ssdtgen decode [-offsets] FILE...")
+		fmt.Fprintln(stderr, "Exit status: 0 every FILE decoded, 1 a FILE could not be read or decoded, 2 usage error.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -38,7 +40,7 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	status := 0
 	for i, file := range fs.Args() {
-		b, err := os.ReadFile(file)
+		b, err := readTable(file)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", file, err)
 			status = 1
@@ -68,4 +70,34 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return status
+}
+
+// maxTableSize bounds a table file read by decode: an ACPI table's length
+// field is 32 bits, and real DSDTs are well under 1 MiB.
+const maxTableSize = 64 << 20
+
+// readTable reads one table file: anything but a regular file (a named
+// pipe would block the read, /dev/zero would never end) is refused at
+// once, and the read is bounded.
+func readTable(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTableSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxTableSize {
+		return nil, fmt.Errorf("larger than %d bytes: not an ACPI table", maxTableSize)
+	}
+	return b, nil
 }

@@ -40,6 +40,10 @@ Examples:
   ssdtgen decode /sys/firmware/acpi/tables/DSDT
   ssdtgen qemu-args --backing /dev/shm/vm1.diag --ssdt diag.aml
 
+Exit status: 0 success; 1 a file could not be read, decoded or written
+(decode: any FILE failed); 2 usage error (unknown flag, bad flag value,
+missing or extra argument).
+
 Table flags (the same --region, --size, --machine and --memory rules as
 diagvm run; a placement one command refuses, every command refuses):
 `
@@ -119,9 +123,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return runBuild(args, stdout, stderr)
 }
 
+// Exit codes (documented in usageText and docs/cli.md).
+const (
+	exitOK    = 0
+	exitError = 1 // a file could not be read, decoded or written
+	exitUsage = 2 // any usage error: unknown flag, bad flag value, missing or extra argument
+)
+
 func fail(stderr io.Writer, format string, a ...any) int {
 	fmt.Fprintf(stderr, "ssdtgen: "+format+"\n", a...)
-	return 1
+	return exitError
+}
+
+// usage reports a usage error (exit status 2).
+func usage(stderr io.Writer, format string, a ...any) int {
+	fmt.Fprintf(stderr, "ssdtgen: "+format+"\n", a...)
+	return exitUsage
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) int {
@@ -137,14 +154,14 @@ func runBuild(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		return fail(stderr, "unexpected argument %q (modes: decode, qemu-args; see --help)", fs.Arg(0))
+		return usage(stderr, "unexpected argument %q (modes: decode, qemu-args; see --help)", fs.Arg(0))
 	}
 	if *out == "" && !*asl {
-		return fail(stderr, "nothing to do: give -o FILE to write the table or --asl to print it (see --help)")
+		return usage(stderr, "nothing to do: give -o FILE to write the table or --asl to print it (see --help)")
 	}
 	cfg, err := tf.config()
 	if err != nil {
-		return fail(stderr, "%v", err)
+		return usage(stderr, "%v", err)
 	}
 	table, err := acpi.Build(cfg)
 	if err != nil {
@@ -182,19 +199,19 @@ func runQEMUArgs(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		return fail(stderr, "qemu-args: unexpected argument %q", fs.Arg(0))
+		return usage(stderr, "qemu-args: unexpected argument %q", fs.Arg(0))
 	}
 	if *backing == "" {
-		return fail(stderr, "qemu-args: --backing PATH is required (e.g. /dev/shm/vm1.diag)")
+		return usage(stderr, "qemu-args: --backing PATH is required (e.g. /dev/shm/vm1.diag)")
 	}
 	cfg, err := tf.config()
 	if err != nil {
-		return fail(stderr, "%v", err)
+		return usage(stderr, "%v", err)
 	}
 	ch := qemuhook.Channel{SSDTPath: *ssdt, Region: cfg, BackingPath: *backing, Machine: tf.target.Machine, MemoryMB: tf.target.MemoryMB}
 	qargs, kargs, err := ch.Args()
 	if err != nil {
-		return fail(stderr, "%v", err)
+		return usage(stderr, "%v", err) // the flags name an impossible wiring
 	}
 	fmt.Fprintln(stdout, qemuhook.ShellJoin(qargs))
 	if len(kargs) > 0 {

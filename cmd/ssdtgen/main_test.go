@@ -103,7 +103,7 @@ func TestCLI(t *testing.T) {
 			{[]string{"qemu-args"}, "--backing"},
 		} {
 			_, stderr, code := runBin(t, bin, c.args...)
-			assert.Equal(t, 1, code, "%v", c.args)
+			assert.Equal(t, 2, code, "usage error %v", c.args)
 			assert.Contains(t, stderr, c.want, "%v", c.args)
 			assert.NotContains(t, stderr, "panic", "%v", c.args)
 		}

@@ -108,6 +108,9 @@ type options struct {
 	diagbeatPeriod time.Duration
 	healthyFor     time.Duration
 	diagbeatRegion string // --region for diagbeat ("" = ivshmem)
+	// meminfo, when non-zero, prints /proc/meminfo's totals on the console
+	// at this period (acpidiag.meminfo=DURATION; meminfo.go).
+	meminfo time.Duration
 	// pvpanic loads the pvpanic modules (acpidiag.pvpanic, default on);
 	// off, the guest panics like one without the driver: no
 	// GUEST_PANICKED, only the kernel's ERST record and its reset.
@@ -186,6 +189,16 @@ func parseOptions(cmdline string) (options, []string) {
 			default:
 				o.debugPeriod = d
 			}
+		case "acpidiag.meminfo":
+			d, err := time.ParseDuration(v)
+			if err == nil && d < 100*time.Millisecond {
+				err = errors.New("period below 100ms")
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.meminfo = d
 		case "acpidiag.shell":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -263,11 +276,17 @@ func run() {
 		logf("%s", p)
 	}
 	if o.pvpanic {
-		loadModules("/modules")
+		loadModules("/modules", nil)
 	} else {
 		logf("pvpanic modules not loaded (acpidiag.pvpanic=0): a panic leaves only the kernel's ERST record")
+		// The other modules (virtio_balloon and its transport) still load.
+		loadModules("/modules", func(name string) bool { return strings.HasPrefix(name, "pvpanic") })
 	}
 	reportPvpanic()
+	reportBalloon()
+	if o.meminfo > 0 {
+		go meminfoLoop(o.meminfo)
+	}
 
 	bar, err := diagbeat.OpenIvshmem("", 0)
 	if err != nil {
@@ -356,11 +375,19 @@ func mounts() {
 	}
 }
 
-// loadModules loads every *.ko* under dir with finit_module, retrying until
-// no more load: pvpanic-mmio.ko and pvpanic-pci.ko need symbols from
-// pvpanic.ko, and the directory order does not say so.
-func loadModules(dir string) {
-	names, err := filepath.Glob(filepath.Join(dir, "*.ko*"))
+// loadModules loads every *.ko* under dir (except those skip, when set,
+// says to skip by file name) with finit_module, retrying until no more
+// load: pvpanic-mmio.ko and pvpanic-pci.ko need symbols from pvpanic.ko,
+// virtio_balloon.ko from virtio.ko, and the directory order does not say
+// so.
+func loadModules(dir string, skip func(name string) bool) {
+	all, err := filepath.Glob(filepath.Join(dir, "*.ko*"))
+	var names []string
+	for _, n := range all {
+		if skip == nil || !skip(filepath.Base(n)) {
+			names = append(names, n)
+		}
+	}
 	if err != nil || len(names) == 0 {
 		logf("no kernel modules in %s", dir)
 		return

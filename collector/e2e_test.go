@@ -1,0 +1,159 @@
+//go:build e2e
+
+package collector
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acpidiag/acpidiag/acpi"
+	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/monitor"
+	"github.com/acpidiag/acpidiag/qemuhook"
+)
+
+var (
+	initrdOnce sync.Once
+	initrd     testguest.Initramfs
+	initrdErr  error
+)
+
+// bootGuest starts the real test guest under QEMU (TCG, 1 vCPU) with the
+// channel, ERST, pvpanic, QMP and serial sockets.
+func bootGuest(t *testing.T, appendArgs string) (*qemuhook.Process, monitor.VMConfig) {
+	t.Helper()
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	k, err := testguest.Kernel()
+	if errors.Is(err, testguest.ErrNoKernel) {
+		if fixtures.InCI() {
+			t.Fatalf("guest kernel required under CI: %v", err)
+		}
+		t.Skipf("guest kernel not cached: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrdOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		initrd, initrdErr = testguest.Build(ctx, "")
+	})
+	if initrdErr != nil {
+		t.Fatal(initrdErr)
+	}
+	dir, err := os.MkdirTemp("", "dcol") // short: socket paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := qemuhook.Config{Machine: "q35", MemoryMB: 256, SMP: 1, Workdir: dir, Kernel: k.Vmlinuz, Initrd: initrd.Path,
+		Append: appendArgs, Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true,
+		QMPSocket: filepath.Join(dir, "qmp"), SerialSocket: filepath.Join(dir, "serial")}
+	p, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	return p, monitor.VMConfig{Name: "guest", QMP: cfg.QMPSocket, Serial: cfg.SerialSocket, Region: ch.BackingPath, ERST: cfg.ERSTPath}
+}
+
+// TestE2EAnalyzersRealGuest runs the whole path on the real test guest:
+// the monitor raises an incident, its http sink spools and POSTs the
+// bundle to a collector on 127.0.0.1, the collector verifies, stores and
+// analyses it, and the diagnosis class is the one the guest was made to
+// show, with no other class at high confidence. With
+// ACPIDIAG_KEEP_BUNDLES=DIR each stored bundle is copied to DIR/<case>
+// (fixtures/bundles was made so; see fixtures/README.md).
+func TestE2EAnalyzersRealGuest(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  string
+		probe monitor.ProbeConfig
+		fails int
+		diags []string
+		class string
+	}{
+		{"panic", testguest.BootArgs("panic", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 1,
+			[]string{"host", "region", "qmp", "erst", "console"}, ClassPanic},
+		{"livelock", testguest.BootArgs("livelock", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
+			[]string{"host", "sysrq:l", "region", "qmp"}, ClassLockup},
+		{"uhang", testguest.BootArgs("uhang", 8*time.Second, "acpidiag.app=1"), monitor.ProbeConfig{Kind: monitor.ProbeSlot, Tag: "testapp"}, 2,
+			[]string{"host", "region", "qmp", "console", "sysrq:w"}, ClassUserspaceHang},
+		{"poweroff", testguest.BootArgs("poweroff", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
+			[]string{"host", "region", "qmp", "console"}, ClassPoweredOff},
+	}
+	keep := os.Getenv("ACPIDIAG_KEEP_BUNDLES")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st, srv := newServer(t, StoreOptions{})
+			_, vm := bootGuest(t, c.args)
+			var diags []monitor.DiagSpec
+			for _, d := range c.diags {
+				diags = append(diags, monitor.ParseDiagSpec(d))
+			}
+			cfg := monitor.Config{VMs: []monitor.VMConfig{vm},
+				Scenarios: []monitor.ScenarioConfig{{Name: c.name, VMs: []string{"guest"}, Probe: c.probe, Every: "1s", Timeout: "1s",
+					Failures: c.fails, Cooldown: "10m", Diagnostics: diags}},
+				Sinks: []monitor.SinkConfig{{Kind: "http", URL: srv.URL + "/api/bundles", Spool: filepath.Join(t.TempDir(), "spool"), MaxBackoff: "1s"}}}
+			p, err := monitor.Check(cfg, monitor.CheckOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := monitor.New(context.Background(), p, monitor.Options{Workdir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			go func() {
+				for e := range m.Events() {
+					if e.Type != monitor.EventProbe {
+						t.Logf("event %s %s %s %s", e.Type, e.State, e.Incident, e.Detail)
+					}
+				}
+			}()
+			deadline := time.Now().Add(4 * time.Minute)
+			for st.Len() == 0 && time.Now().Before(deadline) {
+				time.Sleep(200 * time.Millisecond)
+			}
+			incs := st.Incidents("guest")
+			if len(incs) == 0 {
+				t.Fatal("no bundle reached the collector")
+			}
+			d, err := st.Incident(incs[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range d.Analysis.Findings {
+				t.Logf("finding %s %.2f %s", f.Class, f.Confidence, f.Summary)
+			}
+			if keep != "" {
+				dst := filepath.Join(keep, c.name)
+				os.RemoveAll(dst)
+				os.MkdirAll(keep, 0o755)
+				if out, err := exec.Command("cp", "-r", st.BundleDir(d.ID), dst).CombinedOutput(); err != nil {
+					t.Errorf("keep: %v %s", err, out)
+				}
+			}
+			if d.Analysis.Diagnosis.Class != c.class || d.Analysis.Diagnosis.Confidence < HighConfidence {
+				t.Fatalf("diagnosis %s %.2f (%s), want %s at high confidence", d.Analysis.Diagnosis.Class, d.Analysis.Diagnosis.Confidence,
+					d.Analysis.Diagnosis.Summary, c.class)
+			}
+			for _, f := range d.Analysis.Findings {
+				if f.Class != c.class && f.Confidence >= HighConfidence {
+					t.Errorf("wrong class at high confidence: %s %.2f %s", f.Class, f.Confidence, f.Summary)
+				}
+			}
+		})
+	}
+}
