@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -144,4 +145,54 @@ func FuzzEscapeLog(f *testing.F) {
 			t.Fatalf("TextCost %d < escaped %d or JSON %d for %q", c, len(out), len(js)-2, s)
 		}
 	})
+}
+
+// FuzzEscapeLine: whatever the guest wrote, the one-line escape is valid
+// UTF-8 of printable runes only (no newline, no tab), and it is
+// injective on the input: unescaping \\ and \xNN gives the input back.
+func FuzzEscapeLine(f *testing.F) {
+	for _, s := range []string{"plain", "a\nb\tc", "\x1b[2J\x07", "bad \xff utf8", "\"q\" \x1b[1m café", `back\slash\x41`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := EscapeLine(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("invalid UTF-8 out of %q", s)
+		}
+		for _, r := range out {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("non-printable %U in output for %q", r, s)
+			}
+		}
+		if back := unescapeLine(t, out); back != s {
+			t.Fatalf("escape of %q is %q, which reads back as %q", s, out, back)
+		}
+	})
+}
+
+// unescapeLine reverses EscapeLine (\\ and \xNN; everything else literal).
+func unescapeLine(t *testing.T, s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '\\' {
+			b.WriteByte('\\')
+			i++
+			continue
+		}
+		if i+3 < len(s) && s[i+1] == 'x' {
+			v, err := strconv.ParseUint(s[i+2:i+4], 16, 8)
+			if err != nil {
+				t.Fatalf("bad escape in %q at %d", s, i)
+			}
+			b.WriteByte(byte(v))
+			i += 3
+			continue
+		}
+		t.Fatalf("lone backslash in %q at %d", s, i)
+	}
+	return b.String()
 }

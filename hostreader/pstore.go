@@ -117,16 +117,7 @@ func TextCost(text []byte) int {
 	for i := 0; i < len(text); {
 		c := text[i]
 		if c < utf8.RuneSelf {
-			switch {
-			case c == '\\' || c == '"' || c == '\n' || c == '\t':
-				n += 2
-			case c == '<' || c == '>' || c == '&' || c < 0x20:
-				n += 6
-			case c == 0x7f:
-				n += 4
-			default:
-				n++
-			}
+			n += int(asciiCost[c])
 			i++
 			continue
 		}
@@ -140,6 +131,23 @@ func TextCost(text []byte) int {
 	}
 	return n
 }
+
+// asciiCost is TextCost of each ASCII byte.
+var asciiCost = func() (t [utf8.RuneSelf]uint8) {
+	for c := range t {
+		switch {
+		case c == '\\' || c == '"' || c == '\n' || c == '\t':
+			t[c] = 2
+		case c == '<' || c == '>' || c == '&' || c < 0x20:
+			t[c] = 6
+		case c == 0x7f:
+			t[c] = 4
+		default:
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // parsePstoreHeader parses the first line of a pstore dmesg record,
 // written by pstore_dump as snprintf("%s#%d Part%u\n", why, oopscount, part).

@@ -17,13 +17,14 @@ import (
 // while the host keeps stamping", having just written that stamp itself.
 func TestNewStamperNoFalseStale(t *testing.T) {
 	p := writeRegionFile(t, t.TempDir(), "vm", make([]byte, 4096))
-	// The guest ticks every 100 ms (period 100 ms, K 3: 300 ms).
-	g := startGuest(t, p, 100*time.Millisecond, 1)
-	// The old stamper stamped once, 2 s ago, and died; the guest has been
+	// The guest ticks every 100 ms, its period word says 500 ms (K 3:
+	// 1.5 s), which leaves room for a loaded machine.
+	g := startGuest(t, p, 100*time.Millisecond, 5)
+	// The old stamper stamped once, 3 s ago, and died; the guest has been
 	// copying that stamp since.
 	old, err := OpenRegion(p, OpenOptions{Writable: true})
 	require.NoError(t, err)
-	require.NoError(t, old.StampHostTime(time.Now().Add(-2*time.Second)))
+	require.NoError(t, old.StampHostTime(time.Now().Add(-3*time.Second)))
 	old.Close()
 	time.Sleep(250 * time.Millisecond)
 
@@ -46,7 +47,7 @@ func TestNewStamperNoFalseStale(t *testing.T) {
 
 	// A hang is still reported: the guest stops, the verdict goes stale.
 	g.ticking.Store(false)
-	waitChange(t, w.Changes(), "vm", StateStale, 3*time.Second)
+	waitChange(t, w.Changes(), "vm", StateStale, 10*time.Second)
 }
 
 // Tracker level, with a fixed clock: the echo of an old stamp, the host

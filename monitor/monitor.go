@@ -73,6 +73,7 @@ type Monitor struct {
 	ownWork bool
 	incWG   sync.WaitGroup
 	limits  atomic.Pointer[Limits]
+	sched   *scheduler
 
 	mu       sync.Mutex
 	plan     *Plan
@@ -108,6 +109,7 @@ func New(ctx context.Context, p *Plan, opts Options) (*Monitor, error) {
 		return nil, fmt.Errorf("monitor: workdir: %w", err)
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
+	m.sched = newScheduler(m)
 	m.watcher = hostreader.NewWatcher(m.ctx, hostreader.WatchOptions{Interval: opts.WatchInterval, Stamp: true, Buffer: 1024})
 	go func() {
 		for range m.watcher.Changes() { // verdicts are read with Verdict; changes go to the timeline
@@ -486,6 +488,7 @@ func (m *Monitor) Close() error {
 	for _, rt := range vms {
 		rt.stop()
 	}
+	m.sched.close()
 	m.cancel()
 	m.watcher.Close()
 	var err error

@@ -186,6 +186,26 @@ func (c *Console) WaitFor(ctx context.Context, mark int64, pattern string) ([]by
 	}
 }
 
+// waitOutput waits until any byte arrived after mark.
+func (c *Console) waitOutput(ctx context.Context, mark int64) error {
+	for {
+		c.mu.Lock()
+		have, ch, err := c.total > mark, c.changed, c.err
+		c.mu.Unlock()
+		if have {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w (%w)", ErrConsoleClosed, err)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("qemuhook: console: no output: %w", ctx.Err())
+		}
+	}
+}
+
 // WaitQuiet waits for output after mark, then until no byte arrived for
 // quiet, and returns the output. If nothing arrives before ctx ends, it
 // returns an error wrapping ctx's.

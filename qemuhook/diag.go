@@ -11,6 +11,42 @@ import (
 	"time"
 )
 
+// SysRqPath says how a SysRq key reaches the guest.
+type SysRqPath int
+
+// SysRq paths.
+const (
+	// SysRqAuto (the default) tries the keyboard and falls back to the
+	// console when the keyboard path fails or the guest does not answer
+	// it within SysRqOptions.FallbackAfter (no PS/2 keyboard, no keyboard
+	// driver in the guest).
+	SysRqAuto SysRqPath = iota
+	// SysRqKeyboard sends alt+sysrq+KEY with QMP send-key (the i8042 PS/2
+	// keyboard).
+	SysRqKeyboard
+	// SysRqConsole sends a serial BREAK on the guest's console (QMP
+	// chardev-send-break) followed by the key on the same serial line: the
+	// kernel's "SysRq via the console" (the console must be on that
+	// port, e.g. console=ttyS0).
+	SysRqConsole
+)
+
+func (p SysRqPath) String() string {
+	switch p {
+	case SysRqAuto:
+		return "auto"
+	case SysRqKeyboard:
+		return "keyboard"
+	case SysRqConsole:
+		return "console"
+	}
+	return fmt.Sprintf("SysRqPath(%d)", int(p))
+}
+
+// SerialChardevID is the QEMU chardev id of the serial console that
+// Config.Args wires (the BREAK of SysRqConsole goes to it by default).
+const SerialChardevID = idSerial
+
 // SysRqOptions tunes SysRq.
 type SysRqOptions struct {
 	// NoRaiseLogLevel skips sending SysRq-8 first. By default SysRq sends
@@ -26,6 +62,28 @@ type SysRqOptions struct {
 	// Timeout bounds the wait for the first output byte and the whole
 	// capture when ctx has no deadline (default 10 s).
 	Timeout time.Duration
+	// Path chooses how the key reaches the guest (default SysRqAuto:
+	// keyboard, falling back to the console).
+	Path SysRqPath
+	// FallbackAfter is how long SysRqAuto waits for the guest to answer
+	// on the keyboard path before it tries the console (default 3 s).
+	FallbackAfter time.Duration
+	// Chardev is the QEMU chardev id of the guest's serial console, where
+	// SysRqConsole sends the BREAK (default SerialChardevID; set it when
+	// attached to a VM whose serial chardev has another id).
+	Chardev string
+}
+
+// SysRqResult is what SysRqVia captured.
+type SysRqResult struct {
+	// Output is the console output that followed the key.
+	Output []byte
+	// Path is the path that delivered the key (SysRqKeyboard or
+	// SysRqConsole).
+	Path SysRqPath
+	// KeyboardErr says why SysRqAuto fell back to the console (nil if it
+	// did not).
+	KeyboardErr error
 }
 
 // SafeSysRqKeys are the SysRq keys SysRq sends without
@@ -35,20 +93,32 @@ type SysRqOptions struct {
 // loglevel.
 const SafeSysRqKeys = "twlmpqz0123456789"
 
-// SysRq sends alt+sysrq+key to the guest with QMP send-key and returns
-// the console output that follows, captured from con (the guest's serial
-// console, which must be the kernel's console=). The guest must allow
-// SysRq (kernel.sysrq=1; Debian's default 438 lacks the dump bit). Unless
-// opts.NoRaiseLogLevel, alt+sysrq+8 is sent first.
+// errNoAnswer marks a path on which the guest did not answer in time.
+var errNoAnswer = errors.New("no answer from the guest")
+
+// SysRq sends SysRq key to the guest and returns the console output that
+// follows, captured from con (the guest's serial console, which must be
+// the kernel's console=). The key goes by opts.Path (default: QMP
+// send-key alt+sysrq+key, falling back to a serial BREAK and the key on
+// the console). The guest must allow SysRq (kernel.sysrq=1; Debian's
+// default 438 lacks the dump bit). Unless opts.NoRaiseLogLevel, SysRq 8 is
+// sent first.
 func SysRq(ctx context.Context, q *QMP, con *Console, key byte, opts SysRqOptions) ([]byte, error) {
+	r, err := SysRqVia(ctx, q, con, key, opts)
+	return r.Output, err
+}
+
+// SysRqVia is SysRq that also says which path delivered the key and, after
+// a fallback, why the keyboard path failed.
+func SysRqVia(ctx context.Context, q *QMP, con *Console, key byte, opts SysRqOptions) (SysRqResult, error) {
 	if !(key >= 'a' && key <= 'z' || key >= '0' && key <= '9') {
-		return nil, fmt.Errorf("qemuhook: sysrq: key %q is not a SysRq key (a-z, 0-9)", key)
+		return SysRqResult{}, fmt.Errorf("qemuhook: sysrq: key %q is not a SysRq key (a-z, 0-9)", key)
 	}
 	if !opts.AllowAny && !strings.ContainsRune(SafeSysRqKeys, rune(key)) {
-		return nil, fmt.Errorf("qemuhook: sysrq: key %q changes the guest's state; set SysRqOptions.AllowAny to send it", key)
+		return SysRqResult{}, fmt.Errorf("qemuhook: sysrq: key %q changes the guest's state; set SysRqOptions.AllowAny to send it", key)
 	}
 	if con == nil {
-		return nil, errors.New("qemuhook: sysrq: no console to capture the output from (Config.SerialSocket)")
+		return SysRqResult{}, errors.New("qemuhook: sysrq: no console to capture the output from (Config.SerialSocket)")
 	}
 	if opts.Quiet <= 0 {
 		opts.Quiet = 500 * time.Millisecond
@@ -56,24 +126,81 @@ func SysRq(ctx context.Context, q *QMP, con *Console, key byte, opts SysRqOption
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
+	if opts.FallbackAfter <= 0 {
+		opts.FallbackAfter = 3 * time.Second
+	}
+	if opts.Chardev == "" {
+		opts.Chardev = SerialChardevID
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
+	keyboard := func(ctx context.Context, k byte) error { return SendSysRqKey(ctx, q, k) }
+	console := func(ctx context.Context, k byte) error { return SendSysRqBreak(ctx, q, con, opts.Chardev, k) }
+	switch opts.Path {
+	case SysRqKeyboard:
+		out, err := sysrqOn(ctx, con, key, opts, keyboard, 0)
+		return SysRqResult{Output: out, Path: SysRqKeyboard}, err
+	case SysRqConsole:
+		out, err := sysrqOn(ctx, con, key, opts, console, 0)
+		return SysRqResult{Output: out, Path: SysRqConsole}, err
+	case SysRqAuto:
+	default:
+		return SysRqResult{}, fmt.Errorf("qemuhook: sysrq: unknown path %v", opts.Path)
+	}
+	out, kerr := sysrqOn(ctx, con, key, opts, keyboard, opts.FallbackAfter)
+	if kerr == nil {
+		return SysRqResult{Output: out, Path: SysRqKeyboard}, nil
+	}
+	if ctx.Err() != nil {
+		return SysRqResult{Output: out, Path: SysRqKeyboard}, kerr
+	}
+	out, err := sysrqOn(ctx, con, key, opts, console, 0)
+	if err != nil {
+		err = fmt.Errorf("%w (the keyboard path failed first: %w)", err, kerr)
+	}
+	return SysRqResult{Output: out, Path: SysRqConsole, KeyboardErr: kerr}, err
+}
+
+// sysrqOn sends the key (after SysRq 8 unless opts.NoRaiseLogLevel) with
+// send and captures the output. With answer > 0, a guest that shows
+// nothing within answer of a key is an error wrapping errNoAnswer.
+func sysrqOn(ctx context.Context, con *Console, key byte, opts SysRqOptions, send func(context.Context, byte) error, answer time.Duration) ([]byte, error) {
+	bounded := func() (context.Context, context.CancelFunc) {
+		if answer > 0 {
+			return context.WithTimeout(ctx, answer)
+		}
+		return ctx, func() {}
+	}
 	if !opts.NoRaiseLogLevel && key != '8' {
 		mark := con.Mark()
-		if err := SendSysRqKey(ctx, q, '8'); err != nil {
+		if err := send(ctx, '8'); err != nil {
 			return nil, err
 		}
 		// "sysrq: Changing Loglevel" / "Loglevel set to 8"
-		if _, err := con.WaitFor(ctx, mark, "Loglevel set to 8"); err != nil {
+		wctx, cancel := bounded()
+		_, err := con.WaitFor(wctx, mark, "Loglevel set to 8")
+		cancel()
+		if err != nil {
+			if answer > 0 && ctx.Err() == nil {
+				err = fmt.Errorf("%w within %v: %w", errNoAnswer, answer, err)
+			}
 			return nil, fmt.Errorf("qemuhook: sysrq: raising the console loglevel: %w (is kernel.sysrq enabled and the console on this serial port?)", err)
 		}
 	}
 	mark := con.Mark()
-	if err := SendSysRqKey(ctx, q, key); err != nil {
+	if err := send(ctx, key); err != nil {
 		return nil, err
+	}
+	if answer > 0 && opts.NoRaiseLogLevel {
+		wctx, cancel := context.WithTimeout(ctx, answer)
+		err := con.waitOutput(wctx, mark)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("qemuhook: sysrq %c: %w within %v: %w", key, errNoAnswer, answer, err)
+		}
 	}
 	out, err := con.WaitQuiet(ctx, mark, opts.Quiet)
 	if err != nil {
@@ -92,6 +219,33 @@ func SendSysRqKey(ctx context.Context, q *QMP, key byte) error {
 	args := map[string]any{"keys": []kv{{"qcode", "alt"}, {"qcode", "sysrq"}, {"qcode", string(rune(key))}}}
 	if err := q.Execute(ctx, "send-key", args, nil); err != nil {
 		return fmt.Errorf("qemuhook: sysrq %c: %w", key, err)
+	}
+	return nil
+}
+
+// breakToKey is how long SendSysRqBreak waits between the BREAK and the
+// key, so the guest's serial driver has taken the break (it then treats
+// the next character within 5 s as a SysRq key) before the key arrives.
+const breakToKey = 100 * time.Millisecond
+
+// SendSysRqBreak sends a serial BREAK on chardev (QMP chardev-send-break;
+// SerialChardevID for a VM wired by Config.Args) and then key on the
+// serial console con, without waiting for any output: the kernel's SysRq
+// through the console.
+func SendSysRqBreak(ctx context.Context, q *QMP, con *Console, chardev string, key byte) error {
+	if con == nil {
+		return errors.New("qemuhook: sysrq: no console to send the key on")
+	}
+	if err := q.Execute(ctx, "chardev-send-break", map[string]any{"id": chardev}, nil); err != nil {
+		return fmt.Errorf("qemuhook: sysrq %c: serial break on %q: %w", key, chardev, err)
+	}
+	select {
+	case <-time.After(breakToKey):
+	case <-ctx.Done():
+		return fmt.Errorf("qemuhook: sysrq %c: %w", key, ctx.Err())
+	}
+	if _, err := con.Write([]byte{key}); err != nil {
+		return fmt.Errorf("qemuhook: sysrq %c: writing the key to the console: %w", key, err)
 	}
 	return nil
 }
