@@ -375,6 +375,18 @@ func (m *Monitor) VMs() []string {
 	return out
 }
 
+// RegionVerdict returns the latest region verdict of a VM (false when it
+// has no region or none was judged yet).
+func (m *Monitor) RegionVerdict(vm string) (hostreader.Verdict, bool) {
+	m.mu.Lock()
+	v, ok := m.vms[vm]
+	m.mu.Unlock()
+	if !ok {
+		return hostreader.Verdict{}, false
+	}
+	return v.regionVerdict()
+}
+
 // ScenarioState is the state of one scenario on one VM.
 type ScenarioState struct {
 	VM       string `json:"vm"`
