@@ -69,6 +69,10 @@ func main() {
 		spinChild(os.Args[2], os.Args[3])
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == oomArg {
+		oomChild()
+		return
+	}
 	if len(os.Args) == 3 && os.Args[1] == oopsArg {
 		if err := finitModule(os.Args[2]); err != nil {
 			fmt.Fprintf(os.Stdout, "%soops module %s: %v\n", prefix, os.Args[2], err)
@@ -124,7 +128,7 @@ type options struct {
 	shell bool
 }
 
-var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom"}
 
 func defaultOptions() options {
 	return options{
@@ -348,6 +352,8 @@ func run() {
 		hangUserspace(hb) // shell.go: also stops the console shell
 	case "spin":
 		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
+	case "oom":
+		oomMode() // oom.go
 	}
 }
 
