@@ -17,7 +17,7 @@ test:
 
 ## e2e: end-to-end tests with a real Linux guest under QEMU (TCG)
 e2e: guest
-	$(GO) test -count=1 -tags e2e -timeout 20m -v -run 'E2E' ./qemuhook/... ./internal/testguest/... ./cmd/... ./monitor/... ./collector/...
+	$(GO) test -count=1 -tags e2e -timeout 20m -v -run 'E2E' ./qemuhook/... ./internal/testguest/... ./cmd/... ./monitor/... ./collector/... ./metrics/...
 
 ## bench: every Go benchmark
 bench:

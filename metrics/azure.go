@@ -196,6 +196,9 @@ type Uploader struct {
 	// OnError, when set, sees every failed round's error (for logs and
 	// metrics).
 	OnError func(error)
+	// Workers is how many batches (of different VMs) are uploaded at once
+	// (default 1: strictly in queue order).
+	Workers int
 
 	mu       sync.Mutex
 	uploaded uint64
@@ -211,34 +214,93 @@ func (u *Uploader) Enqueue(vm string, id Identity, w Window) error {
 	return u.Queue.Push(Batch{VM: vm, WindowStart: w.Start, Period: w.Period, Entities: es})
 }
 
+// EnqueueAll stores the closed windows of many VMs (one round) with one
+// durable write for the set (Queue.PushAll).
+func (u *Uploader) EnqueueAll(vms []string, ids []Identity, ws []Window) error {
+	if len(vms) != len(ids) || len(vms) != len(ws) {
+		return fmt.Errorf("metrics: EnqueueAll: %d VMs, %d identities, %d windows", len(vms), len(ids), len(ws))
+	}
+	bs := make([]Batch, len(vms))
+	for i := range vms {
+		es, err := Entities(ws[i], ids[i])
+		if err != nil {
+			return fmt.Errorf("metrics: VM %s: %w", vms[i], err)
+		}
+		bs[i] = Batch{VM: vms[i], WindowStart: ws[i].Start, Period: ws[i].Period, Entities: es}
+	}
+	return u.Queue.PushAll(bs)
+}
+
 // Drain uploads queued batches, oldest first, until the queue is empty or
 // an upload fails (that batch stays queued and the error is returned). A
 // batch file that cannot be read back is removed and reported.
+//
+// With Workers > 1, up to Workers of the oldest batches are uploaded at
+// once, but never two of the same VM: a VM's windows still reach the table
+// in order, and after a failure the round stops, so no window overtakes an
+// earlier one of its VM.
 func (u *Uploader) Drain(ctx context.Context) (int, error) {
+	workers := max(u.Workers, 1)
 	n := 0
 	for {
-		b, seq, ok, err := u.Queue.Peek()
-		if !ok {
+		items := u.Queue.PeekN(workers)
+		if len(items) == 0 {
 			return n, nil
 		}
-		if err != nil {
-			_ = u.Queue.Remove(seq)
-			return n, err
-		}
-		if _, err := u.Sink.Upload(ctx, b); err != nil {
-			if u.OnError != nil {
-				u.OnError(err)
+		// The head group: distinct VMs, readable files.
+		seen := map[string]bool{}
+		var group []Queued
+		for _, it := range items {
+			if it.Err != nil {
+				if len(group) == 0 {
+					_ = u.Queue.Remove(it.Seq)
+					return n, it.Err
+				}
+				break
 			}
-			return n, err
+			if seen[it.Batch.VM] {
+				break
+			}
+			seen[it.Batch.VM] = true
+			group = append(group, it)
 		}
-		if err := u.Queue.Remove(seq); err != nil {
-			return n, err
+		errs := make([]error, len(group))
+		if len(group) == 1 {
+			_, errs[0] = u.Sink.Upload(ctx, group[0].Batch)
+		} else {
+			var wg sync.WaitGroup
+			for i := range group {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					_, errs[i] = u.Sink.Upload(ctx, group[i].Batch)
+				}(i)
+			}
+			wg.Wait()
 		}
-		n++
-		u.mu.Lock()
-		u.uploaded++
-		u.entities += uint64(len(b.Entities))
-		u.mu.Unlock()
+		var first error
+		for i, it := range group {
+			if errs[i] != nil {
+				if first == nil {
+					first = errs[i]
+				}
+				continue
+			}
+			if err := u.Queue.Remove(it.Seq); err != nil && first == nil {
+				first = err
+			}
+			n++
+			u.mu.Lock()
+			u.uploaded++
+			u.entities += uint64(len(it.Batch.Entities))
+			u.mu.Unlock()
+		}
+		if first != nil {
+			if u.OnError != nil {
+				u.OnError(first)
+			}
+			return n, first
+		}
 	}
 }
 

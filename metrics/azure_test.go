@@ -228,6 +228,68 @@ func TestQueueBoundAndOrder(t *testing.T) {
 	assert.False(t, ok)
 	_, err = OpenQueue(dir, 0)
 	assert.Error(t, err)
+
+	// PushAll keeps order and the bound, and survives a reopen.
+	dir = t.TempDir()
+	q, err = OpenQueue(dir, 4)
+	require.NoError(t, err)
+	require.NoError(t, q.Push(Batch{VM: "a"}))
+	var bs []Batch
+	for i := 0; i < 5; i++ {
+		bs = append(bs, Batch{VM: fmt.Sprint("b", i)})
+	}
+	require.NoError(t, q.PushAll(bs))
+	assert.Equal(t, uint64(2), q.Dropped(), "a and b0")
+	q2, err = OpenQueue(dir, 4)
+	require.NoError(t, err)
+	for _, want := range []string{"b1", "b2", "b3", "b4"} {
+		b, seq, ok, err := q2.Peek()
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, want, b.VM)
+		require.NoError(t, q2.Remove(seq))
+	}
 }
 
 var _ = context.Background
+
+// TestAzuriteWorkersKeepVMOrder: with several workers, batches of different
+// VMs go at once, but a failed window of one VM holds back that VM's later
+// windows. The failure is real: a batch whose entities span two partitions
+// cannot be one transaction and Upload refuses it.
+func TestAzuriteWorkersKeepVMOrder(t *testing.T) {
+	az := startAzurite(t)
+	now := time.Date(2024, 5, 12, 10, 30, 0, 0, time.UTC)
+	sink, err := NewTableSink(az.diagnostics(t, az.SAS(t, allPerms, time.Hour)), SinkOptions{Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	q, err := OpenQueue(t.TempDir(), 100)
+	require.NoError(t, err)
+	u := &Uploader{Queue: q, Sink: sink, Workers: 4}
+	base := time.Date(2024, 5, 12, 10, 0, 0, 0, time.UTC)
+	batch := func(vm string, i int) Batch {
+		es, err := Entities(testWindow(base.Add(time.Duration(i)*time.Minute), float64(i)), Identity{ResourceID: vm, Host: vm, DeploymentID: "unknown"})
+		require.NoError(t, err)
+		return Batch{VM: vm, WindowStart: base.Add(time.Duration(i) * time.Minute), Period: time.Minute, Entities: es}
+	}
+	a1 := batch("a", 0)
+	a1.Entities[3].PartitionKey = "other"
+	require.NoError(t, q.PushAll([]Batch{a1, batch("b", 0), batch("a", 1), batch("c", 0)}))
+	n, err := u.Drain(ctxT(t, time.Minute))
+	require.ErrorContains(t, err, "a transaction holds one partition")
+	assert.Equal(t, 1, n, "b went with a's failing window; a's next window did not")
+	assert.Equal(t, 3, q.Len())
+	c := sink.Client("WADMetricsPT1MP10DV2S20240503")
+	assert.Len(t, readBack(t, c, "b"), 8)
+	assert.Empty(t, readBack(t, c, "a"))
+	// Drop the bad window: a's second window and c's follow.
+	b, seq, ok, err := q.Peek()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "a", b.VM)
+	require.NoError(t, q.Remove(seq))
+	n, err = u.Drain(ctxT(t, time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	assert.Len(t, readBack(t, c, "a"), 8)
+	assert.Len(t, readBack(t, c, "c"), 8)
+}

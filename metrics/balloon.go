@@ -298,3 +298,52 @@ func (t *BalloonStallTracker) Observe(s BalloonStats, now time.Time) StallResult
 	}
 	return r
 }
+
+// StallError is the failure of the balloon probe: last-update stopped
+// advancing.
+type StallError struct{ Result StallResult }
+
+func (e *StallError) Error() string { return "balloon: " + e.Result.Reason }
+
+// Probe is the "balloon last-update stopped advancing" check as a monitor
+// probe: it reads the device's statistics over QMP, observes them at host
+// time now, and fails with a *StallError when last-update has not advanced
+// for longer than MaxAge. On success the detail is one line for the
+// incident log. Enable polling first (EnableBalloonStats) with an interval
+// well below MaxAge.
+func (t *BalloonStallTracker) Probe(ctx context.Context, q QMPExecutor, qomPath string, now time.Time) (string, error) {
+	st, err := ReadBalloonStats(ctx, q, qomPath)
+	if err != nil {
+		return "", err
+	}
+	r := t.Observe(st, now)
+	if r.Stalled {
+		return "", &StallError{Result: r}
+	}
+	if st.LastUpdate.IsZero() {
+		return "balloon statistics not yet reported", nil
+	}
+	return fmt.Sprintf("balloon last-update %s", st.LastUpdate.Format(time.RFC3339)), nil
+}
+
+// FindBalloon looks for a virtio-balloon device in a running QEMU (QMP
+// qom-list of /machine/peripheral, devices with an id, and
+// /machine/peripheral-anon, devices without) and returns its QOM path.
+// found is false for a VM without one: sample it with the host view.
+func FindBalloon(ctx context.Context, q QMPExecutor) (path string, found bool, err error) {
+	for _, dir := range []string{"/machine/peripheral", "/machine/peripheral-anon"} {
+		var props []struct {
+			Name string `json:"name"`
+			Type string `json:"type"`
+		}
+		if err := q.Execute(ctx, "qom-list", map[string]any{"path": dir}, &props); err != nil {
+			return "", false, fmt.Errorf("metrics: looking for a balloon device in %s: %w", dir, err)
+		}
+		for _, p := range props {
+			if strings.HasPrefix(p.Type, "child<virtio-balloon") {
+				return dir + "/" + p.Name, true, nil
+			}
+		}
+	}
+	return "", false, nil
+}

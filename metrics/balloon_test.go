@@ -120,7 +120,10 @@ func TestBalloonRealQEMUNoDriver(t *testing.T) {
 	q, err := qemuhook.DialQMP(ctx, cfg.QMPSocket, qemuhook.QMPOptions{})
 	require.NoError(t, err)
 	defer q.Close()
-	path := BalloonQOMPath(qemuhook.BalloonID)
+	path, found, err := FindBalloon(ctx, q)
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Equal(t, BalloonQOMPath(qemuhook.BalloonID), path)
 	require.NoError(t, EnableBalloonStats(ctx, q, path, time.Second))
 	assert.ErrorContains(t, EnableBalloonStats(ctx, q, path, 0), "at least 1s")
 	st, err := ReadBalloonStats(ctx, q, path)
@@ -144,8 +147,60 @@ func TestBalloonRealQEMUNoDriver(t *testing.T) {
 
 	tr := BalloonStallTracker{MaxAge: 2 * time.Second}
 	now := time.Now()
-	assert.False(t, tr.Observe(st, now).Stalled)
-	r := tr.Observe(st, now.Add(3*time.Second))
-	assert.True(t, r.Stalled)
-	assert.Contains(t, r.Reason, "never updated")
+	detail, err := tr.Probe(ctx, q, path, now)
+	require.NoError(t, err)
+	assert.Equal(t, "balloon statistics not yet reported", detail)
+	_, err = tr.Probe(ctx, q, path, now.Add(3*time.Second))
+	var se *StallError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.Result.Stalled)
+	assert.Contains(t, err.Error(), "never updated in 3s")
+}
+
+// TestFindBalloonRealQEMU: a balloon without an id is found under
+// peripheral-anon; a VM without a balloon has none, and its sampler uses
+// the host view.
+func TestFindBalloonRealQEMU(t *testing.T) {
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{"anonymous", []string{"-device", "virtio-balloon-pci"}, "/machine/peripheral-anon/device["},
+		{"none", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := os.MkdirTemp("", "acpidiag-m-")
+			require.NoError(t, err)
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+			require.NoError(t, err)
+			cfg := qemuhook.Config{MemoryMB: 64, Workdir: dir, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), Extra: append([]string{"-S"}, tc.extra...)}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			p, err := qemuhook.Start(ctx, cfg, qemuhook.StartOptions{})
+			require.NoError(t, err)
+			defer p.Kill()
+			q, err := qemuhook.DialQMP(ctx, cfg.QMPSocket, qemuhook.QMPOptions{})
+			require.NoError(t, err)
+			defer q.Close()
+			path, found, err := FindBalloon(ctx, q)
+			require.NoError(t, err)
+			if tc.want == "" {
+				assert.False(t, found)
+				var warned []string
+				s := &VMSampler{QMP: q, Pid: p.Pid(), TotalBytes: 64 << 20, Warn: func(w string) { warned = append(warned, w) }}
+				smp, _, err := s.Sample(ctx, time.Now())
+				require.NoError(t, err)
+				assert.Equal(t, SourceHost, smp.Source)
+				require.Len(t, warned, 1)
+				assert.Contains(t, warned[0], "no balloon device")
+				return
+			}
+			require.True(t, found)
+			assert.True(t, strings.HasPrefix(path, tc.want), path)
+			require.NoError(t, EnableBalloonStats(ctx, q, path, time.Second))
+		})
+	}
 }

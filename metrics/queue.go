@@ -125,76 +125,138 @@ func (q *Queue) Dropped() uint64 {
 
 // Push appends a batch durably. When the queue is full the oldest batch is
 // removed first and counted in Dropped.
-func (q *Queue) Push(b Batch) error {
-	f := batchFile{VM: b.VM, WindowStart: b.WindowStart, Period: b.Period}
-	for _, e := range b.Entities {
-		f.Entities = append(f.Entities, entityFile(e))
+func (q *Queue) Push(b Batch) error { return q.PushAll([]Batch{b}) }
+
+// PushAll appends batches durably, in order, with two file system syncs
+// for the whole set (syncfs after writing the files and after renaming
+// them) instead of one fsync per batch. When the queue would overflow the
+// oldest batches are removed first and counted in Dropped.
+func (q *Queue) PushAll(bs []Batch) error {
+	if len(bs) == 0 {
+		return nil
 	}
-	data, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("metrics: queue: %w", err)
+	datas := make([][]byte, len(bs))
+	for i, b := range bs {
+		f := batchFile{VM: b.VM, WindowStart: b.WindowStart, Period: b.Period}
+		for _, e := range b.Entities {
+			f.Entities = append(f.Entities, entityFile(e))
+		}
+		data, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("metrics: queue: %w", err)
+		}
+		datas[i] = data
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.seqs) >= q.max {
+	// Keep the newest max batches of queue+bs.
+	if skip := len(bs) - q.max; skip > 0 {
+		datas = datas[skip:]
+		q.dropped += uint64(skip)
+	}
+	for len(q.seqs)+len(datas) > q.max {
 		if err := os.Remove(q.path(q.seqs[0])); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("metrics: queue: dropping the oldest batch: %w", err)
 		}
 		q.seqs = q.seqs[1:]
 		q.dropped++
 	}
-	seq := q.next
-	tmp, err := os.CreateTemp(q.dir, ".tmp-")
+	tmps := make([]string, 0, len(datas))
+	cleanup := func() {
+		for _, t := range tmps {
+			_ = os.Remove(t)
+		}
+	}
+	for _, data := range datas {
+		tmp, err := os.CreateTemp(q.dir, ".tmp-")
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("metrics: queue: %w", err)
+		}
+		tmps = append(tmps, tmp.Name())
+		_, werr := tmp.Write(data)
+		if cerr := tmp.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			cleanup()
+			return fmt.Errorf("metrics: queue: writing batch: %w", werr)
+		}
+	}
+	d, err := os.Open(q.dir)
 	if err != nil {
+		cleanup()
 		return fmt.Errorf("metrics: queue: %w", err)
 	}
-	_, werr := tmp.Write(data)
-	if werr == nil {
-		werr = tmp.Sync()
+	defer d.Close()
+	if err := syncFS(d); err != nil {
+		cleanup()
+		return fmt.Errorf("metrics: queue: sync: %w", err)
 	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
+	for i, t := range tmps {
+		seq := q.next
+		if err := os.Rename(t, q.path(seq)); err != nil {
+			for _, r := range tmps[i:] {
+				_ = os.Remove(r)
+			}
+			return fmt.Errorf("metrics: queue: %w", err)
+		}
+		q.seqs = append(q.seqs, seq)
+		q.next = seq + 1
 	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), q.path(seq))
+	if err := syncFS(d); err != nil {
+		return fmt.Errorf("metrics: queue: sync: %w", err)
 	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("metrics: queue: writing batch: %w", werr)
-	}
-	if d, err := os.Open(q.dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	q.seqs = append(q.seqs, seq)
-	q.next = seq + 1
 	return nil
 }
 
 // Peek returns the oldest batch and its sequence number; ok is false when
 // the queue is empty.
 func (q *Queue) Peek() (b Batch, seq uint64, ok bool, err error) {
-	q.mu.Lock()
-	if len(q.seqs) == 0 {
-		q.mu.Unlock()
+	items := q.PeekN(1)
+	if len(items) == 0 {
 		return Batch{}, 0, false, nil
 	}
-	seq = q.seqs[0]
+	return items[0].Batch, items[0].Seq, true, items[0].Err
+}
+
+// Queued is one batch read back from the queue.
+type Queued struct {
+	Batch Batch
+	Seq   uint64
+	// Err is a *QueueError when the file cannot be read back.
+	Err error
+}
+
+// PeekN returns up to n of the oldest batches, oldest first, without
+// removing them.
+func (q *Queue) PeekN(n int) []Queued {
+	q.mu.Lock()
+	seqs := append([]uint64(nil), q.seqs[:min(n, len(q.seqs))]...)
 	q.mu.Unlock()
+	out := make([]Queued, 0, len(seqs))
+	for _, seq := range seqs {
+		b, err := q.read(seq)
+		out = append(out, Queued{Batch: b, Seq: seq, Err: err})
+	}
+	return out
+}
+
+func (q *Queue) read(seq uint64) (Batch, error) {
 	p := q.path(seq)
 	data, err := os.ReadFile(p)
 	if err != nil {
-		return Batch{}, seq, true, &QueueError{p, err}
+		return Batch{}, &QueueError{p, err}
 	}
 	var f batchFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return Batch{}, seq, true, &QueueError{p, err}
+		return Batch{}, &QueueError{p, err}
 	}
-	b = Batch{VM: f.VM, WindowStart: f.WindowStart, Period: f.Period}
+	b := Batch{VM: f.VM, WindowStart: f.WindowStart, Period: f.Period}
 	for _, e := range f.Entities {
 		b.Entities = append(b.Entities, Entity(e))
 	}
-	return b, seq, true, nil
+	return b, nil
 }
 
 // Remove deletes batch seq (after it was uploaded, or when it cannot be

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the Debian guest kernel (vmlinuz) and the pvpanic modules used by
+# Fetches the Debian guest kernel (vmlinuz), the pvpanic and virtio_balloon
+# (with its virtio PCI transport) modules used by
 # the bundled test guest (internal/testguest), and caches them in
 #   ${ACPIDIAG_CACHE:-$HOME/.cache/acpidiag}/kernel/
 # with a manifest (kernel/manifest) that testguest.Kernel() reads.
@@ -35,7 +36,8 @@ complete() {
 		vmlinuz | module | oops_module) [ -s "$dest/$val" ] || return 1 ;;
 		esac
 	done <"$manifest"
-	grep -q '^vmlinuz=' "$manifest" && grep -q '^module=' "$manifest"
+	grep -q '^vmlinuz=' "$manifest" && grep -q '^module=' "$manifest" &&
+		grep -q '^module=modules/virtio_balloon' "$manifest" # caches from before the balloon modules are refreshed
 }
 
 if complete; then
@@ -90,7 +92,8 @@ tmpman="$dest/manifest.tmp"
 	echo "package=$pkg"
 	echo "vmlinuz=vmlinuz-$version"
 } >"$tmpman"
-cp "$vmlinuz" "$dest/vmlinuz-$version"
+# copy-then-rename: a QEMU reading the cached kernel meanwhile never sees a partial file
+cp "$vmlinuz" "$dest/.vmlinuz.tmp" && mv "$dest/.vmlinuz.tmp" "$dest/vmlinuz-$version"
 log "kernel: $dest/vmlinuz-$version"
 # pvpanic.ko is the core the others depend on: list it first (load order).
 n=0
@@ -98,12 +101,29 @@ for name in pvpanic pvpanic-mmio pvpanic-pci; do
 	f="$(ls "$moddir/$name".ko* 2>/dev/null | head -n1 || true)"
 	[ -n "$f" ] || continue
 	mkdir -p "$dest/modules"
-	cp "$f" "$dest/modules/"
+	cp "$f" "$dest/modules/.tmp" && mv "$dest/modules/.tmp" "$dest/modules/$(basename "$f")"
 	echo "module=modules/$(basename "$f")" >>"$tmpman"
 	log "module: $dest/modules/$(basename "$f")"
 	n=$((n + 1))
 done
 [ "$n" -gt 0 ] || die "no pvpanic*.ko* in $moddir"
+
+# The stock virtio_balloon driver and the virtio PCI transport it needs
+# (modules in Debian's kernel), so the guest reports its memory statistics
+# to the host (package metrics). The guest loads every module in /modules.
+vdir="$work/x/lib/modules/$version/kernel/drivers/virtio"
+for name in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_balloon; do
+	f="$(ls "$vdir/$name".ko* 2>/dev/null | head -n1 || true)"
+	if [ -z "$f" ]; then
+		# built into the kernel (=y): nothing to ship
+		grep -q "^kernel/drivers/virtio/$name.ko" "$work/x/lib/modules/$version/modules.builtin" 2>/dev/null ||
+			die "no $name module in $vdir and not built in"
+		continue
+	fi
+	cp "$f" "$dest/modules/.tmp" && mv "$dest/modules/.tmp" "$dest/modules/$(basename "$f")"
+	echo "module=modules/$(basename "$f")" >>"$tmpman"
+	log "module: $dest/modules/$(basename "$f")"
+done
 
 # build_oops builds internal/testguest/oopsmod against the Debian headers of
 # $version into $dest/extra/oops.ko. Returns non-zero (with a reason logged)
