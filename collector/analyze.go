@@ -256,7 +256,7 @@ func find(b *Bundle, arts []string, re *regexp.Regexp) *hit {
 var (
 	rePanic  = regexp.MustCompile(`Kernel panic - not syncing: (.*)$`)
 	reOops   = regexp.MustCompile(`(BUG: .*|Oops: .*|general protection fault.*|kernel BUG at .*)$`)
-	reRIP    = regexp.MustCompile(`RIP: [0-9a-f]{4}:(\S+)`)
+	reRIP    = regexp.MustCompile(`RIP: ([0-9a-f]{4}):(\S+)`)
 	reFrame  = regexp.MustCompile(`^\s*(?:\[[ \d.]+\]\s*)?(?:\? )?([A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)(?: \[\w+\])?\s*$`)
 	reStamp  = regexp.MustCompile(`^(?:<\d>)?\[\s*\d+\.\d+\]\s?`)
 	reSoft   = regexp.MustCompile(`soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.*?)\]`)
@@ -344,7 +344,7 @@ func (panicAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 		}
 		// An oops without a panic: the kernel lives on (maybe wounded).
 		f := Finding{Class: ClassPanic, Confidence: 0.5, Details: map[string]string{"oops": strings.TrimSpace(oops.m[1])}}
-		loc, last := oopsWhere(oops.lines, oops.i, f.Details)
+		loc, last := oopsWhere(oops.lines, oops.i, f.Details, false)
 		f.Summary = "kernel oops (no panic): " + strings.TrimSpace(oops.m[1]) + loc
 		f.Evidence = []Evidence{ev(oops, oops.i, last)}
 		return []Finding{f}, nil
@@ -375,7 +375,7 @@ func (panicAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 			}
 		}
 	}
-	loc, l2 := oopsWhere(h.lines, first, f.Details)
+	loc, l2 := oopsWhere(h.lines, first, f.Details, false)
 	if l2 > last {
 		last = l2
 	}
@@ -384,30 +384,57 @@ func (panicAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 	return []Finding{f}, nil
 }
 
+// noiseFrames are the frames of the reporting itself, skipped when
+// naming where a trace is.
+var noiseFrames = map[string]bool{"dump_stack_lvl": true, "dump_stack": true, "panic": true, "show_stack": true, "nmi_cpu_backtrace": true,
+	"nmi_trigger_cpumask_backtrace": true, "_printk": true, "vpanic": true}
+
 // oopsWhere reads the RIP and the top frames from line i on into d and
-// returns a summary suffix and the last line used.
-func oopsWhere(lines []string, i int, d map[string]string) (string, int) {
+// returns a summary suffix and the last line used. A kernel RIP (CS 0010)
+// is the location; a user one (CS 0033, the registers saved at the
+// syscall entry) is only said to be in userspace when it is all there is
+// (userRIP: a CPU caught in userspace, SysRq l).
+func oopsWhere(lines []string, i int, d map[string]string, userRIP bool) (string, int) {
 	last := i
 	var s string
 	for j := i; j < len(lines) && j < i+60; j++ {
-		if m := reRIP.FindStringSubmatch(lines[j]); m != nil {
-			d["location"] = m[1]
-			s += " at " + m[1]
-			if j > last {
-				last = j
-			}
+		m := reRIP.FindStringSubmatch(lines[j])
+		if m == nil {
+			continue
+		}
+		if m[1] == "0010" {
+			d["location"] = m[2]
+			s += " at " + m[2]
+			last = max(last, j)
+			break
+		}
+		if userRIP {
+			d["location"] = "userspace " + m[2]
+			s += " in userspace at " + m[2]
+			last = max(last, j)
 			break
 		}
 	}
-	fr, l := frames(lines, i, 5)
-	if len(fr) > 0 {
-		d["frames"] = strings.Join(fr, " < ")
+	fr, l := frames(lines, i, 8)
+	var kept []string
+	if strings.HasPrefix(d["location"], "userspace ") {
+		fr = nil // the trace is the NMI's or the SysRq's, not the task's
+	}
+	for _, f := range fr {
+		name, _, _ := strings.Cut(f, "+")
+		if !noiseFrames[strings.TrimSuffix(name, ".cold")] {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) > 5 {
+		kept = kept[:5]
+	}
+	if len(kept) > 0 {
+		d["frames"] = strings.Join(kept, " < ")
 		if d["location"] == "" {
-			s += " in " + fr[0]
+			s += " in " + kept[0]
 		}
-		if l > last {
-			last = l
-		}
+		last = max(last, l)
 	}
 	return s, last
 }
@@ -421,21 +448,21 @@ func (lockupAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error)
 	var out []Finding
 	if h := find(b, arts, reSoft); h != nil {
 		f := Finding{Class: ClassLockup, Confidence: 0.9, Details: map[string]string{"kind": "soft", "cpu": h.m[1], "task": h.m[3]}}
-		where, last := oopsWhere(h.lines, h.i, f.Details)
+		where, last := oopsWhere(h.lines, h.i, f.Details, false)
 		f.Summary = fmt.Sprintf("soft lockup on CPU %s (%ss, task %s)%s", h.m[1], h.m[2], h.m[3], where)
 		f.Evidence = []Evidence{ev(h, h.i, last)}
 		out = append(out, f)
 	}
 	if h := find(b, arts, reHard); h != nil {
 		f := Finding{Class: ClassLockup, Confidence: 0.9, Details: map[string]string{"kind": "hard", "cpu": h.m[1]}}
-		where, last := oopsWhere(h.lines, h.i, f.Details)
+		where, last := oopsWhere(h.lines, h.i, f.Details, false)
 		f.Summary = "hard lockup on CPU " + h.m[1] + where
 		f.Evidence = []Evidence{ev(h, h.i, last)}
 		out = append(out, f)
 	}
 	if h := find(b, arts, reRCU); h != nil && len(out) == 0 {
 		f := Finding{Class: ClassLockup, Confidence: 0.75, Details: map[string]string{"kind": "rcu-stall"}}
-		where, last := oopsWhere(h.lines, h.i, f.Details)
+		where, last := oopsWhere(h.lines, h.i, f.Details, false)
 		f.Summary = "RCU stall (" + h.m[1] + ")" + where
 		f.Evidence = []Evidence{ev(h, h.i, last)}
 		out = append(out, f)
@@ -529,7 +556,7 @@ func livelock(b *Bundle) (Finding, bool) {
 	}
 	if hh := find(b, []string{"sysrq-l.txt"}, reComm); hh != nil {
 		f.Details["cpu"], f.Details["task"] = hh.m[1], hh.m[3]
-		where, last := oopsWhere(hh.lines, hh.i, f.Details)
+		where, last := oopsWhere(hh.lines, hh.i, f.Details, true)
 		f.Summary += fmt.Sprintf("; SysRq l: CPU %s runs %s (pid %s)%s", hh.m[1], hh.m[3], hh.m[2], where)
 		f.Evidence = append(f.Evidence, ev(hh, hh.i, last))
 		f.Confidence = 0.85
@@ -671,7 +698,9 @@ func hasArtifact(b *Bundle, name string) bool {
 // process/qmp source says so, and host.json finds no QEMU).
 func poweredOff(b *Bundle) (Finding, bool) {
 	var why []string
+	var ev []Evidence
 	conf := 0.0
+	reset := false
 	if data, err := os.ReadFile(filepath.Join(b.Dir, "qmp.json")); err == nil {
 		var q struct {
 			Replies map[string]json.RawMessage `json:"replies"`
@@ -688,8 +717,20 @@ func poweredOff(b *Bundle) (Finding, bool) {
 	}
 	for _, t := range b.Manifest.Timeline {
 		r := strings.ToLower(t.Reason + " " + t.State)
+		if strings.Contains(r, "reset") {
+			// QEMU ended on a guest reset (-no-reboot; a panic with
+			// panic=-1 resets): a reboot, not a power-off.
+			reset = true
+			continue
+		}
 		if strings.Contains(r, "shutdown") || strings.Contains(r, "poweroff") || strings.Contains(r, "powered off") || t.State == "exited" {
 			why = append(why, t.Source+" "+t.State+": "+t.Reason)
+			if q, err := json.Marshal(t.Reason); err == nil {
+				if e := lineRange(b, "manifest.json", `"reason": `+string(q), 1); e != nil {
+					e.First = max(1, e.First-3) // time, source, state
+					ev = append(ev, *e)
+				}
+			}
 			if conf < 0.85 {
 				conf = 0.85
 			}
@@ -712,7 +753,11 @@ func poweredOff(b *Bundle) (Finding, bool) {
 	if len(why) == 0 {
 		return Finding{}, false
 	}
-	f := Finding{Class: ClassPoweredOff, Confidence: conf, Summary: "guest powered off or QEMU gone: " + strings.Join(why, "; ")}
+	if reset && conf > 0.5 {
+		conf = 0.5
+		why = append(why, "after a guest reset")
+	}
+	f := Finding{Class: ClassPoweredOff, Confidence: conf, Summary: "guest powered off or QEMU gone: " + strings.Join(why, "; "), Evidence: ev}
 	if e := lineRange(b, "qmp.json", `"status"`, 3); e != nil {
 		f.Evidence = append(f.Evidence, *e)
 	}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/acpidiag/acpidiag/monitor"
 )
@@ -219,6 +220,8 @@ func Unpack(r io.Reader, dst string, lim Limits) (*monitor.Manifest, error) {
 		sum  string
 	}
 	files := map[string]got{}
+	var fs syncer
+	defer fs.close()
 	var top string
 	var manifest []byte
 	var total int64
@@ -266,7 +269,7 @@ func Unpack(r io.Reader, dst string, lim Limits) (*monitor.Manifest, error) {
 			manifest = b
 			total += h.Size
 			files[name] = got{size: h.Size}
-			if err := writeFile(filepath.Join(dst, name), bytes.NewReader(b), h.Size, nil); err != nil {
+			if err := fs.writeFile(filepath.Join(dst, name), bytes.NewReader(b), h.Size, nil); err != nil {
 				return nil, err
 			}
 			continue
@@ -278,7 +281,7 @@ func Unpack(r io.Reader, dst string, lim Limits) (*monitor.Manifest, error) {
 			}
 		}
 		hs := sha256.New()
-		if err := writeFile(p, tr, h.Size, hs); err != nil {
+		if err := fs.writeFile(p, tr, h.Size, hs); err != nil {
 			return nil, bundleErr(at, "%v", err)
 		}
 		total += h.Size
@@ -321,16 +324,27 @@ func Unpack(r io.Reader, dst string, lim Limits) (*monitor.Manifest, error) {
 			return nil, bundleErr(fmt.Sprintf("tar file %q", trunc(name)), "not listed in manifest.json")
 		}
 	}
+	if err := fs.sync(); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
+// syncer keeps the files a bundle writes open and fsyncs them all at
+// once at the end, concurrently: the file system commits them together
+// instead of one journal commit per file.
+type syncer struct {
+	files []*os.File
+}
+
 // writeFile copies exactly size bytes from r to a new file p, hashing
-// them into h (when not nil), and fsyncs it.
-func writeFile(p string, r io.Reader, size int64, h io.Writer) error {
+// them into h (when not nil); the file is fsynced by sync.
+func (s *syncer) writeFile(p string, r io.Reader, size int64, h io.Writer) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
+	s.files = append(s.files, f)
 	w := io.Writer(f)
 	if h != nil {
 		w = io.MultiWriter(f, h)
@@ -339,11 +353,25 @@ func writeFile(p string, r io.Reader, size int64, h io.Writer) error {
 	if err == nil && n != size {
 		err = fmt.Errorf("short file: %d of %d bytes", n, size)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	return err
+}
+
+func (s *syncer) sync() error {
+	errs := make([]error, len(s.files))
+	var wg sync.WaitGroup
+	for i, f := range s.files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.Sync()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *syncer) close() {
+	for _, f := range s.files {
+		f.Close()
+	}
 }

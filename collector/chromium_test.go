@@ -35,8 +35,10 @@ func chromium(t *testing.T, exe string, args ...string) []byte {
 }
 
 // TestChromiumIncidentPage renders the fleet and incident pages of a
-// collector on 127.0.0.1 in a real headless Chromium: the DOM Chromium
-// built holds the diagnosis, and the screenshot is a real picture. With
+// collector on 127.0.0.1 holding the real guest bundles of
+// fixtures/bundles in a real headless Chromium: the DOM Chromium built
+// holds the diagnosis of the panic bundle, and the screenshot is a real
+// picture. With
 // ACPIDIAG_SCREENSHOT=PATH the incident page's screenshot is kept there
 // (docs/collector-incident.png was made so).
 func TestChromiumIncidentPage(t *testing.T) {
@@ -45,45 +47,55 @@ func TestChromiumIncidentPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	tb := testBundle{ID: "20261129T100000.000Z-web1-region-0a1b2c", VM: "web1", Created: created, Files: map[string]string{
-		"erst.txt":    erstText(t, "q35_oops_none"),
-		"console.txt": fixtures.HostileLine + "\n<b>not bold</b>\n",
-		"region.json": `{"monitor": {"state": "panicked", "last_tick": "2026-11-29T09:59:57.5Z"}}`,
-	}, Timeline: []monitor.TimelineEntry{
-		{Time: created.Add(-30 * time.Second), Source: "region", State: "alive", Reason: "ticks moving"},
-		{Time: created.Add(-2 * time.Second), Source: "qmp", State: "panicked", Reason: "GUEST_PANICKED"},
-		{Time: created.Add(-1500 * time.Millisecond), Source: "region", State: "panicked", Reason: "pvpanic"},
-		{Time: created.Add(-1 * time.Second), Source: "erst", State: "panicked", Reason: "new ERST panic record"},
-	}}
-	for i := 0; i < 10; i++ {
-		tb.History = append(tb.History, monitor.Result{Start: created.Add(time.Duration(i-10) * 3 * time.Second), OK: i < 9, Detail: "alive", Error: map[bool]string{true: "", false: "region panicked"}[i < 9]})
+	// The bundles of real guest runs (fixtures/bundles), POSTed as the
+	// monitor's sink does, and one more VM's.
+	dir := filepath.Join(fixtures.Dir(), "bundles")
+	ents, _ := os.ReadDir(dir)
+	var panicID string
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		var buf bytes.Buffer
+		if err := monitor.PackBundle(filepath.Join(dir, e.Name()), &buf); err != nil {
+			t.Fatal(err)
+		}
+		inc, _, err := st.Put(context.Background(), &buf, e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inc.Class == ClassPanic {
+			panicID = inc.ID
+		}
 	}
-	data := tb.pack(t)
-	if _, _, err := st.Put(context.Background(), bytes.NewReader(data), tb.ID); err != nil {
+	if panicID == "" {
+		t.Fatal("no kernel-panic bundle in fixtures/bundles")
+	}
+	created := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	other := testBundle{ID: "20261129T093000.000Z-db1-uptime-77aa00", VM: "db1", Created: created, Files: map[string]string{
+		"region.json": `{"monitor": {"state": "alive", "slots": [{"state": "stale"}]}}`, "console.txt": fixtures.HostileLine + "\n"}}
+	other.History = []monitor.Result{{Start: created.Add(-time.Minute), OK: false, Error: "console probe: timed out"}}
+	if _, _, err := st.Put(context.Background(), bytes.NewReader(other.pack(t)), ""); err != nil {
 		t.Fatal(err)
 	}
-	other := testBundle{ID: "20261129T093000.000Z-db1-uptime-77aa00", VM: "db1", Created: created.Add(-30 * time.Minute), Files: map[string]string{
-		"region.json": `{"monitor": {"state": "alive", "slots": [{"state": "stale"}]}}`}}
-	other.History = []monitor.Result{{Start: created.Add(-31 * time.Minute), OK: false, Error: "console probe: timed out"}}
-	st.Put(context.Background(), bytes.NewReader(other.pack(t)), "")
 	srv := httptest.NewServer(NewServer(st, ServerOptions{}))
 	defer srv.Close()
 
-	dom := string(chromium(t, exe, "--dump-dom", srv.URL+"/incidents/"+tb.ID))
-	for _, want := range []string{`id="diagnosis-class">kernel-panic<`, "BUG: kernel NULL pointer dereference", "spike_null_deref+0x5/0x1000", "<svg", "polyline"} {
+	dom := string(chromium(t, exe, "--dump-dom", srv.URL+"/incidents/"+panicID))
+	for _, want := range []string{`id="diagnosis-class">kernel-panic<`, "kernel panic: sysrq triggered crash in sysrq_handle_crash+0x16/0x20",
+		"Kernel panic - not syncing: sysrq triggered crash", "<svg", "polyline"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("incident DOM lacks %q", want)
 		}
 	}
 	fleet := string(chromium(t, exe, "--dump-dom", srv.URL+"/"))
-	for _, want := range []string{"web1", "db1", "kernel-panic", "userspace-hang"} {
+	for _, want := range []string{"guest", "db1", "kernel-panic", "userspace-hang"} {
 		if !strings.Contains(fleet, want) {
 			t.Errorf("fleet DOM lacks %q", want)
 		}
 	}
 	shot := filepath.Join(t.TempDir(), "incident.png")
-	chromium(t, exe, "--screenshot="+shot, "--window-size=1100,1900", srv.URL+"/incidents/"+tb.ID)
+	chromium(t, exe, "--screenshot="+shot, "--window-size=1100,1900", srv.URL+"/incidents/"+panicID)
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/monitor"
 	"github.com/acpidiag/acpidiag/qemuhook"
@@ -83,15 +84,20 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 		fails int
 		diags []string
 		class string
+		// manual: no scenario; diagmon diag's Diagnose after wait.
+		manual bool
+		wait   time.Duration
 	}{
 		{"panic", testguest.BootArgs("panic", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 1,
-			[]string{"host", "region", "qmp", "erst", "console"}, ClassPanic},
+			[]string{"host", "region", "qmp", "erst", "console"}, ClassPanic, false, 0},
 		{"livelock", testguest.BootArgs("livelock", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
-			[]string{"host", "sysrq:l", "region", "qmp"}, ClassLockup},
+			[]string{"host", "sysrq:l", "region", "qmp"}, ClassLockup, false, 0},
 		{"uhang", testguest.BootArgs("uhang", 8*time.Second, "acpidiag.app=1"), monitor.ProbeConfig{Kind: monitor.ProbeSlot, Tag: "testapp"}, 2,
-			[]string{"host", "region", "qmp", "console", "sysrq:w"}, ClassUserspaceHang},
+			[]string{"host", "region", "qmp", "console", "sysrq:w"}, ClassUserspaceHang, false, 0},
 		{"poweroff", testguest.BootArgs("poweroff", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
-			[]string{"host", "region", "qmp", "console"}, ClassPoweredOff},
+			[]string{"host", "region", "qmp", "console"}, ClassPoweredOff, false, 0},
+		{"oom", testguest.BootArgs("oom", 3*time.Second), monitor.ProbeConfig{}, 0,
+			[]string{"host", "region", "console", "sysrq:m"}, ClassOOM, true, 25 * time.Second},
 	}
 	keep := os.Getenv("ACPIDIAG_KEEP_BUNDLES")
 	for _, c := range cases {
@@ -103,8 +109,6 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 				diags = append(diags, monitor.ParseDiagSpec(d))
 			}
 			cfg := monitor.Config{VMs: []monitor.VMConfig{vm},
-				Scenarios: []monitor.ScenarioConfig{{Name: c.name, VMs: []string{"guest"}, Probe: c.probe, Every: "1s", Timeout: "1s",
-					Failures: c.fails, Cooldown: "10m", Diagnostics: diags}},
 				Sinks: []monitor.SinkConfig{{Kind: "http", URL: srv.URL + "/api/bundles", Spool: filepath.Join(t.TempDir(), "spool"), MaxBackoff: "1s"}}}
 			p, err := monitor.Check(cfg, monitor.CheckOptions{})
 			if err != nil {
@@ -115,6 +119,35 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
+			// The guest ticks (the SSDT runs), then the scenario is bound
+			// (a reload) and must pass once: the incident is the mode's,
+			// not the boot's.
+			waitTicks(t, vm.Region, 2, 3*time.Minute)
+			if c.manual {
+				time.Sleep(c.wait)
+				if _, err := m.Diagnose(context.Background(), "guest", diags); err != nil {
+					t.Logf("diagnose: %v", err)
+				}
+			} else {
+				cfg.Scenarios = []monitor.ScenarioConfig{{Name: c.name, VMs: []string{"guest"}, Probe: c.probe, Every: "1s", Timeout: "1s",
+					Failures: c.fails, Cooldown: "10m", Diagnostics: diags}}
+				if p, err = monitor.Check(cfg, monitor.CheckOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if err := m.Apply(p); err != nil {
+					t.Fatal(err)
+				}
+				passed := time.Now().Add(time.Minute)
+				for {
+					if st, ok := m.State("guest", c.name); ok && st.Last != nil && st.Last.OK {
+						break
+					}
+					if time.Now().After(passed) {
+						t.Fatal("the probe never passed on the healthy guest")
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
 			go func() {
 				for e := range m.Events() {
 					if e.Type != monitor.EventProbe {
@@ -156,4 +189,21 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitTicks waits until the region file shows n ticks.
+func waitTicks(t *testing.T, path string, n uint32, timeout time.Duration) {
+	t.Helper()
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		if reg, err := hostreader.OpenRegion(path, hostreader.OpenOptions{}); err == nil {
+			s, err := reg.Snapshot()
+			reg.Close()
+			if err == nil && s.Ticks >= n {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: fewer than %d ticks after %s", path, n, timeout)
 }

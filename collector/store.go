@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/monitor"
+	"github.com/acpidiag/acpidiag/monitor/deliver"
 )
 
 // StoreOptions configure a Store.
@@ -262,7 +263,7 @@ func (s *Store) put(ctx context.Context, r io.Reader, key string) (*Incident, bo
 	if key != "" && m.ID != key {
 		return nil, false, bundleErr("Idempotency-Key", "%q differs from the manifest's id %q", key, m.ID)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := deliver.SyncDir(tmp); err != nil {
 		return nil, false, err
 	}
 	final := s.BundleDir(m.ID)
@@ -276,7 +277,7 @@ func (s *Store) put(ctx context.Context, r io.Reader, key string) (*Incident, bo
 		}
 		return nil, false, fmt.Errorf("collector: store: %w", err)
 	}
-	if err := syncDir(filepath.Join(s.dir, "bundles")); err != nil {
+	if err := deliver.SyncDir(filepath.Join(s.dir, "bundles")); err != nil {
 		return nil, false, fmt.Errorf("collector: store: %w", err)
 	}
 	a := s.analyze(ctx, &Bundle{Dir: final, Manifest: m})
@@ -305,18 +306,6 @@ func (s *Store) waitIndexed(ctx context.Context, id string) (*Incident, bool, er
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Len is the number of stored bundles.

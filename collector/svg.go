@@ -215,14 +215,24 @@ func gapChart(b *Bundle) svgChart {
 	if len(reg) == 0 {
 		pts = []pt{{t0, gapAt(t0, lastTick)}, {t1, gapAt(t1, lastTick)}}
 	}
+	seenAlive := false
 	for i, e := range reg {
 		end := t1
 		if i+1 < len(reg) {
 			end = reg[i+1].Time
 		}
 		if e.State == "alive" {
+			seenAlive = true
+			if i+1 == len(reg) && !lastTick.IsZero() && lastTick.After(e.Time) && lastTick.Before(end) {
+				// Alive until the last tick seen, then no tick since.
+				pts = append(pts, pt{e.Time, 0}, pt{lastTick, 0}, pt{end, end.Sub(lastTick)})
+				continue
+			}
 			pts = append(pts, pt{e.Time, 0}, pt{end, 0})
 			continue
+		}
+		if !seenAlive {
+			continue // never ticked yet (absent while booting): no gap to show
 		}
 		from := e.Time
 		if i+1 == len(reg) && !lastTick.IsZero() && lastTick.Before(e.Time) {

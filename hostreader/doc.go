@@ -21,9 +21,13 @@
 // age, timer, application slots, panic evidence). Freshness comes from the
 // echo of the host stamp when the host keeps stamping (one snapshot), or
 // from the tick words moving over host time (two snapshots); Check does
-// whichever is needed. The host writes its clock (StampHostTime, high word
-// then low word) and mailbox commands (Post, Answer) into the host-owned
-// words only.
+// whichever is needed, and also waits (within its bound) until every
+// application slot that promises a period is judged alive or stale. Each
+// word is read by its typed field (Snapshot.Word(region.Ticks)). The host
+// writes its clock (StampHostTime, in region.HostStamp.WriteOrder: high
+// word then low word) and mailbox commands (Post, Answer; Ping for a whole
+// round trip with the verdict that explains a missing answer) into the
+// host-owned words only.
 //
 // Watcher follows many regions at once, stamps them, and emits verdict
 // changes on a channel; panic evidence from the supervisor (pvpanic, ERST)

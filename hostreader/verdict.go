@@ -547,7 +547,11 @@ func msValue(lo, hi uint32, now int64) (int64, bool) {
 	return int64(v), true
 }
 
+// mulDur is d*k (k >= 0), saturating at the largest duration.
 func mulDur(d time.Duration, k int) time.Duration {
+	if k == 0 {
+		return 0
+	}
 	if d > 0 && int64(d) > math.MaxInt64/int64(k) {
 		return math.MaxInt64
 	}
@@ -565,7 +569,10 @@ func addDur(a, b time.Duration) time.Duration {
 // is StateUnknown (no usable echo): every quarter period (between 10 ms
 // and 250 ms) until the ticks move (alive), K periods pass without a tick
 // (stale), wait elapses or ctx is done (the last verdict is returned, still
-// unknown). A torn snapshot is re-read every millisecond for up to 50 ms
+// unknown). It also keeps re-reading, every quarter of the slot's period,
+// while an application slot that promises a period has not been judged
+// yet (its beat moves: alive; K of its periods without a beat: stale), so
+// that an application hung behind a live kernel is reported within wait. A torn snapshot is re-read every millisecond for up to 50 ms
 // before torn is reported. With wait 0 Check is a single snapshot.
 func Check(ctx context.Context, r *Region, cfg VerdictConfig, wait time.Duration) (Verdict, error) {
 	var t Tracker
@@ -576,8 +583,11 @@ func Check(ctx context.Context, r *Region, cfg VerdictConfig, wait time.Duration
 		return faultVerdict(s, err), err
 	}
 	v := t.Update(s)
-	for v.State == StateUnknown {
+	for v.State == StateUnknown || slotsPending(&v) {
 		step := v.Period / 4
+		if p := slotsPeriod(&v); v.State != StateUnknown || (p > 0 && p < v.Period) {
+			step = p / 4
+		}
 		if step < 10*time.Millisecond {
 			step = 10 * time.Millisecond
 		}
@@ -604,6 +614,28 @@ func Check(ctx context.Context, r *Region, cfg VerdictConfig, wait time.Duration
 		v = t.Update(s)
 	}
 	return v, nil
+}
+
+// slotsPending reports whether an application slot that promises a period
+// is still unknown (not observed long enough to be judged).
+func slotsPending(v *Verdict) bool {
+	for _, sl := range v.Slots {
+		if sl.State == SlotUnknown && sl.Period > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// slotsPeriod is the shortest period among the pending slots (0: none).
+func slotsPeriod(v *Verdict) time.Duration {
+	var p time.Duration
+	for _, sl := range v.Slots {
+		if sl.State == SlotUnknown && sl.Period > 0 && (p == 0 || sl.Period < p) {
+			p = sl.Period
+		}
+	}
+	return p
 }
 
 // snapshotPatient re-reads a torn region every millisecond for up to

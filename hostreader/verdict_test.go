@@ -474,6 +474,23 @@ func TestCheckWaitsForTicks(t *testing.T) {
 	assert.Equal(t, StateUnknown, v.State)
 }
 
+// K = 1 is a valid setting (diagread --k 1): judging a valid region with it
+// used to divide by zero (K-1 periods of tolerance).
+func TestVerdictKOne(t *testing.T) {
+	img := newImage(8192)
+	setEcho(img, t0)
+	setHostStamp(img, t0)
+	s, err := DecodeRegion(img, t0.Add(500*time.Millisecond))
+	require.NoError(t, err)
+	v := Assess(s, VerdictConfig{K: 1}, nil)
+	assert.Equal(t, StateAlive, v.State, v.Reason)
+	setHostStamp(img, t0.Add(2400*time.Millisecond)) // the host keeps stamping; the echo stays at t0
+	s, err = DecodeRegion(img, t0.Add(2500*time.Millisecond))
+	require.NoError(t, err)
+	v = Assess(s, VerdictConfig{K: 1}, nil)
+	assert.Equal(t, StateStale, v.State, v.Reason)
+}
+
 // hostileLine is guest text with a quote, an ESC byte and valid UTF-8.
 const hostileLine = "Kernel panic - not syncing: \"q\" \x1b[1m café"
 

@@ -552,7 +552,7 @@ func (r *diagRun) script(ctx context.Context, d DiagSpec) ([]artifact, error) {
 	for k, val := range c.Labels {
 		env = append(env, "ACPIDIAG_LABEL_"+safeEnv(k)+"="+val)
 	}
-	out, total, err := runCommand(ctx, d.Command, env, int(r.lim.ArtifactBytes))
+	out, total, err := runCommand(ctx, 0, d.Command, env, int(r.lim.ArtifactBytes))
 	name := "script-" + safeName(filepath.Base(d.Command[0])) + ".txt"
 	return []artifact{{name: name, data: out, total: total}}, err
 }

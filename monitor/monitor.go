@@ -73,6 +73,7 @@ type Monitor struct {
 	ownWork bool
 	incWG   sync.WaitGroup
 	limits  atomic.Pointer[Limits]
+	sched   *scheduler
 
 	mu       sync.Mutex
 	plan     *Plan
@@ -108,6 +109,7 @@ func New(ctx context.Context, p *Plan, opts Options) (*Monitor, error) {
 		return nil, fmt.Errorf("monitor: workdir: %w", err)
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
+	m.sched = newScheduler(m)
 	m.watcher = hostreader.NewWatcher(m.ctx, hostreader.WatchOptions{Interval: opts.WatchInterval, Stamp: true, Buffer: 1024})
 	go func() {
 		for range m.watcher.Changes() { // verdicts are read with Verdict; changes go to the timeline
@@ -373,6 +375,18 @@ func (m *Monitor) VMs() []string {
 	return out
 }
 
+// RegionVerdict returns the latest region verdict of a VM (false when it
+// has no region or none was judged yet).
+func (m *Monitor) RegionVerdict(vm string) (hostreader.Verdict, bool) {
+	m.mu.Lock()
+	v, ok := m.vms[vm]
+	m.mu.Unlock()
+	if !ok {
+		return hostreader.Verdict{}, false
+	}
+	return v.regionVerdict()
+}
+
 // ScenarioState is the state of one scenario on one VM.
 type ScenarioState struct {
 	VM       string `json:"vm"`
@@ -486,6 +500,7 @@ func (m *Monitor) Close() error {
 	for _, rt := range vms {
 		rt.stop()
 	}
+	m.sched.close()
 	m.cancel()
 	m.watcher.Close()
 	var err error

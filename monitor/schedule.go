@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,12 +24,24 @@ type Result struct {
 	TimedOut bool `json:"timed_out,omitempty"`
 }
 
-// binding is one scenario running on one VM.
+// binding is one scenario running on one VM. Bindings have no goroutine
+// of their own: the monitor's scheduler (one timer over a heap of due
+// times) hands due runs to a pool of worker goroutines.
 type binding struct {
 	m      *Monitor
 	vm     *vmRuntime
+	ctx    context.Context
 	cancel context.CancelFunc
-	done   chan struct{}
+
+	// Scheduler state (guarded by scheduler.mu).
+	next     time.Time // when the next run is due
+	nextNs   int64     // next as nanoseconds since the scheduler's epoch (heap key)
+	every    time.Duration
+	kind     string // probe kind (fixed: a changed scenario is a new binding)
+	index    int    // position in the heap, -1 when not queued
+	running  bool   // a run is in progress
+	stopped  bool
+	inflight sync.WaitGroup
 
 	mu        sync.Mutex
 	sc        *Scenario
@@ -39,15 +53,25 @@ type binding struct {
 
 func newBinding(m *Monitor, vm *vmRuntime, sc *Scenario) *binding {
 	ctx, cancel := context.WithCancel(vm.ctx)
-	b := &binding{m: m, vm: vm, sc: sc, cancel: cancel, done: make(chan struct{}),
+	b := &binding{m: m, vm: vm, sc: sc, ctx: ctx, cancel: cancel, index: -1, every: sc.Every, kind: sc.Config.Probe.Kind,
 		st: ScenarioState{VM: vm.cfg.Name, Scenario: sc.Config.Name}}
-	go b.loop(ctx)
+	// Align to the period grid shifted by the binding's phase.
+	now := time.Now()
+	base := now.Truncate(sc.Every).Add(phase(vm.cfg.Name, sc.Config.Name, sc.Every))
+	if base.Before(now) {
+		base = base.Add(sc.Every)
+	}
+	b.next = base
+	b.nextNs = int64(base.Sub(m.sched.epoch))
+	m.sched.add(b)
 	return b
 }
 
+// stop unschedules the binding, cancels a run in progress and waits for it.
 func (b *binding) stop() {
+	b.m.sched.remove(b)
 	b.cancel()
-	<-b.done
+	b.inflight.Wait()
 }
 
 func (b *binding) setScenario(s *Scenario) {
@@ -73,53 +97,207 @@ func (b *binding) state() ScenarioState {
 	return st
 }
 
-// loop runs the probe at start+phase+k*every. A run that would start
-// after its successor is due is skipped (never two at once, no burst
-// after a stall).
-func (b *binding) loop(ctx context.Context) {
-	defer close(b.done)
-	sc := b.scenario()
-	every := sc.Every
-	now := time.Now()
-	// Align to the period grid shifted by the binding's phase.
-	base := now.Truncate(every).Add(phase(b.vm.cfg.Name, sc.Config.Name, every))
-	if base.Before(now) {
-		base = base.Add(every)
+// scheduler runs every binding at grid+phase+k*every. A run that is still
+// in progress when the next one is due makes that one skipped (never two
+// at once); runs missed during a stall are skipped, not burst.
+type scheduler struct {
+	m     *Monitor
+	epoch time.Time // monotonic base of the heap keys
+	mu    sync.Mutex
+	h     bindingHeap
+	wake  chan struct{}
+	work  chan job
+	idle  int // workers waiting on work
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+type job struct {
+	b         *binding
+	scheduled time.Time
+	kind      string // probe kind
+}
+
+// timerSlack is how late the scheduler may wake to batch due runs.
+const timerSlack = 20 * time.Millisecond
+
+// workerIdle is how long an idle worker waits for work before it exits.
+const workerIdle = 30 * time.Second
+
+func newScheduler(m *Monitor) *scheduler {
+	s := &scheduler{m: m, epoch: time.Now(), wake: make(chan struct{}, 1), work: make(chan job), done: make(chan struct{})}
+	s.wg.Add(1)
+	go s.loop()
+	return s
+}
+
+func (s *scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
-	next := base
-	t := time.NewTimer(time.Until(next))
+}
+
+func (s *scheduler) add(b *binding) {
+	s.mu.Lock()
+	heap.Push(&s.h, b)
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *scheduler) remove(b *binding) {
+	s.mu.Lock()
+	b.stopped = true
+	if b.index >= 0 {
+		heap.Remove(&s.h, b.index)
+	}
+	s.mu.Unlock()
+}
+
+func (s *scheduler) close() {
+	close(s.done)
+	s.wg.Wait()
+}
+
+func (s *scheduler) loop() {
+	defer s.wg.Done()
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	var due []job
 	for {
+		now := time.Now()
+		nowNs := int64(now.Sub(s.epoch))
+		due = due[:0]
+		s.mu.Lock()
+		for len(s.h) > 0 && s.h[0].nextNs <= nowNs {
+			b := s.h[0]
+			sched := b.next
+			step := int64(b.every)
+			b.nextNs += step
+			if b.nextNs <= nowNs { // a stall: skip the missed runs
+				b.nextNs += ((nowNs-b.nextNs)/step + 1) * step
+			}
+			b.next = s.epoch.Add(time.Duration(b.nextNs))
+			heap.Fix(&s.h, 0)
+			if b.running {
+				continue // the previous run overran: skip this one
+			}
+			b.running = true
+			b.inflight.Add(1)
+			due = append(due, job{b, sched, b.kind})
+		}
+		wait := time.Hour
+		if len(s.h) > 0 {
+			// Timer slack: runs due within the next slack are started
+			// together, so 300 runs a second cost a fraction of the
+			// wake-ups (their start lag grows by less than slack).
+			wait = time.Duration(s.h[0].nextNs-nowNs) + timerSlack
+		}
+		s.mu.Unlock()
+		for _, j := range due {
+			if inlineProbe(j.kind) {
+				s.run(j) // microseconds, never blocks: no hand-off
+				continue
+			}
+			s.dispatch(j)
+		}
+		t.Reset(wait)
 		select {
-		case <-ctx.Done():
+		case <-s.done:
 			return
+		case <-s.wake:
+			if !t.Stop() {
+				<-t.C
+			}
 		case <-t.C:
 		}
-		start := time.Now()
-		b.m.recordLag(start.Sub(next))
-		b.runOnce(ctx, next, start)
-		if ctx.Err() != nil {
+	}
+}
+
+// dispatch hands a job to an idle worker, or starts a new one.
+func (s *scheduler) dispatch(j job) {
+	select {
+	case s.work <- j:
+	default:
+		s.wg.Add(1)
+		go s.worker(j)
+	}
+}
+
+func (s *scheduler) worker(j job) {
+	defer s.wg.Done()
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		s.run(j)
+		t.Reset(workerIdle)
+		select {
+		case j = <-s.work:
+		case <-t.C:
+			return
+		case <-s.done:
 			return
 		}
-		next = next.Add(every)
-		if now := time.Now(); !next.After(now) {
-			skip := now.Sub(next)/every + 1
-			next = next.Add(skip * every)
-		}
-		t.Reset(time.Until(next))
 	}
+}
+
+func (s *scheduler) run(j job) {
+	b := j.b
+	start := time.Now()
+	s.m.recordLag(start.Sub(j.scheduled))
+	if b.ctx.Err() == nil {
+		b.runOnce(b.ctx, j.scheduled, start)
+	}
+	s.mu.Lock()
+	b.running = false
+	s.mu.Unlock()
+	b.inflight.Done()
+}
+
+// inlineProbe reports whether a probe kind only reads memory the monitor
+// already has (the region watcher's verdict): such probes run on the
+// scheduler's goroutine, without a hand-off or a timeout context.
+func inlineProbe(kind string) bool { return kind == ProbeRegion || kind == ProbeSlot }
+
+// bindingHeap orders bindings by their next due time.
+type bindingHeap []*binding
+
+func (h bindingHeap) Len() int           { return len(h) }
+func (h bindingHeap) Less(i, j int) bool { return h[i].nextNs < h[j].nextNs }
+func (h bindingHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *bindingHeap) Push(x any) {
+	b := x.(*binding)
+	b.index = len(*h)
+	*h = append(*h, b)
+}
+func (h *bindingHeap) Pop() any {
+	old := *h
+	b := old[len(old)-1]
+	old[len(old)-1] = nil
+	b.index = -1
+	*h = old[:len(old)-1]
+	return b
 }
 
 // runOnce runs the probe with the scenario's timeout and updates the state;
 // enough consecutive failures outside the cooldown raise an incident.
 func (b *binding) runOnce(ctx context.Context, scheduled, start time.Time) {
 	sc := b.scenario()
-	pctx, cancel := context.WithTimeout(ctx, sc.Timeout)
+	pctx, cancel, timeout := ctx, context.CancelFunc(func() {}), time.Duration(0)
+	switch kind := sc.Config.Probe.Kind; {
+	case kind == ProbeExec:
+		timeout = sc.Timeout // runCommand's own timer
+	case !inlineProbe(kind):
+		pctx, cancel = context.WithTimeout(ctx, sc.Timeout)
+	}
 	b.mu.Lock()
 	ps := b.probe
 	b.mu.Unlock()
-	detail, err := runProbe(pctx, b.vm, sc, &ps)
-	timedOut := pctx.Err() == context.DeadlineExceeded
+	detail, err := runProbe(pctx, timeout, b.vm, sc, &ps)
+	timedOut := pctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded)
 	cancel()
 	if ctx.Err() != nil {
 		return // stopped: the run does not count

@@ -76,24 +76,23 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 		return "", fmt.Errorf("monitor: dir sink: %w", err)
 	}
 	final := filepath.Join(s.Path, b.ID)
+	if _, err := os.Stat(final); err == nil {
+		// Delivered before (redelivery after a restart): only the packed
+		// copy may be missing.
+		if s.Pack {
+			if _, err := os.Stat(final + ".tar.gz"); err != nil {
+				if err := writePack(final, final+".tar.gz"); err != nil {
+					return "", err
+				}
+			}
+		}
+		return final, nil
+	}
 	// The packed copy is written first, so that a reader who sees Path/ID/
 	// appear also finds Path/ID.tar.gz complete.
 	if s.Pack {
-		tgz := final + ".tar.gz"
-		f, err := os.Create(tgz + ".partial")
-		if err != nil {
-			return "", fmt.Errorf("monitor: dir sink: %w", err)
-		}
-		err = PackBundle(b.Dir, f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tgz+".partial", tgz)
-		}
-		if err != nil {
-			os.Remove(tgz + ".partial")
-			return "", fmt.Errorf("monitor: dir sink: %w", err)
+		if err := writePack(b.Dir, final+".tar.gz"); err != nil {
+			return "", err
 		}
 	}
 	tmp := filepath.Join(s.Path, "."+b.ID+".partial")
@@ -111,6 +110,26 @@ func (s *DirSink) Deliver(ctx context.Context, b *Bundle) (string, error) {
 
 // Close implements Sink.
 func (s *DirSink) Close() error { return nil }
+
+// writePack packs the bundle directory dir into tgz atomically.
+func writePack(dir, tgz string) error {
+	f, err := os.Create(tgz + ".partial")
+	if err != nil {
+		return fmt.Errorf("monitor: dir sink: %w", err)
+	}
+	err = PackBundle(dir, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tgz+".partial", tgz)
+	}
+	if err != nil {
+		os.Remove(tgz + ".partial")
+		return fmt.Errorf("monitor: dir sink: %w", err)
+	}
+	return nil
+}
 
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {

@@ -3,6 +3,9 @@
 package qemuhook
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -10,7 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/internal/testguest"
 )
 
 // TestE2ESummaryAfterQEMUKilled: QEMU is killed (SIGKILL) under a running
@@ -40,4 +45,52 @@ func TestE2ESummaryAfterQEMUKilled(t *testing.T) {
 	require.NotNil(t, sum.Exit)
 	assert.Equal(t, "killed", sum.Exit.Signal)
 	assert.False(t, sum.Exit.Expected)
+}
+
+// TestE2EPanicLogSurvivesFullDisk: the workdir is a small real tmpfs, and
+// it is filled to the last byte right after QEMU started. The guest then
+// ticks and panics: the region and the ERST store were preallocated at
+// start, so the panic log is written and decoded. (Without preallocation
+// QEMU died of SIGBUS at the guest's first write into a hole, and the
+// panic log was lost.)
+func TestE2EPanicLogSurvivesFullDisk(t *testing.T) {
+	k, ird := requireGuest(t)
+	dir := smallTmpfs(t, 512<<10)
+	rc := acpi.DefaultConfig()
+	ch, err := NewChannel(dir, rc, MachineQ35)
+	require.NoError(t, err)
+	sockets := shortTempDir(t)
+	cfg := Config{
+		Machine: MachineQ35, MemoryMB: 256, Workdir: dir,
+		Kernel: k.Vmlinuz, Initrd: ird.Path, Append: testguest.BootArgs(testguest.ModePanic, 3*time.Second),
+		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true,
+		QMPSocket: filepath.Join(sockets, "qmp"), SerialSocket: filepath.Join(sockets, "serial"),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := Launch(ctx, cfg, SupervisorOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	require.NoError(t, err)
+	_, err = fill.Write(make([]byte, 1<<20))
+	require.ErrorIs(t, err, syscall.ENOSPC, "the tmpfs is full")
+	fill.Close()
+
+	var panicked *Verdict
+	for v := range s.Verdicts() {
+		t.Logf("verdict: %s", v)
+		if v.Source == SourceERST && v.State == StatePanicked && panicked == nil {
+			vv := v
+			panicked = &vv
+		}
+	}
+	sum := s.Summary()
+	require.NotNil(t, panicked, "no ERST panic verdict; summary %+v", sum.Exit)
+	assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", panicked.Panic.PanicLine)
+	require.NotNil(t, sum.Exit)
+	assert.NotEqual(t, "bus error", sum.Exit.Signal, "QEMU died of SIGBUS: %s", sum.Exit.Cause)
+	st, err := hostreader.ReadERSTFile(cfg.ERSTPath)
+	require.NoError(t, err)
+	assert.NotEmpty(t, st.Events(), "the panic log is in the ERST file")
 }

@@ -181,3 +181,39 @@ func TestQEMUDiesWithParent(t *testing.T) {
 		assert.Eventually(t, gone, 5*time.Second, 20*time.Millisecond, "QEMU %d still runs after its parent was killed", pid)
 	}
 }
+
+// The text summary names the SIGBUS cause under the qemu line.
+func TestWriteSummaryNamesExitCause(t *testing.T) {
+	var b strings.Builder
+	require.NoError(t, WriteSummary(&b, Summary{Exit: &ExitReport{Code: -1, Signal: "bus error",
+		Cause: "SIGBUS on file-backed guest memory: the ERST store file /w/erst is 0 bytes"}}, false))
+	assert.Contains(t, b.String(), "qemu:         signal bus error (UNEXPECTED)\n    cause: SIGBUS on file-backed guest memory: the ERST store file /w/erst is 0 bytes\n")
+}
+
+// sigbusCause on real files: a sparse backing file on a full tmpfs, a
+// removed one, and nothing wrong.
+func TestSIGBUSCauseKinds(t *testing.T) {
+	dir := smallTmpfs(t, 64<<10)
+	sparse := filepath.Join(dir, "erst")
+	f, err := os.Create(sparse)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(ERSTSize)) // a hole: no block on disk
+	require.NoError(t, f.Close())
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	require.NoError(t, err)
+	_, err = fill.Write(make([]byte, 128<<10))
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	fill.Close()
+	cause := sigbusCause([]BackingFile{{What: "ERST store", Path: sparse, Size: ERSTSize}})
+	assert.Contains(t, cause, sparse)
+	assert.Contains(t, cause, "the disk is full")
+
+	gone := filepath.Join(t.TempDir(), "region")
+	cause = sigbusCause([]BackingFile{{What: "region", Path: gone, Size: 4096}})
+	assert.Contains(t, cause, "was removed")
+
+	ok := filepath.Join(t.TempDir(), "region")
+	require.NoError(t, PreallocateBackingFiles([]BackingFile{{What: "region", Path: ok, Size: 4096}}))
+	cause = sigbusCause([]BackingFile{{What: "region", Path: ok, Size: 4096}})
+	assert.Contains(t, cause, "usual cause")
+}

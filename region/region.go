@@ -53,7 +53,8 @@ func (w Writer) String() string {
 // nothing outside this package pairs a name with an offset by hand.
 type Field struct {
 	// Name is the stable snake_case name used in docs, errors and JSON
-	// (the verdict's "field" and "words" keys).
+	// (a corrupt verdict's "field"; docs/cli.md documents where each word
+	// is printed).
 	Name string
 	// GoName is the name of the hostreader.Snapshot field that holds the
 	// word once decoded.

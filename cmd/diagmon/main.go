@@ -7,6 +7,7 @@
 //	diagmon run   --config FILE [--json] [--workdir DIR]
 //	diagmon check --config FILE
 //	diagmon diag  --config FILE --vm NAME [--only LIST] [--json]
+//	diagmon demo  [--keep] [--workdir DIR] [--hang-after D]
 //
 // Exit status: 0 ok, 1 runtime error (or, for check, configuration
 // errors), 2 usage error.
@@ -56,6 +57,9 @@ run    runs the scenarios until SIGINT/SIGTERM; one line per probe state
 check  validates the configuration: every error names its key path.
 diag   runs the diagnostics on one VM now and writes one bundle
        (--only sysrq:t,registers,qmp,...; default: all the VM allows).
+demo   boots the bundled test guest (make guest) with a console shell,
+       monitors it with a console probe, hangs its userspace and shows the
+       incident bundle.
 status prints each http sink's delivery spool: queued, retrying (last
        error), delivered and dropped counts.
 
@@ -74,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-cha
 		return cmdCheck(args[1:], stdout, stderr)
 	case "diag":
 		return cmdDiag(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
 	case "-h", "--help", "help":

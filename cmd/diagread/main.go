@@ -5,6 +5,7 @@
 //	diagread [--json] [--k N] [--wait D] [--fail-unless-alive] REGIONFILE
 //	diagread watch [--json] [--interval D] [--stamp] [--k N] REGIONFILE...
 //	diagread erst [--json] [--summary] BACKINGFILE
+//	diagread ping [--timeout D] [--json] REGIONFILE
 //
 // All the work is done by package hostreader; docs/cli.md documents the
 // output (JSON field names) and the exit codes: 0 ok, 1 verdict not alive
@@ -45,6 +46,7 @@ const mainUsage = `usage:
   diagread [--json] [--k N] [--wait D] [--fail-unless-alive] REGIONFILE
   diagread watch [--json] [--interval D] [--stamp] [--k N] REGIONFILE...
   diagread erst [--json] [--summary] BACKINGFILE
+  diagread ping [--timeout D] [--json] REGIONFILE
 
 diagread REGIONFILE prints the health verdict of one diagnostic region
 (ivshmem backing file, or a RAM backing file with --offset). Freshness comes
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runWatch(ctx, args[1:], stdout, stderr)
 		case "erst":
 			return runErst(args[1:], stdout, stderr)
+		case "ping":
+			return runPing(ctx, args[1:], stdout, stderr)
 		case "help":
 			fmt.Fprint(stdout, mainUsage)
 			return exitOK
@@ -110,6 +114,36 @@ func (f int64Flag) Set(s string) error {
 	return nil
 }
 
+// regionFileFlags locate a region in its file (read and ping).
+type regionFileFlags struct{ offset, size int64 }
+
+func (f *regionFileFlags) register(fs *flag.FlagSet) {
+	fs.Var(int64Flag{&f.offset}, "offset", "byte offset of the region in the file (fixed placement: its guest-physical address)")
+	fs.Var(int64Flag{&f.size}, "size", "bytes of the file to map from --offset (0: to the end)")
+}
+
+func (f *regionFileFlags) open(path string, writable bool) (*hostreader.Region, error) {
+	return hostreader.OpenRegion(path, hostreader.OpenOptions{Offset: f.offset, Size: f.size, Writable: writable})
+}
+
+// oneFile parses flags interleaved with exactly one REGIONFILE; when ok is
+// false the command ends with code.
+func oneFile(fs *flag.FlagSet, args []string, stderr io.Writer, prog string) (path string, code int, ok bool) {
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", exitOK, false
+		}
+		return "", exitBadInput, false
+	}
+	if len(files) != 1 {
+		fmt.Fprintf(stderr, "%s: need exactly one REGIONFILE, got %d\n", prog, len(files))
+		fs.Usage()
+		return "", exitBadInput, false
+	}
+	return files[0], exitOK, true
+}
+
 // verdictFlags are the verdict options shared by read and watch.
 type verdictFlags struct {
 	k             int
@@ -148,22 +182,13 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON (fields documented in docs/cli.md)")
 	failUnlessAlive := fs.Bool("fail-unless-alive", false, "exit 1 unless the verdict is alive")
 	wait := fs.Duration("wait", 10*time.Second, "without a usable host stamp echo, re-read the region for up to this long (0: one snapshot)")
-	var offset, size int64
-	fs.Var(int64Flag{&offset}, "offset", "byte offset of the region in the file (fixed placement: its guest-physical address)")
-	fs.Var(int64Flag{&size}, "size", "bytes of the file to map from --offset (0: to the end)")
+	var rf regionFileFlags
+	rf.register(fs)
 	var vf verdictFlags
 	vf.register(fs)
-	files, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitBadInput
-	}
-	if len(files) != 1 {
-		fmt.Fprintf(stderr, "diagread: need exactly one REGIONFILE, got %d\n", len(files))
-		fs.Usage()
-		return exitBadInput
+	path, code, ok := oneFile(fs, args, stderr, "diagread")
+	if !ok {
+		return code
 	}
 	cfg, err := vf.config()
 	if err == nil && *wait < 0 {
@@ -173,15 +198,14 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "diagread: %v\n", err)
 		return exitBadInput
 	}
-	path := files[0]
-	r, err := hostreader.OpenRegion(path, hostreader.OpenOptions{Offset: offset, Size: size})
+	r, err := rf.open(path, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "diagread: %v\n", err)
 		return exitBadInput
 	}
 	defer r.Close()
 	v, err := hostreader.Check(ctx, r, cfg, *wait)
-	code := exitOK
+	code = exitOK
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "diagread: %v\n", err)
 		code = exitBadInput

@@ -48,8 +48,9 @@ const usageText = `diagvm: run or watch a VM with acpidiag's agent-less health c
 Modes:
   diagvm run --kernel K [--initrd I] [--append ARGS] [--machine pc|q35]
              [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
-             [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--json] [--workdir DIR]
-             [--console] [--no-reboot] [--keep-qemu] [-- extra qemu args]
+             [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--size N] [--json]
+             [--workdir DIR] [--console] [--no-reboot] [--keep-qemu] [--dry-run]
+             [-- extra qemu args]
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
       when QEMU exits (the summary reads the region at the end). The VM keeps
@@ -59,7 +60,9 @@ Modes:
       Ctrl-C or SIGTERM stops the VM. The region and ERST files are
       preallocated first: a disk too full for them fails here, before the
       guest runs. QEMU dies with diagvm, also when diagvm is killed
-      (parent-death signal), unless --keep-qemu.
+      (parent-death signal), unless --keep-qemu. --dry-run checks the flags
+      (the same placement rules as ssdtgen), writes the SSDT and prints the
+      QEMU command line without starting anything.
   diagvm attach --qmp SOCKET --region FILE [--region-offset N] [--erst FILE]
                 [--serial SOCKET] [--reconnect] [--json]
       Supervise a VM started elsewhere (with the arguments of

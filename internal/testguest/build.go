@@ -25,9 +25,13 @@ const modulePath = "github.com/acpidiag/acpidiag"
 // initPkg is the package of the guest's /init.
 const initPkg = modulePath + "/internal/testguest/init"
 
+// diagbeatPkg is the guest-side heartbeat command, installed as
+// /bin/diagbeat (the init runs it with acpidiag.diagbeat=1).
+const diagbeatPkg = modulePath + "/cmd/diagbeat"
+
 // formatVersion changes whenever the archive layout below changes, so a
 // cached archive of an older layout is never reused.
-const formatVersion = "testguest-initramfs-1"
+const formatVersion = "testguest-initramfs-2"
 
 // Initramfs is a built guest initramfs.
 type Initramfs struct {
@@ -43,7 +47,7 @@ type Initramfs struct {
 }
 
 // Build returns an initramfs for the cached guest kernel (Kernel): a newc
-// cpio with the static Go /init, the pvpanic modules under /modules, the
+// cpio with the static Go /init, the static /bin/diagbeat, the pvpanic modules under /modules, the
 // oops module (if any) as /modules/extra/oops.ko, the directories /proc, /sys, /dev, /tmp and the node /dev/console.
 //
 // The archive is named by a hash of its inputs and written into dir (""
@@ -94,15 +98,17 @@ func BuildFor(ctx context.Context, dir string, k KernelFiles) (Initramfs, error)
 		return Initramfs{}, fmt.Errorf("testguest: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	initBin := filepath.Join(tmp, "init")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", initBin, initPkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return Initramfs{}, fmt.Errorf("testguest: go build %s in %s: %w\n%s", initPkg, root, err, b)
+	initBin, beatBin := filepath.Join(tmp, "init"), filepath.Join(tmp, "diagbeat")
+	for _, b := range []struct{ out, pkg string }{{initBin, initPkg}, {beatBin, diagbeatPkg}} {
+		cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", b.out, b.pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return Initramfs{}, fmt.Errorf("testguest: go build %s in %s: %w\n%s", b.pkg, root, err, out)
+		}
 	}
 	cpioTmp := filepath.Join(tmp, "initramfs.cpio")
-	if err := writeArchive(cpioTmp, initBin, k.Modules, k.OopsModule); err != nil {
+	if err := writeArchive(cpioTmp, initBin, beatBin, k.Modules, k.OopsModule); err != nil {
 		return Initramfs{}, err
 	}
 	// Rename is atomic: concurrent builders of the same hash write the same
@@ -114,10 +120,14 @@ func BuildFor(ctx context.Context, dir string, k KernelFiles) (Initramfs, error)
 }
 
 // writeArchive writes the newc cpio archive to path.
-func writeArchive(path, initBin string, modules []string, oopsModule string) error {
+func writeArchive(path, initBin, beatBin string, modules []string, oopsModule string) error {
 	initBytes, err := os.ReadFile(initBin)
 	if err != nil {
 		return fmt.Errorf("testguest: reading built init: %w", err)
+	}
+	beatBytes, err := os.ReadFile(beatBin)
+	if err != nil {
+		return fmt.Errorf("testguest: reading built diagbeat: %w", err)
 	}
 	recs := []cpio.Record{
 		cpio.Directory("dev", 0o755),
@@ -127,6 +137,8 @@ func writeArchive(path, initBin string, modules []string, oopsModule string) err
 		cpio.Directory("tmp", 0o1777),
 		cpio.Directory("modules", 0o755),
 		cpio.StaticRecord(initBytes, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755}),
+		cpio.Directory("bin", 0o755),
+		cpio.StaticRecord(beatBytes, cpio.Info{Name: "bin/diagbeat", Mode: cpio.S_IFREG | 0o755}),
 	}
 	seen := map[string]string{}
 	for _, m := range modules {
@@ -194,7 +206,7 @@ func inputHash(ctx context.Context, goTool, root string, k KernelFiles) (string,
 	fmt.Fprintf(h, "go %s\n", bytes.TrimSpace(v))
 
 	list := exec.CommandContext(ctx, goTool, "list", "-deps",
-		"-f", `{{with .Module}}{{if eq .Path "`+modulePath+`"}}{{$.Dir}}{{range $.GoFiles}} {{.}}{{end}}{{end}}{{end}}`, initPkg)
+		"-f", `{{with .Module}}{{if eq .Path "`+modulePath+`"}}{{$.Dir}}{{range $.GoFiles}} {{.}}{{end}}{{end}}{{end}}`, initPkg, diagbeatPkg)
 	list.Dir = root
 	list.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	var stderr bytes.Buffer

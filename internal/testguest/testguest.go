@@ -50,10 +50,14 @@ const (
 	// turn, then timed reads of the zone's temp (runs _TMP) against its type
 	// (see init/spin.go; used by qemuhook's TestE2ETickCPUCost).
 	ModeSpin = "spin"
+	// ModeOOM exhausts the guest's memory: a child process (oom_score_adj
+	// 1000) allocates and touches memory until the kernel's OOM killer
+	// kills it ("Out of memory: Killed process"); the guest lives on.
+	ModeOOM = "oom"
 )
 
 // Modes lists every guest mode.
-var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin}
+var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin, ModeOOM}
 
 // NoPVPanic is a BootArgs extra word: the guest does not load its pvpanic
 // modules, so a panic raises no GUEST_PANICKED and leaves only the

@@ -431,7 +431,7 @@ func (s *Spool) Add(m Meta, write func(io.Writer) error) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("deliver: spool %s: %w", m.ID, err)
 	}
-	if err := syncDir(filepath.Join(s.cfg.Dir, "queue")); err != nil {
+	if err := SyncDir(filepath.Join(s.cfg.Dir, "queue")); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("deliver: spool %s: %w", m.ID, err)
 	}
@@ -444,7 +444,8 @@ func (s *Spool) Add(m Meta, write func(io.Writer) error) error {
 	return nil
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory (after a rename or a file creation in it).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -503,7 +504,7 @@ func (s *Spool) removeLocked(it *item) {
 		s.byVM[it.VM] = q
 	}
 	os.Remove(it.path)
-	syncDir(filepath.Dir(it.path)) //nolint:errcheck // a resend after a crash is answered 200 by the collector
+	SyncDir(filepath.Dir(it.path)) //nolint:errcheck // a resend after a crash is answered 200 by the collector
 }
 
 func (s *Spool) startLaneLocked(vm string) {

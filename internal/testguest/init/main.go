@@ -24,10 +24,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/acpidiag/acpidiag/diagbeat"
 	"github.com/acpidiag/acpidiag/region"
 )
 
@@ -39,6 +39,13 @@ const spinArg = "--acpidiag-spin"
 
 // oopsArg is argv[1] of the child that loads the oops module: /init oopsArg PATH.
 const oopsArg = "--acpidiag-oops"
+
+// checkArg is argv[1] of the health check diagbeat runs: /init checkArg
+// FILE exits 0 while FILE exists.
+const checkArg = "--acpidiag-check"
+
+// healthFile is what the web check of startDiagbeat looks at.
+const healthFile = "/tmp/healthy"
 
 // consolef prints a status line on the console only.
 func consolef(format string, args ...any) {
@@ -62,9 +69,19 @@ func main() {
 		spinChild(os.Args[2], os.Args[3])
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == oomArg {
+		oomChild()
+		return
+	}
 	if len(os.Args) == 3 && os.Args[1] == oopsArg {
 		if err := finitModule(os.Args[2]); err != nil {
 			fmt.Fprintf(os.Stdout, "%soops module %s: %v\n", prefix, os.Args[2], err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == checkArg {
+		if _, err := os.Stat(os.Args[2]); err != nil {
 			os.Exit(1)
 		}
 		return
@@ -90,6 +107,11 @@ type options struct {
 	appTag      string
 	debug       bool
 	debugPeriod time.Duration
+	// diagbeat runs /bin/diagbeat on slots 2 and 3 (startDiagbeat).
+	diagbeat       bool
+	diagbeatPeriod time.Duration
+	healthyFor     time.Duration
+	diagbeatRegion string // --region for diagbeat ("" = ivshmem)
 	// meminfo, when non-zero, prints /proc/meminfo's totals on the console
 	// at this period (acpidiag.meminfo=DURATION; meminfo.go).
 	meminfo time.Duration
@@ -106,18 +128,19 @@ type options struct {
 	shell bool
 }
 
-var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin"}
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom"}
 
 func defaultOptions() options {
 	return options{
-		mode:        "alive",
-		after:       5 * time.Second,
-		app:         true,
-		appPeriod:   500 * time.Millisecond,
-		appSlot:     0,
-		appTag:      "testapp",
-		debugPeriod: 3 * time.Second,
-		pvpanic:     true,
+		mode:           "alive",
+		after:          5 * time.Second,
+		app:            true,
+		appPeriod:      500 * time.Millisecond,
+		appSlot:        0,
+		appTag:         "testapp",
+		debugPeriod:    3 * time.Second,
+		pvpanic:        true,
+		diagbeatPeriod: time.Second,
 	}
 }
 
@@ -146,12 +169,12 @@ func parseOptions(cmdline string) (options, []string) {
 				continue
 			}
 			o.mode = v
-		case "acpidiag.after", "acpidiag.app_period", "acpidiag.debug_period":
+		case "acpidiag.after", "acpidiag.app_period", "acpidiag.debug_period", "acpidiag.diagbeat_period", "acpidiag.healthy_for":
 			d, err := time.ParseDuration(v)
 			if err == nil && d < 0 {
 				err = errors.New("negative duration")
 			}
-			if err == nil && k != "acpidiag.after" && d < time.Millisecond {
+			if err == nil && k != "acpidiag.after" && k != "acpidiag.healthy_for" && d < time.Millisecond {
 				err = errors.New("period below 1ms")
 			}
 			if err != nil {
@@ -163,6 +186,10 @@ func parseOptions(cmdline string) (options, []string) {
 				o.after = d
 			case "acpidiag.app_period":
 				o.appPeriod = d
+			case "acpidiag.diagbeat_period":
+				o.diagbeatPeriod = d
+			case "acpidiag.healthy_for":
+				o.healthyFor = d
 			default:
 				o.debugPeriod = d
 			}
@@ -183,7 +210,7 @@ func parseOptions(cmdline string) (options, []string) {
 				continue
 			}
 			o.shell = b
-		case "acpidiag.app", "acpidiag.debug", "acpidiag.pvpanic":
+		case "acpidiag.app", "acpidiag.debug", "acpidiag.pvpanic", "acpidiag.diagbeat":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				bad(k, v, err)
@@ -194,6 +221,8 @@ func parseOptions(cmdline string) (options, []string) {
 				o.app = b
 			case "acpidiag.debug":
 				o.debug = b
+			case "acpidiag.diagbeat":
+				o.diagbeat = b
 			default:
 				o.pvpanic = b
 			}
@@ -217,6 +246,12 @@ func parseOptions(cmdline string) (options, []string) {
 				continue
 			}
 			o.appSlot = n
+		case "acpidiag.diagbeat_region":
+			if _, _, _, err := region.ParseSpec(v); err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.diagbeatRegion = v
 		case "acpidiag.app_tag":
 			if len(v) > region.SlotTagLen {
 				bad(k, v, fmt.Errorf("longer than %d bytes", region.SlotTagLen))
@@ -257,12 +292,12 @@ func run() {
 		go meminfoLoop(o.meminfo)
 	}
 
-	var bar []byte
-	if dev, b, err := mapRegion(); err != nil {
+	bar, err := diagbeat.OpenIvshmem("", 0)
+	if err != nil {
 		logf("ivshmem region: %v; carrying on without it", err)
+		bar = nil
 	} else {
-		logf("ivshmem region: %s resource2 mapped (%d bytes)", dev, len(b))
-		bar = b
+		logf("ivshmem region: %s resource2 mapped (%d bytes)", strings.TrimPrefix(bar.Source, "ivshmem "), bar.Len())
 	}
 	var hb *heartbeat
 	if bar != nil && o.app {
@@ -270,6 +305,9 @@ func run() {
 	}
 	if bar != nil && o.debug {
 		go debugLoop(bar, o)
+	}
+	if o.diagbeat {
+		startDiagbeat(o.diagbeatRegion, o.diagbeatPeriod, o.healthyFor)
 	}
 
 	if o.shell {
@@ -283,7 +321,7 @@ func run() {
 	if o.lastBoot > 0 && bar != nil {
 		// The AML counted this boot at its first tick (~1 s uptime, before
 		// /init runs).
-		if boots := atomic.LoadUint32(word(bar, region.Boots.Offset)); boots > uint32(o.lastBoot) {
+		if boots := bar.Word(region.Boots); boots > uint32(o.lastBoot) {
 			logf("boot %d is past acpidiag.last_boot=%d: staying alive instead of mode %s", boots, o.lastBoot, o.mode)
 			return
 		}
@@ -314,6 +352,8 @@ func run() {
 		hangUserspace(hb) // shell.go: also stops the console shell
 	case "spin":
 		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
+	case "oom":
+		oomMode() // oom.go
 	}
 }
 
@@ -424,73 +464,18 @@ func reportPvpanic() {
 	logf("pvpanic bound: %s", strings.Join(bound, ", "))
 }
 
-// mapRegion finds the ivshmem-plain device (1af4:1110) and maps its BAR2.
-func mapRegion() (string, []byte, error) {
-	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
-	for _, d := range devs {
-		if readTrim(filepath.Join(d, "vendor")) != "0x1af4" || readTrim(filepath.Join(d, "device")) != "0x1110" {
-			continue
-		}
-		res := filepath.Join(d, "resource2")
-		f, err := os.OpenFile(res, os.O_RDWR|os.O_SYNC, 0)
-		if err != nil {
-			return "", nil, fmt.Errorf("ivshmem %s: %w", filepath.Base(d), err)
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return "", nil, fmt.Errorf("ivshmem %s: %w", filepath.Base(d), err)
-		}
-		size := st.Size()
-		if size < region.HeaderSize {
-			return "", nil, fmt.Errorf("ivshmem %s: resource2 is %d bytes, below the region header size %d", filepath.Base(d), size, region.HeaderSize)
-		}
-		if size > 1<<30 {
-			size = 1 << 30
-		}
-		b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		if err != nil {
-			return "", nil, fmt.Errorf("ivshmem %s: mmap resource2: %w", filepath.Base(d), err)
-		}
-		return filepath.Base(d), b, nil
-	}
-	return "", nil, errors.New("no ivshmem device (1af4:1110) under /sys/bus/pci/devices")
-}
-
-func readTrim(p string) string {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// word returns a pointer to the 32-bit word at off in the mapped BAR.
-func word(bar []byte, off int) *uint32 {
-	return (*uint32)(unsafe.Pointer(&bar[off]))
-}
-
 type heartbeat struct{ stopped atomic.Bool }
 
 func (h *heartbeat) stop() { h.stopped.Store(true) }
 
-// startHeartbeat writes the application slot: tag and promised period first,
-// then the beat counter, incremented every period.
-func startHeartbeat(bar []byte, o options) *heartbeat {
-	off, _ := region.SlotOffset(o.appSlot) // validated by parseOptions
-	var tag [region.SlotTagLen]byte
-	copy(tag[:], o.appTag)
-	for i := 0; i < region.SlotTagLen; i += 4 {
-		v := uint32(tag[i]) | uint32(tag[i+1])<<8 | uint32(tag[i+2])<<16 | uint32(tag[i+3])<<24
-		atomic.StoreUint32(word(bar, off+region.SlotTag+i), v)
+// startHeartbeat claims the application slot (tag and promised period,
+// beat 0) and beats it every period, through package diagbeat.
+func startHeartbeat(bar *diagbeat.Region, o options) *heartbeat {
+	slot, _ := bar.Slot(o.appSlot) // validated by parseOptions
+	if err := slot.Claim(o.appTag, o.appPeriod); err != nil {
+		logf("heartbeat: %v", err)
+		return nil
 	}
-	ms := o.appPeriod.Milliseconds()
-	if ms > 1<<31 {
-		ms = 1 << 31
-	}
-	atomic.StoreUint32(word(bar, off+region.SlotPeriodMs), uint32(ms))
-	beat := word(bar, off+region.SlotBeat)
-	atomic.StoreUint32(beat, 0)
 	h := &heartbeat{}
 	logf("heartbeat started: slot %d tag %q every %s", o.appSlot, o.appTag, o.appPeriod)
 	go func() {
@@ -498,24 +483,65 @@ func startHeartbeat(bar []byte, o options) *heartbeat {
 		defer t.Stop()
 		for range t.C {
 			if h.stopped.Load() {
-				logf("heartbeat stopped at beat %d", atomic.LoadUint32(beat))
+				logf("heartbeat stopped at beat %d", slot.Beats())
 				return
 			}
-			atomic.AddUint32(beat, 1)
+			slot.Beat()
 		}
 	}()
 	return h
 }
 
 // debugLoop prints the region header words the guest sees through the BAR.
-func debugLoop(bar []byte, o options) {
-	off, _ := region.SlotOffset(o.appSlot)
+func debugLoop(bar *diagbeat.Region, o options) {
+	slot, _ := bar.Slot(o.appSlot)
 	for {
-		rd := func(o int) uint32 { return atomic.LoadUint32(word(bar, o)) }
 		consolef("region: magic=%#08x version=%d seq=%d ticks=%d boots=%d period=%d timer_lo=%d osi=%#x mbx_ack=%d app_beat=%d",
-			rd(region.MagicWord.Offset), rd(region.VersionWord.Offset), rd(region.Seq.Offset), rd(region.Ticks.Offset), rd(region.Boots.Offset),
-			rd(region.Period.Offset), rd(region.TimerLo.Offset), rd(region.OSI.Offset), rd(region.MbxAck.Offset), rd(off+region.SlotBeat))
+			bar.Word(region.MagicWord), bar.Word(region.VersionWord), bar.Word(region.Seq), bar.Word(region.Ticks), bar.Word(region.Boots),
+			bar.Word(region.Period), bar.Word(region.TimerLo), bar.Word(region.OSI), bar.Word(region.MbxAck), slot.Beats())
 		time.Sleep(o.debugPeriod)
+	}
+}
+
+// startDiagbeat runs the guest's /bin/diagbeat the way an operator would
+// (cmd/diagbeat), on the region at where (a --region value, "" for
+// ivshmem): slot 2 "web" beating only while its check passes (the
+// check: /init checkArg healthFile, true while the file exists), slot 3
+// "plain" beating unconditionally, both every period. After healthyFor
+// (0: never) the health file is removed: the web check fails and slot 2
+// goes stale while the kernel keeps ticking.
+func startDiagbeat(where string, period, healthyFor time.Duration) {
+	if err := os.WriteFile(healthFile, []byte("ok\n"), 0o644); err != nil {
+		logf("diagbeat: %v", err)
+		return
+	}
+	every := period.String()
+	var place []string
+	if where != "" {
+		place = []string{"--region", where}
+	}
+	for _, args := range [][]string{
+		{"--slot", "2", "--tag", "web", "--every", every, "--", "/init", checkArg, healthFile},
+		{"--slot", "3", "--tag", "plain", "--every", every},
+	} {
+		cmd := exec.Command("/bin/diagbeat", append(place, args...)...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+		if err := cmd.Start(); err != nil {
+			logf("diagbeat: %v", err)
+			return
+		}
+		go func() { _ = cmd.Wait() }()
+	}
+	logf("diagbeat started: slot 2 web (checked), slot 3 plain, every %s", every)
+	if healthyFor > 0 {
+		go func() {
+			time.Sleep(healthyFor)
+			if err := os.Remove(healthFile); err != nil {
+				logf("diagbeat: %v", err)
+				return
+			}
+			logf("diagbeat: %s removed: the web check fails from now on", healthFile)
+		}()
 	}
 }
 
@@ -631,4 +657,12 @@ func spinChild(cpuArg, kind string) {
 			sink = x
 		}
 	}
+}
+
+func readTrim(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -23,11 +23,13 @@ func TestParseOptionsDefaults(t *testing.T) {
 func TestParseOptionsAll(t *testing.T) {
 	o, problems := parseOptions("console=ttyS0 acpidiag.mode=livelock acpidiag.after=2500ms acpidiag.app_period=100ms " +
 		"acpidiag.app_slot=7 acpidiag.app_tag=12345678 acpidiag.debug=1 acpidiag.debug_period=1s acpidiag.app=0 " +
-		"acpidiag.pvpanic=0 acpidiag.last_boot=2\n")
+		"acpidiag.pvpanic=0 acpidiag.last_boot=2 " +
+		"acpidiag.diagbeat=1 acpidiag.diagbeat_period=2s acpidiag.healthy_for=0s acpidiag.diagbeat_region=fixed:0x10000000\n")
 	require.Empty(t, problems)
 	assert.Equal(t, options{
 		mode: "livelock", after: 2500 * time.Millisecond, app: false, appPeriod: 100 * time.Millisecond,
 		appSlot: 7, appTag: "12345678", debug: true, debugPeriod: time.Second, pvpanic: false, lastBoot: 2,
+		diagbeat: true, diagbeatPeriod: 2 * time.Second, diagbeatRegion: "fixed:0x10000000",
 	}, o)
 }
 

@@ -5,9 +5,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"time"
 
+	"github.com/acpidiag/acpidiag/diagbeat"
 	"github.com/acpidiag/acpidiag/region"
 )
 
@@ -34,7 +34,7 @@ const (
 	spinReads  = 200
 )
 
-func spinCost(bar []byte) {
+func spinCost(bar *diagbeat.Region) {
 	zones := acpiThermalZones()
 	if len(zones) == 0 {
 		logf("spin: no ACPI thermal zone (type acpitz) under /sys/class/thermal; nothing to measure")
@@ -45,7 +45,7 @@ func spinCost(bar []byte) {
 		if bar == nil {
 			return -1
 		}
-		return int64(atomic.LoadUint32(word(bar, region.Ticks.Offset)))
+		return int64(bar.Word(region.Ticks))
 	}
 	for r := 0; r < spinRounds; r++ {
 		on := r%2 == 0
