@@ -55,3 +55,27 @@ func TestNoFindingOnQuietBundle(t *testing.T) {
 		t.Fatalf("%+v", a)
 	}
 }
+
+// A region probe that failed while the guest was still booting (absent),
+// with the region alive by the time of the diagnostics, is no userspace
+// hang (a real e2e run raised one so before the scenario was bound late).
+func TestRegionProbeFailureIsNoUserspaceHang(t *testing.T) {
+	tb := testBundle{ID: "r1", VM: "v", Files: map[string]string{"region.json": `{"monitor": {"state": "alive"}}`},
+		History: []monitor.Result{{OK: false, Error: "region probe: absent: magic is 0: the region was never initialised by the SSDT"}}}
+	d := tb.dir(t)
+	m, _ := monitor.ReadManifest(d)
+	m.Scenario.Probe.Kind = "region"
+	b := &Bundle{Dir: d, Manifest: m}
+	a := Analyze(context.Background(), b, Builtin())
+	for _, f := range a.Findings {
+		if f.Confidence >= HighConfidence {
+			t.Errorf("%s at %.2f: %s", f.Class, f.Confidence, f.Summary)
+		}
+	}
+	// The same failures from a slot probe are a userspace hang.
+	m.Scenario.Probe.Kind = "slot"
+	a = Analyze(context.Background(), &Bundle{Dir: d, Manifest: m}, Builtin())
+	if a.Diagnosis.Class != ClassUserspaceHang {
+		t.Errorf("slot probe: %+v", a.Diagnosis)
+	}
+}
