@@ -265,7 +265,7 @@ var (
 	reNMI    = regexp.MustCompile(`NMI backtrace for cpu (\d+)`)
 	reComm   = regexp.MustCompile(`CPU: (\d+) PID: (\d+) Comm: (\S+)`)
 	reHung   = regexp.MustCompile(`INFO: task (\S+):(\d+) blocked for more than (\d+) seconds`)
-	reDState = regexp.MustCompile(`task:(\S+)\s+state:D\b.*pid:\s*(\d+)`)
+	reDState = regexp.MustCompile(`task:(\S+)\s+state:D\b.*\bpid:\s*(\d+)`)
 	reOOM    = regexp.MustCompile(`Out of memory: Killed process (\d+) \((.*?)\)|(\S+) invoked oom-killer`)
 )
 
