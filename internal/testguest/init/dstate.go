@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -16,9 +15,8 @@ const dstateArg = "--acpidiag-dstate"
 // the vfork wait).
 func dstateMode() {
 	logf("blocking a task in D state now (a child whose vfork child never execs)")
-	cmd := exec.Command("/init", dstateArg)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, err := startChild(dstateArg)
+	if err != nil {
 		logf("dstate child: %v", err)
 		return
 	}
