@@ -681,8 +681,10 @@ func (stateAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 				f.Details["stale_slots"] = strconv.Itoa(stale)
 			}
 			if failing > 0 {
+				// A failing application-level probe (slot, console, exec,
+				// tcp, http, disk) while the kernel ticks.
 				f.Summary += fmt.Sprintf(", %d failed probes (last: %s)", failing, lastErr)
-				f.Confidence += 0.1
+				f.Confidence += 0.15
 			}
 			if console := b.Lines("console.txt"); b.Manifest != nil && hasArtifact(b, "console.txt") && len(strings.TrimSpace(strings.Join(console, ""))) == 0 {
 				f.Summary += ", console silent"
