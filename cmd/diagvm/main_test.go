@@ -201,3 +201,74 @@ func TestRunCLIRealGuest(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dir, "region"))
 	assert.NoError(t, err, "the region file is kept")
 }
+
+// TestAttachCLIEscapesOnce: diagvm's text and JSON output of a panic whose
+// line holds a quote, an ESC byte and "café" (a real ERST store with the
+// line rewritten, fixtures.HostileERST, appearing while attached to a real
+// idle QEMU): the text shows the ESC as \x1b and keeps the rest, the JSON
+// carries the guest's text; nothing is escaped twice.
+func TestAttachCLIEscapesOnce(t *testing.T) {
+	for _, asJSON := range []bool{false, true} {
+		t.Run(map[bool]string{false: "text", true: "json"}[asJSON], func(t *testing.T) {
+			fixtures.RequireTool(t, "qemu-system-x86_64")
+			dir, err := os.MkdirTemp("", "dv")
+			require.NoError(t, err)
+			defer os.RemoveAll(dir)
+			ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+			require.NoError(t, err)
+			cfg := qemuhook.Config{MemoryMB: 64, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), Extra: []string{"-S"}}
+			p, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{})
+			require.NoError(t, err)
+			defer p.Kill()
+			store := filepath.Join(dir, "store")
+			go func() {
+				time.Sleep(500 * time.Millisecond)
+				if err := os.WriteFile(store, fixtures.HostileERST(t), 0o644); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(2500 * time.Millisecond) // the ERST store is read every second
+				p.Kill()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			args := []string{"attach", "--qmp", cfg.QMPSocket, "--region", ch.BackingPath, "--erst", store}
+			if asJSON {
+				args = append(args, "--json")
+			}
+			code, out, stderr := runCLI(t, ctx, args...)
+			assert.Equal(t, exitPanicked, code, stderr)
+			for _, twice := range []string{`\x22`, `\x5c`, `\\x1b`, `caf\xc3`, "\x1b"} {
+				assert.NotContains(t, out, twice)
+			}
+			if !asJSON {
+				assert.Contains(t, out, "panicked  [erst] ERST: Panic#1: "+fixtures.HostileShown+"\n")
+				assert.Contains(t, out, "\n    "+fixtures.HostileShown+"\n", "the summary's panic line")
+				return
+			}
+			var lines int
+			sc := bufio.NewScanner(strings.NewReader(out))
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				var m struct {
+					Type    string `json:"type"`
+					Verdict struct {
+						State string                `json:"state"`
+						Panic *qemuhook.PanicReport `json:"panic"`
+					} `json:"verdict"`
+					Panic *qemuhook.PanicReport `json:"panic"`
+				}
+				require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+				if m.Verdict.State == qemuhook.StatePanicked {
+					lines++
+					assert.Equal(t, fixtures.HostileLine, m.Verdict.Panic.PanicLine)
+				}
+				if m.Type == "summary" {
+					lines++
+					require.NotNil(t, m.Panic)
+					assert.Equal(t, fixtures.HostileLine, m.Panic.PanicLine)
+				}
+			}
+			assert.Equal(t, 2, lines, out)
+		})
+	}
+}
