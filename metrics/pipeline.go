@@ -123,7 +123,7 @@ func (p *Pipeline) warn(s string) {
 // pollInterval is the balloon polling interval: a fifth of the sample
 // interval, at least 1 s, so each sample finds statistics at most that old.
 func (p *Pipeline) pollInterval() time.Duration {
-	return max(time.Second, (p.sample/5).Truncate(time.Second))
+	return max(time.Second, (p.sample / 5).Truncate(time.Second))
 }
 
 // SetVMs replaces the set of sampled VMs; VMs that stay keep their open
