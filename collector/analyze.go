@@ -265,7 +265,7 @@ var (
 	reNMI    = regexp.MustCompile(`NMI backtrace for cpu (\d+)`)
 	reComm   = regexp.MustCompile(`CPU: (\d+) PID: (\d+) Comm: (\S+)`)
 	reHung   = regexp.MustCompile(`INFO: task (\S+):(\d+) blocked for more than (\d+) seconds`)
-	reDState = regexp.MustCompile(`task:(\S+)\s+state:D\b.*pid:\s*(\d+)`)
+	reDState = regexp.MustCompile(`task:(\S+)\s+state:D\b.*\bpid:\s*(\d+)`)
 	reOOM    = regexp.MustCompile(`Out of memory: Killed process (\d+) \((.*?)\)|(\S+) invoked oom-killer`)
 )
 
@@ -387,7 +387,25 @@ func (panicAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 // noiseFrames are the frames of the reporting itself, skipped when
 // naming where a trace is.
 var noiseFrames = map[string]bool{"dump_stack_lvl": true, "dump_stack": true, "panic": true, "show_stack": true, "nmi_cpu_backtrace": true,
-	"nmi_trigger_cpumask_backtrace": true, "_printk": true, "vpanic": true}
+	"nmi_trigger_cpumask_backtrace": true, "_printk": true, "vpanic": true,
+	"__schedule": true, "schedule": true, "schedule_timeout": true, "io_schedule": true, "__wait_for_common": true}
+
+// topFrames returns up to 5 frames of the trace after line i, the
+// reporting and scheduler frames left out, and the last line used.
+func topFrames(lines []string, i int) ([]string, int) {
+	fr, l := frames(lines, i, 12)
+	var kept []string
+	for _, f := range fr {
+		name, _, _ := strings.Cut(f, "+")
+		if !noiseFrames[strings.TrimSuffix(name, ".cold")] {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) > 5 {
+		kept = kept[:5]
+	}
+	return kept, l
+}
 
 // oopsWhere reads the RIP and the top frames from line i on into d and
 // returns a summary suffix and the last line used. A kernel RIP (CS 0010)
@@ -415,19 +433,9 @@ func oopsWhere(lines []string, i int, d map[string]string, userRIP bool) (string
 			break
 		}
 	}
-	fr, l := frames(lines, i, 8)
-	var kept []string
+	kept, l := topFrames(lines, i)
 	if strings.HasPrefix(d["location"], "userspace ") {
-		fr = nil // the trace is the NMI's or the SysRq's, not the task's
-	}
-	for _, f := range fr {
-		name, _, _ := strings.Cut(f, "+")
-		if !noiseFrames[strings.TrimSuffix(name, ".cold")] {
-			kept = append(kept, f)
-		}
-	}
-	if len(kept) > 5 {
-		kept = kept[:5]
+		kept = nil // the trace is the NMI's or the SysRq's, not the task's
 	}
 	if len(kept) > 0 {
 		d["frames"] = strings.Join(kept, " < ")
@@ -587,7 +595,7 @@ func (hungAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) {
 	arts := textArtifacts(b)
 	if h := find(b, arts, reHung); h != nil {
 		f := Finding{Class: ClassHungTask, Confidence: 0.9, Details: map[string]string{"task": h.m[1], "pid": h.m[2]}}
-		fr, last := frames(h.lines, h.i, 6)
+		fr, last := topFrames(h.lines, h.i)
 		f.Summary = fmt.Sprintf("task %s (pid %s) blocked in D state for more than %ss", h.m[1], h.m[2], h.m[3])
 		if len(fr) > 0 {
 			f.Details["frames"] = strings.Join(fr, " < ")
@@ -598,7 +606,7 @@ func (hungAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) {
 	}
 	if h := find(b, []string{"sysrq-w.txt"}, reDState); h != nil {
 		f := Finding{Class: ClassHungTask, Confidence: 0.8, Details: map[string]string{"task": h.m[1], "pid": h.m[2]}}
-		fr, last := frames(h.lines, h.i, 6)
+		fr, last := topFrames(h.lines, h.i)
 		f.Summary = fmt.Sprintf("SysRq w: task %s (pid %s) in D state", h.m[1], h.m[2])
 		if len(fr) > 0 {
 			f.Details["frames"] = strings.Join(fr, " < ")
@@ -652,12 +660,16 @@ func (stateAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 	}
 	st, stale, ok := regionState(b)
 	if ok && st == "alive" {
+		// A failed region probe says nothing about userspace: with the
+		// region alive now it was a passing state (a boot, a reset).
 		failing := 0
 		var lastErr string
-		for _, r := range b.Manifest.ProbeHistory {
-			if !r.OK {
-				failing++
-				lastErr = r.Error
+		if sc := b.Manifest.Scenario; sc == nil || sc.Probe.Kind != "region" {
+			for _, r := range b.Manifest.ProbeHistory {
+				if !r.OK {
+					failing++
+					lastErr = r.Error
+				}
 			}
 		}
 		if failing > 0 || stale > 0 {
@@ -669,8 +681,10 @@ func (stateAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 				f.Details["stale_slots"] = strconv.Itoa(stale)
 			}
 			if failing > 0 {
+				// A failing application-level probe (slot, console, exec,
+				// tcp, http, disk) while the kernel ticks.
 				f.Summary += fmt.Sprintf(", %d failed probes (last: %s)", failing, lastErr)
-				f.Confidence += 0.1
+				f.Confidence += 0.15
 			}
 			if console := b.Lines("console.txt"); b.Manifest != nil && hasArtifact(b, "console.txt") && len(strings.TrimSpace(strings.Join(console, ""))) == 0 {
 				f.Summary += ", console silent"

@@ -340,3 +340,26 @@ echo '{"findings":[{"class":"custom","confidence":0.99,"summary":"app wedged","e
 		t.Errorf("errors: %s", errs)
 	}
 }
+
+func TestBearerToken(t *testing.T) {
+	st, err := OpenStore(t.TempDir(), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewServer(st, ServerOptions{Token: "s3cret"}))
+	defer srv.Close()
+	body := testBundle{ID: "t1", VM: "v", Files: map[string]string{"console.txt": "x\n"}}.pack(t)
+	if code, _ := post(t, srv.URL, body, "t1"); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d", code)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/bundles", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || st.Len() != 1 {
+		t.Errorf("with the token: %d, %d stored", resp.StatusCode, st.Len())
+	}
+}

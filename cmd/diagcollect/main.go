@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -94,6 +95,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, read
 	listen := fs.String("listen", "", "address to listen on (HOST:PORT)")
 	store := fs.String("store", "", "store directory")
 	tokenFile := fs.String("token-file", "", "file with the bearer token POST must carry")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "the certificate's key (PEM)")
+	clientCA := fs.String("client-ca", "", "require client certificates signed by these CAs (PEM; needs --tls-cert)")
 	var exes multi
 	fs.Var(&exes, "analyzer", "custom analyzer executable (repeatable)")
 	timeout := fs.Duration("analyzer-timeout", 30*time.Second, "timeout of each custom analyzer")
@@ -108,6 +112,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, read
 	if *listen == "" || *store == "" {
 		fmt.Fprintln(stderr, "diagcollect serve: --listen and --store are required")
 		return exitUsage
+	}
+	if (*tlsCert == "") != (*tlsKey == "") || (*clientCA != "" && *tlsCert == "") {
+		fmt.Fprintln(stderr, "diagcollect serve: --tls-cert and --tls-key go together; --client-ca needs them")
+		return exitUsage
+	}
+	tlsConfig, err := collector.ServerTLS(*tlsCert, *tlsKey, *clientCA)
+	if err != nil {
+		fmt.Fprintf(stderr, "diagcollect serve: %v\n", err)
+		return exitError
 	}
 	var opts collector.ServerOptions
 	if *tokenFile != "" {
@@ -128,8 +141,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, read
 		fmt.Fprintf(stderr, "diagcollect serve: %v\n", err)
 		return exitError
 	}
-	srv := &http.Server{Handler: collector.NewServer(st, opts), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stdout, "diagcollect: listening on http://%s, store %s (%d bundles)\n", ln.Addr(), *store, st.Len())
+	srv := &http.Server{Handler: collector.NewServer(st, opts), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
+	scheme := "http"
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "diagcollect: listening on %s://%s, store %s (%d bundles)\n", scheme, ln.Addr(), *store, st.Len())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -50,7 +50,7 @@ Modes:
              [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
              [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--size N] [--json]
              [--workdir DIR] [--console] [--no-reboot] [--keep-qemu] [--dry-run]
-             [-- extra qemu args]
+             [--balloon] [-- extra qemu args]
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
       when QEMU exits (the summary reads the region at the end). The VM keeps
@@ -166,6 +166,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	noReboot := fs.Bool("no-reboot", false, "a guest reboot (or the reboot after a panic) ends QEMU instead of booting the guest again")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
 	keepQEMU := fs.Bool("keep-qemu", false, "let QEMU run on if diagvm is killed (SIGKILL, crash), for \"diagvm attach\" to pick up; by default QEMU dies with diagvm")
+	balloon := fs.Bool("balloon", false, "add a virtio-balloon-pci device (id acpidiag-balloon): the guest's stock virtio_balloon driver then reports its memory statistics (docs/metrics.md)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -199,7 +200,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := qemuhook.Config{
 		Machine: *machine, Firmware: *firmware, SMP: *smp, MemoryMB: *memory,
 		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs,
-		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot,
+		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot, Balloon: *balloon,
 		QMPSocket: filepath.Join(dir, "qmp.sock"), SerialSocket: filepath.Join(dir, "serial.sock"),
 		Workdir: dir, Extra: extra,
 	}

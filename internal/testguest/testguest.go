@@ -54,10 +54,14 @@ const (
 	// 1000) allocates and touches memory until the kernel's OOM killer
 	// kills it ("Out of memory: Killed process"); the guest lives on.
 	ModeOOM = "oom"
+	// ModeDState blocks a task in the kernel in D state for good (a
+	// process whose vfork child never execs: its thread waits in
+	// wait_for_vfork_done); SysRq w shows it. The guest lives on.
+	ModeDState = "dstate"
 )
 
 // Modes lists every guest mode.
-var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin, ModeOOM}
+var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin, ModeOOM, ModeDState}
 
 // NoPVPanic is a BootArgs extra word: the guest does not load its pvpanic
 // modules, so a panic raises no GUEST_PANICKED and leaves only the

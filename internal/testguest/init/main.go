@@ -69,6 +69,10 @@ func main() {
 		spinChild(os.Args[2], os.Args[3])
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == dstateArg {
+		dstateChild()
+		return
+	}
 	if len(os.Args) == 2 && os.Args[1] == oomArg {
 		oomChild()
 		return
@@ -128,7 +132,7 @@ type options struct {
 	shell bool
 }
 
-var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom"}
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom", "dstate"}
 
 func defaultOptions() options {
 	return options{
@@ -354,6 +358,8 @@ func run() {
 		spinCost(bar) // spin.go: the tick's CPU cost, for the e2e numbers
 	case "oom":
 		oomMode() // oom.go
+	case "dstate":
+		dstateMode() // dstate.go
 	}
 }
 

@@ -9,18 +9,24 @@ import (
 // oomArg is argv[1] of the child that exhausts memory: /init oomArg.
 const oomArg = "--acpidiag-oom"
 
+// startChild starts /init arg as a child process (the oom and dstate
+// modes' throw-away processes), its output on the console.
+func startChild(arg string) (*exec.Cmd, error) {
+	cmd := exec.Command("/init", arg)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd, cmd.Start()
+}
+
 // oomMode runs the memory-eating child and waits for the kernel's OOM
 // killer to kill it; the guest (and its heartbeat) lives on.
 func oomMode() {
 	logf("exhausting memory now (a child allocates until the OOM killer kills it)")
-	cmd := exec.Command("/init", oomArg)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, err := startChild(oomArg)
+	if err != nil {
 		logf("oom child: %v", err)
 		return
 	}
-	err := cmd.Wait()
-	logf("oom child ended: %v", err)
+	logf("oom child ended: %v", cmd.Wait())
 }
 
 // oomChild makes itself the OOM killer's first choice and allocates and
