@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -292,4 +293,31 @@ func TestAzuriteWorkersKeepVMOrder(t *testing.T) {
 	assert.Equal(t, 2, n)
 	assert.Len(t, readBack(t, c, "a"), 8)
 	assert.Len(t, readBack(t, c, "c"), 8)
+}
+
+// A queue file that cannot be read back (a torn disk, a bad edit) is
+// reported as a *QueueError naming it and removed; the batches behind it
+// go on.
+func TestDrainCorruptQueueFile(t *testing.T) {
+	dir := t.TempDir()
+	q, err := OpenQueue(dir, 10)
+	require.NoError(t, err)
+	require.NoError(t, q.Push(Batch{VM: "a", Period: time.Minute}))
+	b, seq, ok, err := q.Peek()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "a", b.VM)
+	require.NoError(t, os.WriteFile(q.path(seq), []byte("{not json"), 0o600))
+	require.NoError(t, q.Push(Batch{VM: "b", Period: time.Minute}))
+	u := &Uploader{Queue: q}
+	n, err := u.Drain(context.Background())
+	var qe *QueueError
+	require.ErrorAs(t, err, &qe)
+	assert.Equal(t, q.path(seq), qe.Path)
+	assert.Equal(t, 0, n)
+	assert.Equal(t, 1, q.Len())
+	b, _, ok, err = q.Peek()
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "b", b.VM)
 }

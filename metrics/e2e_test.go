@@ -25,10 +25,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // meminfoObs is one meminfo console line (kB values) and when the host
@@ -99,7 +99,7 @@ func TestE2EBalloonWindows(t *testing.T) {
 	dir, err := os.MkdirTemp("", "acpidiag-me2e-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{MemoryMB: 256, Workdir: dir, Balloon: true, Channel: ch,
 		Kernel: k.Vmlinuz, Initrd: ird.Path, Append: testguest.BootArgs(testguest.ModeAlive, 0, "acpidiag.meminfo=1s"),
@@ -271,6 +271,42 @@ func TestE2EBalloonWindows(t *testing.T) {
 		}
 	}
 	t.Logf("NUMBER balloon_updates=%d windows=%d entities=%d", len(samples), len(windows), len(got))
+
+	// The same guest through the Pipeline: it finds the balloon, samples
+	// it (source balloon, not the host view) and exports the gauges.
+	mc, err := ParseConfig([]byte(`{"diagnostics":{"storage_account":"devstoreaccount1","storage_account_sas":"` + az.SAS(t, allPerms, time.Hour) +
+		`","endpoint":"` + az.Endpoint + `","metrics":{}}}`))
+	require.NoError(t, err)
+	exp := NewExporter(nil)
+	var warned []string
+	pl, err := NewPipeline(mc, PipelineOptions{QueueDir: filepath.Join(dir, "pq"), Exporter: exp, Warn: func(w string) { warned = append(warned, w) },
+		Sample: time.Second, Transfer: 2 * time.Second})
+	require.NoError(t, err)
+	pl.SetVMs([]PipelineVM{{Name: "e2e-vm", QMP: q, Pid: s.Process().Pid(), RAMBytes: 256 << 20}})
+	for i := 0; i < 5; i++ {
+		_, err := pl.SampleOnce(ctx, time.Now())
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+	}
+	assert.Empty(t, warned, "the guest reports: no host-view fallback")
+	st, err := ReadBalloonStats(ctx, q, path)
+	require.NoError(t, err)
+	fams, err := exp.Registry().Gather()
+	require.NoError(t, err)
+	var avail float64
+	for _, f := range fams {
+		if f.GetName() == "acpidiag_vm_memory_available_bytes" {
+			for _, m := range f.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "source" {
+						assert.Equal(t, SourceBalloon, l.GetValue())
+					}
+				}
+				avail = m.GetGauge().GetValue()
+			}
+		}
+	}
+	assert.InEpsilon(t, float64(st.AvailableMemory), avail, 0.05, "exported available memory is the guest's")
 }
 
 func absDur(d time.Duration) time.Duration {

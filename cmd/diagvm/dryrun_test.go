@@ -23,6 +23,11 @@ func TestRunDryRun(t *testing.T) {
 	assert.Contains(t, out, "ivshmem-plain,id=acpidiag-ivshmem,memdev=acpidiag-region,bus=pci.0,addr=0x11")
 	assert.Contains(t, out, "size=1048576")
 	assert.FileExists(t, filepath.Join(dir, "w", "diag.aml"))
+	assert.NotContains(t, out, "virtio-balloon")
+
+	code, out, stderr = runCLI(t, ctx, "run", "--dry-run", "--balloon", "--kernel", kernel, "--workdir", filepath.Join(dir, "wb"))
+	require.Equal(t, exitOK, code, stderr)
+	assert.Contains(t, out, "virtio-balloon-pci,id=acpidiag-balloon,bus=pcie.0")
 
 	code, _, stderr = runCLI(t, ctx, "run", "--dry-run", "--kernel", kernel, "--workdir", filepath.Join(dir, "w2"), "--region", "ivshmem:1", "--machine", "pc")
 	assert.Equal(t, exitUsage, code)

@@ -20,10 +20,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func main() {
@@ -50,7 +50,7 @@ Modes:
              [--firmware seabios|ovmf] [--smp N] [--memory MB] [--tick D]
              [--region ivshmem|ivshmem:SLOT|fixed:ADDR] [--size N] [--json]
              [--workdir DIR] [--console] [--no-reboot] [--keep-qemu] [--dry-run]
-             [-- extra qemu args]
+             [--balloon] [-- extra qemu args]
       Build the diagnostic SSDT into the workdir, boot QEMU with the region,
       pvpanic and ERST wired, print each verdict as it happens and a summary
       when QEMU exits (the summary reads the region at the end). The VM keeps
@@ -156,7 +156,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	appendArgs := fs.String("append", "", "guest kernel command line (console=ttyS0 and panic=-1 are added when absent)")
 	firmware := fs.String("firmware", qemuhook.FirmwareSeaBIOS, "firmware: seabios or ovmf")
 	smp := fs.Int("smp", 1, "vCPUs")
-	tick := fs.Duration("tick", acpi.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
+	tick := fs.Duration("tick", ssdt.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
 	var place region.Flags
 	place.Register(fs)
 	dryRun := fs.Bool("dry-run", false, "check the flags, write the SSDT and print the QEMU command line, but start nothing")
@@ -166,6 +166,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	noReboot := fs.Bool("no-reboot", false, "a guest reboot (or the reboot after a panic) ends QEMU instead of booting the guest again")
 	k := fs.Int("k", hostreader.DefaultK, "stale after K periods without a tick")
 	keepQEMU := fs.Bool("keep-qemu", false, "let QEMU run on if diagvm is killed (SIGKILL, crash), for \"diagvm attach\" to pick up; by default QEMU dies with diagvm")
+	balloon := fs.Bool("balloon", false, "add a virtio-balloon-pci device (id acpidiag-balloon): the guest's stock virtio_balloon driver then reports its memory statistics (docs/metrics.md)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -176,7 +177,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := checkK(*k); err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
 	}
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	spec, target, err := place.Parse()
 	if err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
@@ -199,7 +200,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := qemuhook.Config{
 		Machine: *machine, Firmware: *firmware, SMP: *smp, MemoryMB: *memory,
 		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs,
-		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot,
+		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot, Balloon: *balloon,
 		QMPSocket: filepath.Join(dir, "qmp.sock"), SerialSocket: filepath.Join(dir, "serial.sock"),
 		Workdir: dir, Extra: extra,
 	}
@@ -266,7 +267,7 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	ac := qemuhook.AttachConfig{QMPSocket: *qmpSock, RegionPath: *regionPath, RegionOffset: off, ERSTPath: *erst, SerialSocket: *serial, Reconnect: *reconnect}
 	if off > 0 {
-		ac.RegionSize = int64(acpi.DefaultSize)
+		ac.RegionSize = int64(ssdt.DefaultSize)
 	}
 	s, err := qemuhook.Attach(ctx, ac, qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}})
 	if errors.Is(err, hostreader.ErrNotRegular) {
