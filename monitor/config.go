@@ -43,13 +43,17 @@ type VMConfig struct {
 	// placement: the guest-physical address); 0 for ivshmem.
 	RegionOffset int64  `json:"region_offset,omitempty"`
 	ERST         string `json:"erst,omitempty"`
+	// SerialChardev is the QEMU chardev id of the serial console, where
+	// SysRq sends a serial BREAK when the keyboard path fails (default
+	// qemuhook.SerialChardevID, the id qemuhook's own launches use).
+	SerialChardev string `json:"serial_chardev,omitempty"`
 }
 
 // equal reports whether two VM configurations are the same (a reload
 // leaves an unchanged VM alone).
 func (v VMConfig) equal(o VMConfig) bool {
 	if v.Name != o.Name || v.QMP != o.QMP || v.Serial != o.Serial || v.Region != o.Region ||
-		v.RegionOffset != o.RegionOffset || v.ERST != o.ERST || len(v.Labels) != len(o.Labels) {
+		v.RegionOffset != o.RegionOffset || v.ERST != o.ERST || v.SerialChardev != o.SerialChardev || len(v.Labels) != len(o.Labels) {
 		return false
 	}
 	for k, x := range v.Labels {

@@ -209,14 +209,17 @@ func moreSysRq(specs []DiagSpec) bool {
 
 func (r *diagRun) restoreLogLevel(ctx context.Context) {
 	r.sysrq = false
-	q := r.v.qmp()
+	q, con := r.v.qmp(), r.v.console()
 	start := time.Now()
 	a := Artifact{Diagnostic: "sysrq:loglevel", Started: start.UTC()}
-	if q == nil {
-		a.Error = "no QMP connection: loglevel not restored"
+	if q == nil || con == nil {
+		a.Error = "no QMP or console connection: loglevel not restored"
 	} else {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := qemuhook.SendSysRqKey(cctx, q, byte('0'+*r.lim.RestoreLogLevel))
+		r.v.conMu.Lock()
+		_, err := qemuhook.SysRq(cctx, q, con, byte('0'+*r.lim.RestoreLogLevel),
+			qemuhook.SysRqOptions{NoRaiseLogLevel: true, Chardev: r.v.cfg.SerialChardev, Quiet: 200 * time.Millisecond})
+		r.v.conMu.Unlock()
 		cancel()
 		if err != nil {
 			a.Error = "restoring the console loglevel: " + err.Error()
@@ -339,7 +342,7 @@ func (r *diagRun) dispatch(ctx context.Context, d DiagSpec) ([]artifact, error) 
 		v.conMu.Lock()
 		defer v.conMu.Unlock()
 		r.sysrq = true
-		out, err := qemuhook.SysRq(ctx, q, con, d.Key[0], qemuhook.SysRqOptions{})
+		out, err := qemuhook.SysRq(ctx, q, con, d.Key[0], qemuhook.SysRqOptions{Chardev: v.cfg.SerialChardev})
 		if len(out) == 0 {
 			return nil, err
 		}

@@ -16,11 +16,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 var (
@@ -52,7 +52,7 @@ func bootGuest(t *testing.T, appendArgs string) (*qemuhook.Process, VMConfig) {
 	dir, err := os.MkdirTemp("", "dmon") // short: socket paths
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{Machine: "q35", MemoryMB: 256, SMP: 1, Workdir: dir, Kernel: k.Vmlinuz, Initrd: initrd.Path,
 		Append: appendArgs, Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, Balloon: true,
@@ -113,14 +113,6 @@ func waitRegion(t *testing.T, tm *testMon, state hostreader.State, timeout time.
 
 var allDiags = []string{"sysrq:t", "sysrq:w", "sysrq:l", "registers", "qmp", "host", "console", "region", "erst"}
 
-func diagSpecs(names ...string) []DiagSpec {
-	var out []DiagSpec
-	for _, n := range names {
-		out = append(out, ParseDiagSpec(n))
-	}
-	return out
-}
-
 // TestE2EUserspaceHang: the guest's userspace stops answering on the
 // console while the kernel keeps ticking. The console probe fails twice and
 // one bundle appears with the region alive, SysRq t/w/l, registers from HMP
@@ -134,7 +126,7 @@ func TestE2EUserspaceHang(t *testing.T) {
 	const every, failures = 3 * time.Second, 2
 	withScenario(t, tm, vm, ScenarioConfig{Name: "uptime", Match: map[string]string{"app": "testguest"},
 		Probe: ProbeConfig{Kind: ProbeConsole, Send: "uptime", Expect: `load average: [0-9.]+`},
-		Every: every.String(), Timeout: "2s", Failures: failures, Cooldown: "10m", Diagnostics: diagSpecs(allDiags...)})
+		Every: every.String(), Timeout: "2s", Failures: failures, Cooldown: "10m", Diagnostics: diagList(allDiags...)})
 	require.Eventually(t, func() bool {
 		st, _ := tm.State("guest", "uptime")
 		return st.Last != nil && st.Last.OK
@@ -221,7 +213,7 @@ func TestE2EUserspaceHang(t *testing.T) {
 	// QEMU killed (kill -9) in the middle of a diagnosis.
 	done := make(chan *BundleResult, 1)
 	go func() {
-		res, err := tm.Diagnose(context.Background(), "guest", diagSpecs("host", "sysrq:t", "registers", "sysrq:m", "qmp", "sysrq:q", "region", "erst"))
+		res, err := tm.Diagnose(context.Background(), "guest", diagList("host", "sysrq:t", "registers", "sysrq:m", "qmp", "sysrq:q", "region", "erst"))
 		if err != nil {
 			t.Logf("diagnose: %v", err)
 		}
@@ -257,7 +249,7 @@ func TestE2ELivelock(t *testing.T) {
 	tm := startMonitor(t, Config{VMs: []VMConfig{vm}})
 	waitRegion(t, tm, hostreader.StateAlive, 120*time.Second)
 	withScenario(t, tm, vm, ScenarioConfig{Name: "region", VMs: []string{"guest"}, Probe: ProbeConfig{Kind: ProbeRegion},
-		Every: "1s", Timeout: "1s", Failures: 2, Cooldown: "10m", Diagnostics: diagSpecs("host", "sysrq:l", "region", "qmp")})
+		Every: "1s", Timeout: "1s", Failures: 2, Cooldown: "10m", Diagnostics: diagList("host", "sysrq:l", "region", "qmp")})
 	dir := tm.waitBundle(t, 1, 120*time.Second)
 	m, err := ReadManifest(dir)
 	require.NoError(t, err)
@@ -285,7 +277,7 @@ func TestE2EPanic(t *testing.T) {
 	tm := startMonitor(t, Config{VMs: []VMConfig{vm}})
 	waitRegion(t, tm, hostreader.StateAlive, 120*time.Second)
 	withScenario(t, tm, vm, ScenarioConfig{Name: "region", VMs: []string{"guest"}, Probe: ProbeConfig{Kind: ProbeRegion},
-		Every: "1s", Timeout: "1s", Failures: 1, Cooldown: "10m", Diagnostics: diagSpecs("host", "region", "qmp", "erst")})
+		Every: "1s", Timeout: "1s", Failures: 1, Cooldown: "10m", Diagnostics: diagList("host", "region", "qmp", "erst")})
 	dir := tm.waitBundle(t, 1, 120*time.Second)
 	m, err := ReadManifest(dir)
 	require.NoError(t, err)

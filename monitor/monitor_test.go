@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -22,6 +23,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/acpidiag/acpidiag/qemuhook"
 )
 
 // flakyScript fails on the runs listed in pattern (one character per run,
@@ -501,4 +504,59 @@ func TestParseStat(t *testing.T) {
 	require.Positive(t, h.Memory["MemTotal"])
 	require.Len(t, h.Disks, 1)
 	require.Empty(t, h.Errors)
+}
+
+// shortConn cuts its first write in half and fails it, as a write that
+// times out midway would. A partial write cannot be produced on demand with
+// a real serial socket, hence this wrapper (the bytes still go through a
+// real unix socket).
+type shortConn struct {
+	net.Conn
+	cut bool
+}
+
+func (c *shortConn) Write(p []byte) (int, error) {
+	if !c.cut {
+		c.cut = true
+		n, _ := c.Conn.Write(p[:len(p)/2])
+		return n, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Write(p)
+}
+
+// TestConsoleProbeNeverLeavesHalfTypedInput: a cut write is followed by a
+// kill-line (^U), so the guest's line buffer holds no half command.
+func TestConsoleProbeNeverLeavesHalfTypedInput(t *testing.T) {
+	dir, err := os.MkdirTemp("", "con")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("unix", filepath.Join(dir, "s"))
+	require.NoError(t, err)
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var all []byte
+		buf := make([]byte, 64)
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for !bytes.Contains(all, []byte(lineKill)) {
+			n, err := c.Read(buf)
+			all = append(all, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		got <- all
+	}()
+	raw, err := net.Dial("unix", filepath.Join(dir, "s"))
+	require.NoError(t, err)
+	con := qemuhook.NewConsole(&shortConn{Conn: raw}, 0)
+	defer con.Close()
+	err = writeLine(context.Background(), con, "uptime")
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.Equal(t, "upt"+lineKill, string(<-got), "the half line is killed")
 }
