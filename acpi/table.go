@@ -1,7 +1,9 @@
 // Package acpi frames and parses ACPI tables (the 36-byte System
 // Description Table header, checksums, tables from a dump or from
-// /sys/firmware/acpi/tables) and builds acpidiag's diagnostic SSDT. The AML
-// inside a table is encoded and decoded by package aml.
+// /sys/firmware/acpi/tables). Every error about table bytes or header
+// fields is a *FormatError with its offset. The AML inside a table is
+// encoded and decoded by package aml; acpidiag's diagnostic SSDT is built
+// by package ssdt.
 package acpi
 
 import (
@@ -98,46 +100,53 @@ func printable(s string) int {
 	return -1
 }
 
-// checkID checks the header field Header.<field> that Marshal writes; the
-// error is a *ConfigError naming it.
-func checkID(field, v string, min, max int) error {
+// checkID checks the header field Header.<field> that Marshal writes at
+// offset off; the error is a *FormatError naming it.
+func checkID(field string, off int64, v string, min, max int) error {
 	if len(v) < min || len(v) > max {
 		want := fmt.Sprintf("%d", max)
 		if min != max {
 			want = fmt.Sprintf("at most %d", max)
 		}
-		return cfgErr("Header."+field, v, "%d characters, want %s", len(v), want)
+		return &FormatError{Off: off, Field: field, Msg: fmt.Sprintf("%d characters, want %s", len(v), want)}
 	}
 	if i := printable(v); i >= 0 {
-		return cfgErr("Header."+field, v, "non-printable character %#02x at index %d", v[i], i)
+		return &FormatError{Off: off + int64(i), Field: field, Msg: fmt.Sprintf("non-printable character %#02x at index %d", v[i], i)}
 	}
 	return nil
 }
 
-// Marshal returns the table made of h and body. It computes the Length and
-// Checksum fields itself (the values in h are ignored). It refuses a
-// signature or creator id that is not exactly 4 printable ASCII characters,
-// an OEMID longer than 6 or OEMTableID longer than 8 characters, any
-// non-printable character, and a table longer than 4 GiB - 1, with a
-// *ConfigError naming the header field (Header.Signature, ...) or "body".
-func Marshal(h Header, body []byte) ([]byte, error) {
-	if err := checkID("Signature", h.Signature, 4, 4); err != nil {
-		return nil, err
+// Check checks the header fields Marshal writes: a signature and creator
+// id of exactly 4 printable ASCII characters (not "FACS", which has no
+// standard header), an OEMID of at most 6 and an OEMTableID of at most 8
+// printable characters. The error is a *FormatError whose Field names the
+// header field and Off its offset in the table.
+func (h Header) Check() error {
+	if err := checkID("Signature", offSignature, h.Signature, 4, 4); err != nil {
+		return err
 	}
 	if h.Signature == "FACS" {
-		return nil, cfgErr("Header.Signature", h.Signature, "the FACS has no standard table header")
+		return &FormatError{Off: offSignature, Field: "Signature", Msg: "the FACS has no standard table header"}
 	}
-	if err := checkID("OEMID", h.OEMID, 0, 6); err != nil {
-		return nil, err
+	if err := checkID("OEMID", offOEMID, h.OEMID, 0, 6); err != nil {
+		return err
 	}
-	if err := checkID("OEMTableID", h.OEMTableID, 0, 8); err != nil {
-		return nil, err
+	if err := checkID("OEMTableID", offOEMTableID, h.OEMTableID, 0, 8); err != nil {
+		return err
 	}
-	if err := checkID("CreatorID", h.CreatorID, 4, 4); err != nil {
+	return checkID("CreatorID", offCreatorID, h.CreatorID, 4, 4)
+}
+
+// Marshal returns the table made of h and body. It computes the Length and
+// Checksum fields itself (the values in h are ignored). It refuses the
+// header fields Check refuses, and a table longer than 4 GiB - 1, with a
+// *FormatError naming the header field (Signature, ..., Length).
+func Marshal(h Header, body []byte) ([]byte, error) {
+	if err := h.Check(); err != nil {
 		return nil, err
 	}
 	if uint64(len(body))+HeaderSize > math.MaxUint32 {
-		return nil, cfgErr("body", uint64(len(body)), "table %s: the body makes the table longer than the 32-bit Length field allows", h.Signature)
+		return nil, &FormatError{Off: offLength, Field: "Length", Msg: fmt.Sprintf("table %s: a %d-byte body makes the table longer than the 32-bit Length field allows", h.Signature, len(body))}
 	}
 	total := HeaderSize + len(body)
 	b := make([]byte, total)

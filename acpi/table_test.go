@@ -32,9 +32,10 @@ func TestParseRealTables(t *testing.T) {
 		if h.Signature == "FACS" {
 			assert.Equal(t, b[8:], body)
 			_, err := Marshal(h, body)
-			var ce *ConfigError
-			require.ErrorAs(t, err, &ce)
-			assert.Equal(t, "Header.Signature", ce.Field)
+			var fe *FormatError
+			require.ErrorAs(t, err, &fe)
+			assert.Equal(t, "Signature", fe.Field)
+			assert.Equal(t, int64(offSignature), fe.Off)
 			continue
 		}
 		assert.Equal(t, b[HeaderSize:], body)
@@ -83,23 +84,25 @@ func TestMarshalErrors(t *testing.T) {
 		name  string
 		mod   func(*Header)
 		field string
+		off   int64
 	}{
-		{"short sig", func(h *Header) { h.Signature = "SSD" }, "Signature"},
-		{"long sig", func(h *Header) { h.Signature = "SSDTX" }, "Signature"},
-		{"oemid", func(h *Header) { h.OEMID = "1234567" }, "OEMID"},
-		{"oemtableid", func(h *Header) { h.OEMTableID = "123456789" }, "OEMTableID"},
-		{"creator", func(h *Header) { h.CreatorID = "ABC" }, "CreatorID"},
-		{"nonprintable", func(h *Header) { h.OEMTableID = "DI\x01G" }, "OEMTableID"},
-		{"utf8", func(h *Header) { h.OEMID = "é" }, "OEMID"},
+		{"short sig", func(h *Header) { h.Signature = "SSD" }, "Signature", 0},
+		{"long sig", func(h *Header) { h.Signature = "SSDTX" }, "Signature", 0},
+		{"oemid", func(h *Header) { h.OEMID = "1234567" }, "OEMID", 10},
+		{"oemtableid", func(h *Header) { h.OEMTableID = "123456789" }, "OEMTableID", 16},
+		{"creator", func(h *Header) { h.CreatorID = "ABC" }, "CreatorID", 28},
+		{"nonprintable", func(h *Header) { h.OEMTableID = "DI\x01G" }, "OEMTableID", 16 + 2},
+		{"utf8", func(h *Header) { h.OEMID = "é" }, "OEMID", 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := ok
 			tc.mod(&h)
 			_, err := Marshal(h, nil)
-			var ce *ConfigError
-			require.ErrorAs(t, err, &ce)
-			assert.Equal(t, "Header."+tc.field, ce.Field)
-			assert.ErrorIs(t, err, ErrConfig)
+			var fe *FormatError
+			require.ErrorAs(t, err, &fe)
+			assert.Equal(t, tc.field, fe.Field)
+			assert.Equal(t, tc.off, fe.Off, "offset of the header field")
+			assert.Equal(t, err, h.Check(), "Marshal refuses what Check refuses")
 		})
 	}
 }

@@ -155,6 +155,12 @@ func TestPostStoresOnceAndServes(t *testing.T) {
 	if len(incs) != 1 || incs[0].Class != ClassPanic || incs[0].Scenario != "check" || incs[0].Verdict != "stale" {
 		t.Fatalf("incidents: %+v", incs)
 	}
+	var none []Incident
+	get(t, srv.URL+"/api/incidents?vm=web&class=oom", &none)
+	get(t, srv.URL+"/api/incidents?class=kernel-panic", &incs)
+	if len(none) != 0 || len(incs) != 1 {
+		t.Fatalf("class filter: %d oom, %d kernel-panic", len(none), len(incs))
+	}
 	var d IncidentDetail
 	get(t, srv.URL+"/api/incidents/"+tb.ID, &d)
 	if !strings.Contains(d.Analysis.Diagnosis.Summary, "sysrq triggered crash") || len(d.Analysis.Diagnosis.Evidence) == 0 {

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/monitor"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 var (
@@ -54,7 +54,7 @@ func bootGuest(t *testing.T, appendArgs string) (*qemuhook.Process, monitor.VMCo
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,3 +59,20 @@ func FuzzAnalyze(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseFindings: an executable analyzer's output, any bytes.
+func FuzzParseFindings(f *testing.F) {
+	f.Add([]byte(`[{"class":"x","confidence":0.5,"summary":"s","evidence":[{"artifact":"a","first_line":1,"last_line":2}]}]`))
+	f.Add([]byte(`{"findings":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs, err := ParseFindings(data)
+		if err != nil {
+			return
+		}
+		for _, x := range fs {
+			if x.Class == "" || x.Confidence < 0 || x.Confidence > 1 {
+				t.Fatalf("accepted %+v", x)
+			}
+		}
+	})
+}

@@ -37,7 +37,7 @@ type Server struct {
 //	POST /api/bundles            store a bundle (201 stored, 200 duplicate)
 //	GET  /api/vms                the fleet
 //	GET  /api/stats              bundles stored, duplicates, refused since start
-//	GET  /api/incidents?vm=NAME  incidents, newest first
+//	GET  /api/incidents?vm=NAME&class=CLASS  incidents, newest first (both filters optional)
 //	GET  /api/incidents/{id}     one incident: manifest and analysis
 //	GET  /                       fleet page
 //	GET  /incidents/{id}         incident page
@@ -117,7 +117,18 @@ func (s *Server) apiVMs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiIncidents(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.store.Incidents(r.URL.Query().Get("vm")))
+	q := r.URL.Query()
+	out := s.store.Incidents(q.Get("vm"))
+	if class := q.Get("class"); class != "" {
+		kept := []Incident{}
+		for _, inc := range out {
+			if inc.Class == class {
+				kept = append(kept, inc)
+			}
+		}
+		out = kept
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) apiIncident(w http.ResponseWriter, r *http.Request) {

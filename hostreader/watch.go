@@ -41,7 +41,11 @@ type WatchOptions struct {
 // ErrWatcherClosed is returned by the methods of a stopped Watcher.
 var ErrWatcherClosed = errors.New("hostreader: watcher is closed")
 
+// watchEntry is one watched region. Its mutex guards everything below it;
+// a poll round holds it for one region at a time, so a ReportPanic,
+// Verdict or Refresh on one region never waits for the whole round.
 type watchEntry struct {
+	mu      sync.Mutex
 	name    string
 	region  *Region
 	tracker Tracker
@@ -59,6 +63,12 @@ type watchEntry struct {
 // emits verdict changes. One goroutine polls every region each interval;
 // it stops when the context given to NewWatcher is done or Close is
 // called, and then closes every region and the Changes channel.
+//
+// Locking: mu guards only the set of regions (entries, byName, closed);
+// each region has its own lock (watchEntry.mu), and a round holds mu only
+// to copy the set, never while it stamps, reads or sleeps for the torn
+// recheck. ReportPanic, Verdict and Refresh therefore wait at most for
+// the one region a round is reading, not for the round.
 type Watcher struct {
 	opts    WatchOptions
 	changes chan Change
@@ -66,6 +76,9 @@ type Watcher struct {
 	done    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+
+	roundMu sync.Mutex    // one round at a time
+	set     []*watchEntry // round's copy of entries, reused (guarded by roundMu)
 
 	mu      sync.Mutex
 	entries []*watchEntry
@@ -145,12 +158,13 @@ func (w *Watcher) AddRegion(name string, r *Region) error {
 // Remove stops watching name and closes its region.
 func (w *Watcher) Remove(name string) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return ErrWatcherClosed
 	}
 	e, ok := w.byName[name]
 	if !ok {
+		w.mu.Unlock()
 		return fmt.Errorf("hostreader: watch: no region named %q", name)
 	}
 	delete(w.byName, name)
@@ -163,6 +177,9 @@ func (w *Watcher) Remove(name string) error {
 			break
 		}
 	}
+	w.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.removed = true
 	return e.region.Close()
 }
@@ -170,27 +187,52 @@ func (w *Watcher) Remove(name string) error {
 // ReportPanic injects panic evidence for name (a QMP GUEST_PANICKED event,
 // a new ERST panic record). The region is re-assessed at once: it reads
 // panicked until its boot count moves.
+//
+// It does not wait for a poll round in progress: at most for the one
+// region the round is reading at that moment.
 func (w *Watcher) ReportPanic(name string, ev PanicEvidence) error {
+	e, err := w.entry(name)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	removed := e.removed
+	if !removed {
+		e.tracker.ReportPanic(ev)
+	}
+	e.mu.Unlock()
+	if removed {
+		return fmt.Errorf("hostreader: watch: no region named %q", name)
+	}
+	w.poke()
+	return nil
+}
+
+// entry returns the entry watched under name.
+func (w *Watcher) entry(name string) (*watchEntry, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return ErrWatcherClosed
+		return nil, ErrWatcherClosed
 	}
 	e, ok := w.byName[name]
 	if !ok {
-		return fmt.Errorf("hostreader: watch: no region named %q", name)
+		return nil, fmt.Errorf("hostreader: watch: no region named %q", name)
 	}
-	e.tracker.ReportPanic(ev)
-	w.poke()
-	return nil
+	return e, nil
 }
 
 // Verdict returns the latest verdict of name.
 func (w *Watcher) Verdict(name string) (Verdict, bool) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	e, ok := w.byName[name]
-	if !ok || !e.emitted {
+	w.mu.Unlock()
+	if !ok {
+		return Verdict{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.emitted {
 		return Verdict{}, false
 	}
 	return e.last, true
@@ -201,19 +243,24 @@ func (w *Watcher) Verdict(name string) (Verdict, bool) {
 // (Verdict). No Change is emitted for it. A supervisor uses it for the
 // final word on a region, e.g. after QEMU exited.
 func (w *Watcher) Refresh(name string) (Verdict, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return Verdict{}, ErrWatcherClosed
+	e, err := w.entry(name)
+	if err != nil {
+		return Verdict{}, err
 	}
-	e, ok := w.byName[name]
-	if !ok {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.removed {
 		return Verdict{}, fmt.Errorf("hostreader: watch: no region named %q", name)
 	}
 	now := w.opts.Now()
 	s, err := e.region.SnapshotAt(now)
 	for tries := 0; err == nil && s.Torn && tries < 10; tries++ {
+		e.mu.Unlock() // a panic report need not wait for the recheck
 		time.Sleep(w.opts.TornRecheck)
+		e.mu.Lock()
+		if e.removed {
+			return Verdict{}, fmt.Errorf("hostreader: watch: no region named %q", name)
+		}
 		now = w.opts.Now()
 		s, err = e.region.SnapshotAt(now)
 	}
@@ -284,53 +331,77 @@ func (w *Watcher) loop(ctx context.Context) {
 
 func (w *Watcher) shutdown() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.closed = true
-	for _, e := range w.entries {
-		e.region.Close()
-		e.removed = true
-	}
+	entries := w.entries
 	w.entries = nil
 	w.byName = map[string]*watchEntry{}
+	w.mu.Unlock()
+	for _, e := range entries {
+		e.mu.Lock()
+		e.region.Close()
+		e.removed = true
+		e.mu.Unlock()
+	}
 }
 
-// round polls every region once and appends the changes to out.
+// round polls every region once and appends the changes to out. It holds
+// w.mu only to copy the set of regions, and each region's lock only while
+// it reads that region (see Watcher).
 func (w *Watcher) round(out []Change) []Change {
+	w.roundMu.Lock()
+	defer w.roundMu.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.set = append(w.set[:0], w.entries...)
+	w.mu.Unlock()
+	defer clear(w.set) // drop references to removed regions
 	now := w.opts.Now()
 	var torn []*watchEntry
-	for _, e := range w.entries {
+	for _, e := range w.set {
+		e.mu.Lock()
+		if e.removed {
+			e.mu.Unlock()
+			continue
+		}
 		if w.opts.Stamp && e.region.StampHostTime(now) == nil { // a fault shows in the snapshot below
 			e.tracker.Stamped(now)
 		}
 		s, err := e.region.SnapshotAt(now)
 		if err == nil && s.Torn {
 			torn = append(torn, e)
+			e.mu.Unlock()
 			continue
 		}
 		e.tornRounds = 0
 		out = w.judge(out, e, s, err)
+		e.mu.Unlock()
 	}
 	if len(torn) > 0 {
 		time.Sleep(w.opts.TornRecheck)
 		now = w.opts.Now()
 		for _, e := range torn {
+			e.mu.Lock()
+			if e.removed {
+				e.mu.Unlock()
+				continue
+			}
 			s, err := e.region.SnapshotAt(now)
 			if err == nil && s.Torn {
 				e.tornRounds++
 				if e.tornRounds < 2 && e.emitted {
+					e.mu.Unlock()
 					continue // keep the last verdict for one round
 				}
 			} else {
 				e.tornRounds = 0
 			}
 			out = w.judge(out, e, s, err)
+			e.mu.Unlock()
 		}
 	}
 	return out
 }
 
+// judge records the verdict of e (whose lock the caller holds).
 func (w *Watcher) judge(out []Change, e *watchEntry, s Snapshot, err error) []Change {
 	var v Verdict
 	if err != nil {

@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestDecodeBalloonStats(t *testing.T) {
@@ -109,7 +109,7 @@ func TestBalloonRealQEMUNoDriver(t *testing.T) {
 	dir, err := os.MkdirTemp("", "acpidiag-m-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{MemoryMB: 128, Workdir: dir, Balloon: true, Channel: ch, QMPSocket: filepath.Join(dir, "qmp")}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -174,7 +174,7 @@ func TestFindBalloonRealQEMU(t *testing.T) {
 			dir, err := os.MkdirTemp("", "acpidiag-m-")
 			require.NoError(t, err)
 			t.Cleanup(func() { os.RemoveAll(dir) })
-			ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+			ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 			require.NoError(t, err)
 			cfg := qemuhook.Config{MemoryMB: 64, Workdir: dir, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), Extra: append([]string{"-S"}, tc.extra...)}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -25,10 +25,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // meminfoObs is one meminfo console line (kB values) and when the host
@@ -99,7 +99,7 @@ func TestE2EBalloonWindows(t *testing.T) {
 	dir, err := os.MkdirTemp("", "acpidiag-me2e-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{MemoryMB: 256, Workdir: dir, Balloon: true, Channel: ch,
 		Kernel: k.Vmlinuz, Initrd: ird.Path, Append: testguest.BootArgs(testguest.ModeAlive, 0, "acpidiag.meminfo=1s"),

@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // TestPipelineRealQEMUAzurite: the whole pipeline on a real QEMU (balloon
@@ -26,7 +26,7 @@ func TestPipelineRealQEMUAzurite(t *testing.T) {
 	dir, err := os.MkdirTemp("", "acpidiag-mp-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{MemoryMB: 96, Workdir: dir, Balloon: true, Channel: ch, QMPSocket: filepath.Join(dir, "qmp")}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -16,11 +16,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 var (
@@ -52,7 +52,7 @@ func bootGuest(t *testing.T, appendArgs string) (*qemuhook.Process, VMConfig) {
 	dir, err := os.MkdirTemp("", "dmon") // short: socket paths
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{Machine: "q35", MemoryMB: 256, SMP: 1, Workdir: dir, Kernel: k.Vmlinuz, Initrd: initrd.Path,
 		Append: appendArgs, Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, Balloon: true,

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // Machine types qemuhook knows how to wire.
@@ -78,12 +78,12 @@ func cfgErr(field, format string, a ...any) *ConfigError {
 // SSDT file, where the region lives (Region.Placement) and the host file
 // backing it.
 type Channel struct {
-	// SSDTPath is the diagnostic SSDT (acpi.Build output) given to
+	// SSDTPath is the diagnostic SSDT (ssdt.Build output) given to
 	// -acpitable.
 	SSDTPath string
 	// Region is the configuration the SSDT was built with; its Placement,
 	// Slot, Address and Size decide the QEMU side.
-	Region acpi.Config
+	Region ssdt.Config
 	// BackingPath is the host file that backs the region. With the ivshmem
 	// placement it is the region itself (Region.Size bytes); with the fixed
 	// placement it backs the whole guest RAM and the region is at file
@@ -115,7 +115,7 @@ func (c Channel) RootBus() string {
 // RegionOffset returns the offset of the region inside BackingPath: 0 for
 // the ivshmem placement, Region.Address for the fixed placement.
 func (c Channel) RegionOffset() int64 {
-	if c.Region.Placement == acpi.PlaceFixed {
+	if c.Region.Placement == ssdt.PlaceFixed {
 		return int64(c.Region.Address)
 	}
 	return 0
@@ -126,7 +126,7 @@ func (c Channel) RegionOffset() int64 {
 // channel's machine and memory (region.Spec.ValidateOn).
 func (c Channel) validate() error {
 	if c.SSDTPath == "" {
-		return cfgErr("Channel.SSDTPath", "empty: the SSDT file (acpi.Build output) is required")
+		return cfgErr("Channel.SSDTPath", "empty: the SSDT file (ssdt.Build output) is required")
 	}
 	if c.BackingPath == "" {
 		return cfgErr("Channel.BackingPath", "empty: the region needs a host backing file")
@@ -163,12 +163,12 @@ func (c Channel) Args() (qemuArgs, kernelArgs []string, err error) {
 	}
 	qemuArgs = []string{"-acpitable", "file=" + qemuEscape(c.SSDTPath)}
 	switch c.Region.Placement {
-	case acpi.PlaceIvshmem:
+	case ssdt.PlaceIvshmem:
 		qemuArgs = append(qemuArgs,
 			"-object", fmt.Sprintf("memory-backend-file,id=%s,mem-path=%s,size=%d,share=on", idRegion, qemuEscape(c.BackingPath), c.Region.Size),
 			"-device", fmt.Sprintf("ivshmem-plain,id=%s,memdev=%s,bus=%s,addr=%#x", idIvshmem, idRegion, c.RootBus(), c.Region.Slot),
 		)
-	case acpi.PlaceFixed:
+	case ssdt.PlaceFixed:
 		qemuArgs = append(qemuArgs,
 			"-object", fmt.Sprintf("memory-backend-file,id=%s,mem-path=%s,size=%dM,share=on", idRAM, qemuEscape(c.BackingPath), c.MemoryMB),
 			"-machine", "memory-backend="+idRAM,
@@ -383,7 +383,7 @@ func (c Config) Validate() error {
 		if err := writableFile(c.ERSTPath); err != nil {
 			return &ConfigError{Field: "ERSTPath", Msg: "ERST backing file not writable", Err: err}
 		}
-		if ch.Region.Placement == acpi.PlaceIvshmem && c.ERSTPath == ch.BackingPath {
+		if ch.Region.Placement == ssdt.PlaceIvshmem && c.ERSTPath == ch.BackingPath {
 			return cfgErr("ERSTPath", "same file as Channel.BackingPath")
 		}
 	}
@@ -427,7 +427,7 @@ func (c Config) validateExtra(ch Channel) error {
 		if id, ok := props["id"]; ok && ours[id] {
 			return cfgErr(field, "id %q is reserved by qemuhook", id)
 		}
-		if name != "device" || ch.Region.Placement != acpi.PlaceIvshmem {
+		if name != "device" || ch.Region.Placement != ssdt.PlaceIvshmem {
 			continue
 		}
 		addr, ok := props["addr"]
@@ -566,7 +566,7 @@ func (c Config) Args() ([]string, error) {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuEscape(c.ovmfCode()),
 			"-drive", "if=pflash,format=raw,unit=1,file="+qemuEscape(c.OVMFVarsPath()),
 		)
-		if ch.Region.Placement == acpi.PlaceIvshmem {
+		if ch.Region.Placement == ssdt.PlaceIvshmem {
 			// PLATFORM.md: both are needed for BAR2 to land below 4 GiB.
 			args = append(args, "-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=0")
 			if cpu == "" {

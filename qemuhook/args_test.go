@@ -11,12 +11,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestChannelArgsIvshmemGolden(t *testing.T) {
-	cfg := acpi.DefaultConfig()
+	cfg := ssdt.DefaultConfig()
 	for _, tc := range []struct {
 		machine, bus string
 	}{{"", "pcie.0"}, {"q35", "pcie.0"}, {"pc", "pci.0"}} {
@@ -34,8 +34,8 @@ func TestChannelArgsIvshmemGolden(t *testing.T) {
 }
 
 func TestChannelArgsFixedGolden(t *testing.T) {
-	cfg := acpi.DefaultConfig()
-	cfg.Placement = acpi.PlaceFixed
+	cfg := ssdt.DefaultConfig()
+	cfg.Placement = ssdt.PlaceFixed
 	cfg.Address = 0x10000000
 	ch := Channel{SSDTPath: "/w/diag.aml", Region: cfg, BackingPath: "/w/ram", MemoryMB: 512}
 	q, k, err := ch.Args()
@@ -51,11 +51,11 @@ func TestChannelArgsFixedGolden(t *testing.T) {
 
 func TestChannelArgsErrors(t *testing.T) {
 	base := func() Channel {
-		return Channel{SSDTPath: "/w/diag.aml", Region: acpi.DefaultConfig(), BackingPath: "/w/r"}
+		return Channel{SSDTPath: "/w/diag.aml", Region: ssdt.DefaultConfig(), BackingPath: "/w/r"}
 	}
 	fixed := func(addr uint64, mem int) Channel {
 		c := base()
-		c.Region.Placement = acpi.PlaceFixed
+		c.Region.Placement = ssdt.PlaceFixed
 		c.Region.Address = addr
 		c.MemoryMB = mem
 		return c
@@ -89,10 +89,10 @@ func TestChannelArgsErrors(t *testing.T) {
 	}
 }
 
-// testSSDT writes the diagnostic SSDT for rc (acpi.Build) into dir.
-func testSSDT(t testing.TB, dir string, rc acpi.Config) string {
+// testSSDT writes the diagnostic SSDT for rc (ssdt.Build) into dir.
+func testSSDT(t testing.TB, dir string, rc ssdt.Config) string {
 	t.Helper()
-	b, err := acpi.Build(rc)
+	b, err := ssdt.Build(rc)
 	require.NoError(t, err)
 	p := filepath.Join(dir, "diag.aml")
 	require.NoError(t, os.WriteFile(p, b, 0o644))
@@ -100,7 +100,7 @@ func testSSDT(t testing.TB, dir string, rc acpi.Config) string {
 }
 
 func TestConfigArgsGolden(t *testing.T) {
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	cfg := Config{
 		Machine: "q35", SMP: 2, MemoryMB: 256,
 		Kernel: "/k/vmlinuz", Initrd: "/k/initrd", Append: "quiet",
@@ -143,7 +143,7 @@ func TestConfigArgsGolden(t *testing.T) {
 
 	// Fixed placement on pc: memmap reaches the kernel command line and the
 	// user's own panic= / console= are kept.
-	rc.Placement, rc.Address = acpi.PlaceFixed, 0x10000000
+	rc.Placement, rc.Address = ssdt.PlaceFixed, 0x10000000
 	cfg = Config{Machine: "pc", Kernel: "/k", Append: "console=hvc0 panic=10", PVPanic: true, SerialSocket: "/w/s",
 		Channel: Channel{SSDTPath: "/w/diag.aml", Region: rc, BackingPath: "/w/ram"}}
 	args, err = cfg.Args()
@@ -154,14 +154,14 @@ func TestConfigArgsGolden(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	dir := t.TempDir()
-	ssdt := testSSDT(t, dir, acpi.DefaultConfig())
+	table := testSSDT(t, dir, ssdt.DefaultConfig())
 	tiny := filepath.Join(dir, "tiny.aml")
 	require.NoError(t, os.WriteFile(tiny, []byte("SSDT"), 0o644))
 	kernel := filepath.Join(dir, "vmlinuz")
 	require.NoError(t, os.WriteFile(kernel, []byte("x"), 0o644))
 	good := func() Config {
 		return Config{Kernel: kernel, Workdir: dir, PVPanic: true,
-			Channel:   Channel{SSDTPath: ssdt, Region: acpi.DefaultConfig(), BackingPath: filepath.Join(dir, "region")},
+			Channel:   Channel{SSDTPath: table, Region: ssdt.DefaultConfig(), BackingPath: filepath.Join(dir, "region")},
 			QMPSocket: filepath.Join(dir, "q.sock"), SerialSocket: filepath.Join(dir, "s.sock"), ERSTPath: filepath.Join(dir, "erst")}
 	}
 	require.NoError(t, good().Validate())
@@ -197,7 +197,7 @@ func TestConfigValidate(t *testing.T) {
 		"socket too long":         {func(c *Config) { c.QMPSocket = filepath.Join(dir, strings.Repeat("q", 120)) }, "QMPSocket", "107", false},
 		"sockets equal":           {func(c *Config) { c.SerialSocket = c.QMPSocket }, "SerialSocket", "same path", false},
 		"fixed mem": {func(c *Config) {
-			c.Channel.Region.Placement = acpi.PlaceFixed
+			c.Channel.Region.Placement = ssdt.PlaceFixed
 			c.Channel.Region.Address = 0x10000000
 			c.MemoryMB = 128
 		}, "Channel.MemoryMB", "too small", false},
@@ -250,7 +250,7 @@ func TestArgsRealQEMU(t *testing.T) {
 	for _, machine := range []string{"q35", "pc"} {
 		t.Run(machine, func(t *testing.T) {
 			dir := shortTempDir(t)
-			rc := acpi.DefaultConfig()
+			rc := ssdt.DefaultConfig()
 			rc.Slot = 0x0c
 			cfg := Config{Machine: machine, MemoryMB: 128, Workdir: dir, PVPanic: true,
 				Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "region")},
@@ -315,8 +315,8 @@ func TestArgsRealQEMU(t *testing.T) {
 func TestArgsRealQEMUFixedAndOVMF(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	dir := shortTempDir(t)
-	rc := acpi.DefaultConfig()
-	rc.Placement, rc.Address = acpi.PlaceFixed, 0x8000000
+	rc := ssdt.DefaultConfig()
+	rc.Placement, rc.Address = ssdt.PlaceFixed, 0x8000000
 	cfg := Config{MemoryMB: 256, Workdir: dir, Firmware: "ovmf",
 		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "ram")},
 		QMPSocket: filepath.Join(dir, "qmp"), Extra: []string{"-S"}}
@@ -349,7 +349,7 @@ func TestArgsRealQEMUFixedAndOVMF(t *testing.T) {
 func TestStartReportsQEMUError(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	dir := shortTempDir(t)
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	cfg := Config{MemoryMB: 128,
 		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "region")},
 		QMPSocket: filepath.Join(dir, "qmp"), Extra: []string{"-device", "no-such-device-xyz"}}

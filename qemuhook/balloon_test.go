@@ -9,13 +9,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestBalloonArgs(t *testing.T) {
 	dir := t.TempDir()
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	for machine, bus := range map[string]string{"q35": "pcie.0", "pc": "pci.0"} {
 		cfg := Config{Machine: machine, Balloon: true,
 			Channel: Channel{SSDTPath: filepath.Join(dir, "diag.aml"), Region: rc, BackingPath: filepath.Join(dir, "region")}}
@@ -39,7 +39,7 @@ func TestBalloonArgs(t *testing.T) {
 func TestBalloonRealQEMU(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	dir := shortTempDir(t)
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	cfg := Config{MemoryMB: 128, Workdir: dir, Balloon: true,
 		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "region")},
 		QMPSocket: filepath.Join(dir, "qmp"), Extra: []string{"-S"}}

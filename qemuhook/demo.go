@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // DemoOptions tunes RunDemo.
@@ -77,7 +77,7 @@ func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (Summary, error
 			defer os.RemoveAll(dir)
 		}
 	}
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	ch, err := NewChannel(dir, rc, MachineQ35)
 	if err != nil {
 		return Summary{}, fmt.Errorf("demo: %w", err)

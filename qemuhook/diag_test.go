@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestParseRegistersReal(t *testing.T) {
@@ -81,8 +81,8 @@ func FuzzParseRegisters(f *testing.F) {
 func TestRegistersAndMemory(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	dir := shortTempDir(t)
-	rc := acpi.DefaultConfig()
-	rc.Placement, rc.Address = acpi.PlaceFixed, 0x2000000
+	rc := ssdt.DefaultConfig()
+	rc.Placement, rc.Address = ssdt.PlaceFixed, 0x2000000
 	cfg := Config{MemoryMB: 128, SMP: 3, Workdir: dir,
 		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "ram")},
 		QMPSocket: filepath.Join(dir, "qmp"), Extra: []string{"-S"}}

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // TestE2ESummaryAfterQEMUKilled: QEMU is killed (SIGKILL) under a running
@@ -56,7 +56,7 @@ func TestE2ESummaryAfterQEMUKilled(t *testing.T) {
 func TestE2EPanicLogSurvivesFullDisk(t *testing.T) {
 	k, ird := requireGuest(t)
 	dir := smallTmpfs(t, 512<<10)
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	ch, err := NewChannel(dir, rc, MachineQ35)
 	require.NoError(t, err)
 	sockets := shortTempDir(t)

@@ -29,9 +29,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // e2eBoot bounds QEMU start to the first alive verdict. An idle machine
@@ -43,7 +43,7 @@ const e2eBoot = 240 * time.Second
 type e2eSpec struct {
 	Machine, Firmware string
 	SMP               int
-	// Tick is the SSDT's _TZP period (0: acpi.DefaultTick, 1 s).
+	// Tick is the SSDT's _TZP period (0: ssdt.DefaultTick, 1 s).
 	Tick time.Duration
 	// Append is the guest kernel command line (testguest.BootArgs).
 	Append      string
@@ -63,7 +63,7 @@ type tickObs struct {
 type e2eVM struct {
 	t        *testing.T
 	cfg      Config
-	rc       acpi.Config
+	rc       ssdt.Config
 	s        *Supervisor
 	interval time.Duration
 	launched time.Time // just before QEMU was started
@@ -80,7 +80,7 @@ func startE2E(t *testing.T, sp e2eSpec) *e2eVM {
 	t.Helper()
 	k, ird := requireGuest(t)
 	dir := shortTempDir(t)
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	if sp.Tick != 0 {
 		rc.Tick = sp.Tick
 	}

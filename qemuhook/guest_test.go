@@ -10,9 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 var (
@@ -48,7 +48,7 @@ func requireGuest(t *testing.T) (testguest.KernelFiles, testguest.Initramfs) {
 func guestConfig(t *testing.T, dir, appendArgs string) Config {
 	t.Helper()
 	k, ird := requireGuest(t)
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	return Config{
 		Machine: "q35", MemoryMB: 256, Workdir: dir,
 		Kernel: k.Vmlinuz, Initrd: ird.Path, Append: appendArgs,

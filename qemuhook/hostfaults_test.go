@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // smallTmpfs mounts a real tmpfs of size bytes (root only: skipped
@@ -43,7 +43,7 @@ func smallTmpfs(t *testing.T, size int) string {
 
 // pausedConfig is a QEMU with the channel and ERST wired, paused (-S), no
 // kernel: enough to map the file-backed memories.
-func pausedConfig(t *testing.T, dir string, rc acpi.Config) Config {
+func pausedConfig(t *testing.T, dir string, rc ssdt.Config) Config {
 	t.Helper()
 	return Config{
 		MemoryMB: 128, Workdir: dir,
@@ -60,7 +60,7 @@ func pausedConfig(t *testing.T, dir string, rc acpi.Config) Config {
 func TestStartFailsOnFullDisk(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	dir := smallTmpfs(t, 96<<10) // room for the 64 KiB region, not the 64 KiB ERST store
-	cfg := pausedConfig(t, dir, acpi.DefaultConfig())
+	cfg := pausedConfig(t, dir, ssdt.DefaultConfig())
 	p, err := Start(context.Background(), cfg, StartOptions{})
 	if p != nil {
 		p.Kill()
@@ -75,7 +75,7 @@ func TestStartFailsOnFullDisk(t *testing.T) {
 	// With room, both files are preallocated (every block on disk) before
 	// QEMU starts.
 	dir = smallTmpfs(t, 1<<20)
-	cfg = pausedConfig(t, dir, acpi.DefaultConfig())
+	cfg = pausedConfig(t, dir, ssdt.DefaultConfig())
 	p, err = Start(context.Background(), cfg, StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
@@ -98,8 +98,8 @@ func TestStartFailsOnFullDisk(t *testing.T) {
 func TestSIGBUSCauseNamed(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	dir := t.TempDir()
-	rc := acpi.DefaultConfig()
-	rc.Placement, rc.Address = acpi.PlaceFixed, 0x1000000
+	rc := ssdt.DefaultConfig()
+	rc.Placement, rc.Address = ssdt.PlaceFixed, 0x1000000
 	cfg := pausedConfig(t, dir, rc)
 	p, err := Start(context.Background(), cfg, StartOptions{})
 	require.NoError(t, err)
@@ -134,7 +134,7 @@ func TestPdeathsigHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process")
 	}
-	cfg := pausedConfig(t, dir, acpi.DefaultConfig())
+	cfg := pausedConfig(t, dir, ssdt.DefaultConfig())
 	p, err := Start(context.Background(), cfg, StartOptions{KeepOnParentDeath: os.Getenv("ACPIDIAG_KEEP") == "1"})
 	require.NoError(t, err)
 	fmt.Printf("QEMUPID %d\n", p.Pid())

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // ErrNoSpace is wrapped by the error of Start (Config.Prepare) when the
@@ -41,7 +41,7 @@ func (c Config) BackingFiles() []BackingFile {
 	var out []BackingFile
 	if ch.BackingPath != "" {
 		size := int64(ch.Region.Size)
-		if ch.Region.Placement == acpi.PlaceFixed {
+		if ch.Region.Placement == ssdt.PlaceFixed {
 			size = int64(c.memoryMB()) << 20
 		}
 		out = append(out, BackingFile{What: "region", Path: ch.BackingPath, Size: size})

@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // startIdleQEMU starts a real QEMU stopped in prelaunch (-S) with a QMP
@@ -26,7 +26,7 @@ import (
 func startIdleQEMU(t testing.TB, dir string, extra ...string) (*Process, Config) {
 	t.Helper()
 	fixtures.RequireTool(t, "qemu-system-x86_64")
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	cfg := Config{MemoryMB: 64, AllowReboot: true,
 		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "region")},
 		QMPSocket: filepath.Join(dir, "qmp"), Extra: append([]string{"-S"}, extra...)}

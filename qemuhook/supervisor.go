@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // Verdict sources: where a supervisor verdict comes from.
@@ -239,30 +239,30 @@ type Supervisor struct {
 	sawShut  bool
 }
 
-// NewChannel builds the diagnostic SSDT for rc (acpi.Build) into
+// NewChannel builds the diagnostic SSDT for rc (ssdt.Build) into
 // workdir/diag.aml and returns the Channel for machine with its backing
 // file in workdir ("region" for ivshmem, "ram" for the fixed placement;
 // an old one is removed so the run starts with an empty region).
-func NewChannel(workdir string, rc acpi.Config, machine string) (Channel, error) {
+func NewChannel(workdir string, rc ssdt.Config, machine string) (Channel, error) {
 	if err := os.MkdirAll(workdir, 0o755); err != nil {
 		return Channel{}, fmt.Errorf("qemuhook: workdir: %w", err)
 	}
-	b, err := acpi.Build(rc)
+	b, err := ssdt.Build(rc)
 	if err != nil {
 		return Channel{}, err
 	}
-	ssdt := filepath.Join(workdir, "diag.aml")
-	if err := os.WriteFile(ssdt, b, 0o644); err != nil {
+	ssdtPath := filepath.Join(workdir, "diag.aml")
+	if err := os.WriteFile(ssdtPath, b, 0o644); err != nil {
 		return Channel{}, fmt.Errorf("qemuhook: writing SSDT: %w", err)
 	}
 	backing := filepath.Join(workdir, "region")
-	if rc.Placement == acpi.PlaceFixed {
+	if rc.Placement == ssdt.PlaceFixed {
 		backing = filepath.Join(workdir, "ram")
 	}
 	if err := os.Remove(backing); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Channel{}, fmt.Errorf("qemuhook: removing old region file: %w", err)
 	}
-	return Channel{SSDTPath: ssdt, Region: rc, BackingPath: backing, Machine: machine}, nil
+	return Channel{SSDTPath: ssdtPath, Region: rc, BackingPath: backing, Machine: machine}, nil
 }
 
 // Launch starts QEMU for cfg (Start) and supervises it. cfg needs a

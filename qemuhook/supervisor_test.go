@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // checkNoLeak fails the test if goroutines started during it are still
@@ -55,7 +55,7 @@ func nextVerdict(t *testing.T, ch <-chan Verdict, state, source string, within t
 }
 
 func idleConfig(t *testing.T, dir string) Config {
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	return Config{MemoryMB: 64,
 		Channel:   Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "region")},
 		QMPSocket: filepath.Join(dir, "qmp"), SerialSocket: filepath.Join(dir, "serial"),
@@ -495,8 +495,8 @@ func TestSupervisorPlacements(t *testing.T) {
 			cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModeAlive, -1))
 			cfg.Firmware = tc.firmware
 			if tc.fixed {
-				rc := acpi.DefaultConfig()
-				rc.Placement, rc.Address = acpi.PlaceFixed, 0x8000000
+				rc := ssdt.DefaultConfig()
+				rc.Placement, rc.Address = ssdt.PlaceFixed, 0x8000000
 				cfg.Channel = Channel{SSDTPath: testSSDT(t, dir, rc), Region: rc, BackingPath: filepath.Join(dir, "ram")}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

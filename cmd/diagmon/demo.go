@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/monitor"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // demoOptions tune runDemo.
@@ -64,7 +64,7 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) error {
 			defer os.RemoveAll(dir)
 		}
 	}
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), qemuhook.MachineQ35)
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), qemuhook.MachineQ35)
 	if err != nil {
 		return err
 	}

@@ -20,10 +20,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func main() {
@@ -156,7 +156,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	appendArgs := fs.String("append", "", "guest kernel command line (console=ttyS0 and panic=-1 are added when absent)")
 	firmware := fs.String("firmware", qemuhook.FirmwareSeaBIOS, "firmware: seabios or ovmf")
 	smp := fs.Int("smp", 1, "vCPUs")
-	tick := fs.Duration("tick", acpi.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
+	tick := fs.Duration("tick", ssdt.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
 	var place region.Flags
 	place.Register(fs)
 	dryRun := fs.Bool("dry-run", false, "check the flags, write the SSDT and print the QEMU command line, but start nothing")
@@ -177,7 +177,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := checkK(*k); err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
 	}
-	rc := acpi.DefaultConfig()
+	rc := ssdt.DefaultConfig()
 	spec, target, err := place.Parse()
 	if err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
@@ -267,7 +267,7 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	ac := qemuhook.AttachConfig{QMPSocket: *qmpSock, RegionPath: *regionPath, RegionOffset: off, ERSTPath: *erst, SerialSocket: *serial, Reconnect: *reconnect}
 	if off > 0 {
-		ac.RegionSize = int64(acpi.DefaultSize)
+		ac.RegionSize = int64(ssdt.DefaultSize)
 	}
 	s, err := qemuhook.Attach(ctx, ac, qemuhook.SupervisorOptions{Watch: hostreader.WatchOptions{Verdict: hostreader.VerdictConfig{K: *k}}})
 	if errors.Is(err, hostreader.ErrNotRegular) {

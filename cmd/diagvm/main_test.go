@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func runCLI(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
@@ -75,7 +75,7 @@ func TestAttachCLI(t *testing.T) {
 	dir, err := os.MkdirTemp("", "dv")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{MemoryMB: 64, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), ERSTPath: filepath.Join(dir, "erst"), Extra: []string{"-S"}}
 	p, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{})
@@ -117,7 +117,7 @@ func TestAttachCLIReconnect(t *testing.T) {
 	dir, err := os.MkdirTemp("", "dv")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)
-	ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 	require.NoError(t, err)
 	cfg := qemuhook.Config{MemoryMB: 64, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), ERSTPath: filepath.Join(dir, "erst"), Extra: []string{"-S"}}
 	p1, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{})
@@ -214,7 +214,7 @@ func TestAttachCLIEscapesOnce(t *testing.T) {
 			dir, err := os.MkdirTemp("", "dv")
 			require.NoError(t, err)
 			defer os.RemoveAll(dir)
-			ch, err := qemuhook.NewChannel(dir, acpi.DefaultConfig(), "q35")
+			ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
 			require.NoError(t, err)
 			cfg := qemuhook.Config{MemoryMB: 64, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), Extra: []string{"-S"}}
 			p, err := qemuhook.Start(context.Background(), cfg, qemuhook.StartOptions{})

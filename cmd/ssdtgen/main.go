@@ -1,7 +1,7 @@
 // Command ssdtgen emits acpidiag's diagnostic SSDT, prints it as ASL, decodes
 // any AML table, and prints the QEMU arguments that wire the matching region.
 //
-// It is a thin layer over acpi.Build, acpi.DescribeTable and
+// It is a thin layer over ssdt.Build, acpi.DescribeTable and
 // qemuhook.Channel.Args; run "ssdtgen --help".
 package main
 
@@ -16,6 +16,7 @@ import (
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -57,7 +58,7 @@ type tableFlags struct {
 }
 
 func (t *tableFlags) register(fs *flag.FlagSet) {
-	d := acpi.DefaultConfig()
+	d := ssdt.DefaultConfig()
 	t.place.Register(fs)
 	fs.DurationVar(&t.tick, "tick", d.Tick, "period the guest polls the tick at (_TZP), 100ms..1h in steps of 100ms")
 	fs.StringVar(&t.oemID, "oem-id", d.OEMID, "OEM ID of the table header (1-6 characters)")
@@ -66,9 +67,9 @@ func (t *tableFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.device, "device", d.DeviceName, `ivshmem Device name under \_SB.PCI0 (4 characters)`)
 }
 
-// config turns the flags into a validated acpi.Config.
-func (t *tableFlags) config() (acpi.Config, error) {
-	c := acpi.DefaultConfig()
+// config turns the flags into a validated ssdt.Config.
+func (t *tableFlags) config() (ssdt.Config, error) {
+	c := ssdt.DefaultConfig()
 	spec, target, err := t.place.Parse()
 	if err != nil {
 		return c, err
@@ -84,7 +85,7 @@ func (t *tableFlags) config() (acpi.Config, error) {
 
 // flagHint names the command-line flag behind a Config field.
 func flagHint(err error) string {
-	var ce *acpi.ConfigError
+	var ce *ssdt.ConfigError
 	if !errors.As(err, &ce) {
 		return ""
 	}
@@ -163,7 +164,7 @@ func runBuild(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usage(stderr, "%v", err)
 	}
-	table, err := acpi.Build(cfg)
+	table, err := ssdt.Build(cfg)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
@@ -191,7 +192,7 @@ func runQEMUArgs(args []string, stdout, stderr io.Writer) int {
 	var tf tableFlags
 	tf.register(fs)
 	backing := fs.String("backing", "", "host file backing the region (ivshmem: the region itself; fixed: the whole guest RAM)")
-	ssdt := fs.String("ssdt", "diag.aml", "path of the SSDT file QEMU loads (written by ssdtgen -o)")
+	ssdtFile := fs.String("ssdt", "diag.aml", "path of the SSDT file QEMU loads (written by ssdtgen -o)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -208,7 +209,7 @@ func runQEMUArgs(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usage(stderr, "%v", err)
 	}
-	ch := qemuhook.Channel{SSDTPath: *ssdt, Region: cfg, BackingPath: *backing, Machine: tf.target.Machine, MemoryMB: tf.target.MemoryMB}
+	ch := qemuhook.Channel{SSDTPath: *ssdtFile, Region: cfg, BackingPath: *backing, Machine: tf.target.Machine, MemoryMB: tf.target.MemoryMB}
 	qargs, kargs, err := ch.Args()
 	if err != nil {
 		return usage(stderr, "%v", err) // the flags name an impossible wiring

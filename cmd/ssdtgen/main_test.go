@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // buildBinary compiles ssdtgen into a temp dir: the CLI tests run the real
@@ -49,7 +49,7 @@ func TestCLI(t *testing.T) {
 		require.Zero(t, code, stderr)
 		got, err := os.ReadFile(out)
 		require.NoError(t, err)
-		want, err := acpi.Build(acpi.DefaultConfig())
+		want, err := ssdt.Build(ssdt.DefaultConfig())
 		require.NoError(t, err)
 		require.Equal(t, want, got)
 	})
@@ -61,10 +61,10 @@ func TestCLI(t *testing.T) {
 		require.Zero(t, code, stderr)
 		got, err := os.ReadFile(out)
 		require.NoError(t, err)
-		c := acpi.DefaultConfig()
-		c.Placement, c.Address, c.Size, c.Tick = acpi.PlaceFixed, 0x10000000, 8192, 500*time.Millisecond
+		c := ssdt.DefaultConfig()
+		c.Placement, c.Address, c.Size, c.Tick = ssdt.PlaceFixed, 0x10000000, 8192, 500*time.Millisecond
 		c.OEMID, c.TableID, c.ZoneName = "EDGE", "VM1", "HBT0"
-		want, err := acpi.Build(c)
+		want, err := ssdt.Build(c)
 		require.NoError(t, err)
 		require.Equal(t, want, got)
 	})
@@ -72,9 +72,9 @@ func TestCLI(t *testing.T) {
 	t.Run("stdout", func(t *testing.T) {
 		stdout, _, code := runBin(t, bin, "--region", "ivshmem:0x11", "-o", "-")
 		require.Zero(t, code)
-		c := acpi.DefaultConfig()
+		c := ssdt.DefaultConfig()
 		c.Slot = 0x11
-		want, _ := acpi.Build(c)
+		want, _ := ssdt.Build(c)
 		require.Equal(t, string(want), stdout)
 	})
 

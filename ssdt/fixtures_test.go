@@ -1,4 +1,4 @@
-package acpi_test
+package ssdt_test
 
 import (
 	"encoding/binary"
@@ -9,9 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 var updateFixtures = flag.Bool("update-region", false, "rewrite fixtures/region/*.bin from fresh acpiexec runs")
@@ -21,22 +21,22 @@ var updateFixtures = flag.Bool("update-region", false, "rewrite fixtures/region/
 type regionFixture struct {
 	file    string
 	machine string
-	cfg     func() acpi.Config
+	cfg     func() ssdt.Config
 	host    bool // needs the \HSTW helper table
 	cmds    func(tt tickTarget) []string
 }
 
-func small(c acpi.Config) acpi.Config { c.Size = 4096; return c }
+func small(c ssdt.Config) ssdt.Config { c.Size = 4096; return c }
 
 var regionFixtures = []regionFixture{
 	{
 		file: "acpiexec_q35_ivshmem_tick2.bin", machine: "q35",
-		cfg:  func() acpi.Config { return small(acpi.DefaultConfig()) },
+		cfg:  func() ssdt.Config { return small(ssdt.DefaultConfig()) },
 		cmds: func(tt tickTarget) []string { return []string{tt.tick(), tt.tick()} },
 	},
 	{
 		file: "acpiexec_q35_ivshmem_mailbox_ping.bin", machine: "q35", host: true,
-		cfg: func() acpi.Config { return small(acpi.DefaultConfig()) },
+		cfg: func() ssdt.Config { return small(ssdt.DefaultConfig()) },
 		cmds: func(tt tickTarget) []string {
 			b := tt.base
 			return []string{tt.tick(),
@@ -47,7 +47,7 @@ var regionFixtures = []regionFixture{
 	},
 	{
 		file: "acpiexec_pc_fixed_tick3_setperiod.bin", machine: "pc", host: true,
-		cfg: func() acpi.Config { return small(fixedConfig()) },
+		cfg: func() ssdt.Config { return small(fixedConfig()) },
 		cmds: func(tt tickTarget) []string {
 			b := tt.base
 			return []string{tt.tick(), hostWrite(b+uint64(region.MbxCmd.Offset), region.CmdSetPeriod),

@@ -1,9 +1,10 @@
-package acpi
+package ssdt
 
 import (
 	"fmt"
 	"sort"
 
+	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/aml"
 	"github.com/acpidiag/acpidiag/region"
 )
@@ -59,9 +60,9 @@ func Build(c Config) ([]byte, error) {
 	}
 	body, err := aml.AppendEncode(make([]byte, 0, 1280), Terms(c)...)
 	if err != nil {
-		return nil, fmt.Errorf("acpi: encoding the diagnostic SSDT: %w", err)
+		return nil, fmt.Errorf("ssdt: encoding the diagnostic SSDT: %w", err)
 	}
-	h := Header{
+	h := acpi.Header{
 		Signature:       "SSDT",
 		Revision:        SSDTRevision,
 		OEMID:           c.OEMID,
@@ -70,7 +71,7 @@ func Build(c Config) ([]byte, error) {
 		CreatorID:       CreatorID,
 		CreatorRevision: CreatorRevision,
 	}
-	return Marshal(h, body)
+	return acpi.Marshal(h, body)
 }
 
 // Terms returns the AML terms of the diagnostic SSDT's body for c (which

@@ -1,4 +1,4 @@
-package acpi_test
+package ssdt_test
 
 import (
 	"encoding/binary"
@@ -13,14 +13,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // tickTarget says how to run the tick of one SSDT under acpiexec.
 type tickTarget struct {
 	ssdt string      // path of the SSDT (.aml)
-	cfg  acpi.Config // the configuration it was built for
+	cfg  ssdt.Config // the configuration it was built for
 	base uint64      // where the region is (BAR2 preset for ivshmem)
 }
 
@@ -30,7 +30,7 @@ func (tt tickTarget) tick() string { return "execute " + tt.tmp() }
 
 // pciInit presets the ivshmem device's PCI config fields for acpiexec.
 func (tt tickTarget) pciInit(ids uint32, bar2, bar3 uint32) map[string]uint64 {
-	if tt.cfg.Placement != acpi.PlaceIvshmem {
+	if tt.cfg.Placement != ssdt.PlaceIvshmem {
 		return nil
 	}
 	dev := `\_SB.PCI0.` + tt.cfg.DeviceName + `.`
@@ -80,7 +80,7 @@ func checkTwoTicks(t *testing.T, tt tickTarget, machine string) []byte {
 	require.Len(t, ticks, 2)
 	for i, e := range ticks {
 		require.Empty(t, e.Status, "tick %d failed", i)
-		require.Equal(t, fmt.Sprintf("%016X", acpi.SafeTemperature), e.Ret, "tick %d must return the safe temperature", i)
+		require.Equal(t, fmt.Sprintf("%016X", ssdt.SafeTemperature), e.Ret, "tick %d must return the safe temperature", i)
 	}
 	img := r.image(tt.base, int(tt.cfg.Size))
 	assert.Equal(t, region.Magic, word(img, region.MagicWord.Offset))
@@ -126,7 +126,7 @@ func TestHandASLTwoTicks(t *testing.T) {
 	// the generated table's behaviour.
 	src, err := os.ReadFile(filepath.Join("testdata", "ssdt_hand.asl"))
 	require.NoError(t, err)
-	tt := tickTarget{ssdt: iaslCompile(t, string(src)), cfg: acpi.DefaultConfig(), base: 0xFE000000}
+	tt := tickTarget{ssdt: iaslCompile(t, string(src)), cfg: ssdt.DefaultConfig(), base: 0xFE000000}
 	for _, m := range []string{"q35", "pc"} {
 		t.Run(m, func(t *testing.T) { checkTwoTicks(t, tt, m) })
 	}
@@ -143,22 +143,22 @@ func sortedKeys(m map[uint32]bool) []uint32 {
 }
 
 // buildTarget builds the SSDT for cfg into a temp file.
-func buildTarget(t *testing.T, cfg acpi.Config) tickTarget {
+func buildTarget(t *testing.T, cfg ssdt.Config) tickTarget {
 	t.Helper()
-	b, err := acpi.Build(cfg)
+	b, err := ssdt.Build(cfg)
 	require.NoError(t, err)
 	p := filepath.Join(t.TempDir(), "diag.aml")
 	require.NoError(t, os.WriteFile(p, b, 0o644))
 	base := cfg.Address
-	if cfg.Placement == acpi.PlaceIvshmem {
+	if cfg.Placement == ssdt.PlaceIvshmem {
 		base = 0xFE000000 // where SeaBIOS put a 64K BAR2 (PLATFORM.md)
 	}
 	return tickTarget{ssdt: p, cfg: cfg, base: base}
 }
 
-func fixedConfig() acpi.Config {
-	c := acpi.DefaultConfig()
-	c.Placement = acpi.PlaceFixed
+func fixedConfig() ssdt.Config {
+	c := ssdt.DefaultConfig()
+	c.Placement = ssdt.PlaceFixed
 	c.Address = 0x10000000
 	return c
 }
@@ -166,8 +166,8 @@ func fixedConfig() acpi.Config {
 func TestBuildTwoTicks(t *testing.T) {
 	for _, pc := range []struct {
 		name string
-		cfg  acpi.Config
-	}{{"ivshmem", acpi.DefaultConfig()}, {"fixed", fixedConfig()}} {
+		cfg  ssdt.Config
+	}{{"ivshmem", ssdt.DefaultConfig()}, {"fixed", fixedConfig()}} {
 		tt := buildTarget(t, pc.cfg)
 		for _, m := range []string{"q35", "pc"} {
 			t.Run(pc.name+"_"+m, func(t *testing.T) { checkTwoTicks(t, tt, m) })
@@ -181,7 +181,7 @@ func TestBuildMatchesHandASL(t *testing.T) {
 	// values (Timer() excepted), on the same scenario.
 	src, err := os.ReadFile(filepath.Join("testdata", "ssdt_hand.asl"))
 	require.NoError(t, err)
-	gen := buildTarget(t, acpi.DefaultConfig())
+	gen := buildTarget(t, ssdt.DefaultConfig())
 	hand := gen
 	hand.ssdt = iaslCompile(t, string(src))
 	host := hostSim(t)
@@ -204,7 +204,7 @@ func TestBuildMatchesHandASL(t *testing.T) {
 }
 
 func TestIvshmemRefusesBadDevice(t *testing.T) {
-	tt := buildTarget(t, acpi.DefaultConfig())
+	tt := buildTarget(t, ssdt.DefaultConfig())
 	for _, c := range []struct {
 		name            string
 		ids, bar2, bar3 uint32
@@ -221,7 +221,7 @@ func TestIvshmemRefusesBadDevice(t *testing.T) {
 			require.Len(t, ticks, 2)
 			for _, e := range ticks {
 				require.Empty(t, e.Mem, "a refused device must see no SystemMemory access at all")
-				require.Equal(t, fmt.Sprintf("%016X", acpi.SafeTemperature), e.Ret)
+				require.Equal(t, fmt.Sprintf("%016X", ssdt.SafeTemperature), e.Ret)
 				require.NotZero(t, e.PCI, "the AML must have looked at the device")
 			}
 		})
@@ -231,7 +231,7 @@ func TestIvshmemRefusesBadDevice(t *testing.T) {
 func TestIvshmemCachesValidatedBase(t *testing.T) {
 	// First tick: full validation (ids, BAR3, command); later ticks: BAR2 and
 	// BAR3 only. Counted from acpiexec's PCI_Config access log.
-	tt := buildTarget(t, acpi.DefaultConfig())
+	tt := buildTarget(t, ssdt.DefaultConfig())
 	r := tt.run(t, "q35", tt.goodInit(), nil, tt.tick(), tt.tick(), tt.tick())
 	ticks := r.evals(tt.tmp())
 	require.Len(t, ticks, 3)
@@ -241,7 +241,7 @@ func TestIvshmemCachesValidatedBase(t *testing.T) {
 }
 
 func TestMailboxAndHostStamp(t *testing.T) {
-	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+	for _, cfg := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
 		tt := buildTarget(t, cfg)
 		host := hostSim(t)
 		b := tt.base
@@ -299,7 +299,7 @@ func TestAMLWritesExactlyGuestAMLFields(t *testing.T) {
 			want[uint32(f.Offset)] = true
 		}
 	}
-	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+	for _, cfg := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
 		tt := buildTarget(t, cfg)
 		r := tt.run(t, "pc", tt.goodInit(), []string{hostSim(t)},
 			tt.tick(), hostWrite(tt.base+uint64(region.MbxCmd.Offset), region.CmdPing),
@@ -322,7 +322,7 @@ func guestSim(t *testing.T, tt tickTarget) string {
 	b.WriteString("DefinitionBlock (\"\", \"SSDT\", 2, \"ACPIDG\", \"GUESTSIM\", 1)\n{\n")
 	fmt.Fprintf(&b, "    External (%sDGFT, IntObj)\n", zone)
 	reboot := fmt.Sprintf("%sDGFT = Zero\n", zone)
-	if tt.cfg.Placement == acpi.PlaceIvshmem {
+	if tt.cfg.Placement == ssdt.PlaceIvshmem {
 		bar2 := `\_SB.PCI0.` + tt.cfg.DeviceName + `.BAR2`
 		fmt.Fprintf(&b, "    External (%sDGBA, IntObj)\n    External (%s, FieldUnitObj)\n", zone, bar2)
 		fmt.Fprintf(&b, "    Method (\\SBR2, 1, Serialized) { %s = Arg0 }\n", bar2)
@@ -340,8 +340,8 @@ func postCmd(base uint64, cmd, arg, seq uint32) []string {
 }
 
 // ivshmemPCI returns n for the ivshmem placement, 0 (not checked) otherwise.
-func ivshmemPCI(c acpi.Config, n int) int {
-	if c.Placement == acpi.PlaceIvshmem {
+func ivshmemPCI(c ssdt.Config, n int) int {
+	if c.Placement == ssdt.PlaceIvshmem {
 		return n
 	}
 	return 0
@@ -368,7 +368,7 @@ func TestTickOperationCount(t *testing.T) {
 	// mailbox command, the first tick after a reboot with a command pending
 	// and, for ivshmem, a tick that re-validates a moved BAR and answers a
 	// command, and a tick that refuses the device.
-	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+	for _, cfg := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
 		t.Run(cfg.Placement.String(), func(t *testing.T) {
 			tt := buildTarget(t, cfg)
 			b := tt.base
@@ -394,7 +394,7 @@ func TestTickOperationCount(t *testing.T) {
 				{name: "set-period answered at the second tick of the boot",
 					mbx: map[uint64]uint32{uint64(region.MbxResult.Offset): region.ResultAccepted, uint64(region.MbxValue.Offset): 20, uint64(region.MbxAck.Offset): 5}},
 			}
-			if cfg.Placement == acpi.PlaceIvshmem {
+			if cfg.Placement == ssdt.PlaceIvshmem {
 				// The OS moves BAR2 away and back: the tick at the
 				// other address re-validates; the one back home
 				// re-validates and answers the command waiting there.
@@ -417,7 +417,7 @@ func TestTickOperationCount(t *testing.T) {
 			worst := 0
 			for i, s := range steps {
 				e := ticks[i]
-				require.Equal(t, fmt.Sprintf("%016X", acpi.SafeTemperature), e.Ret, s.name)
+				require.Equal(t, fmt.Sprintf("%016X", ssdt.SafeTemperature), e.Ret, s.name)
 				require.NotEmpty(t, e.Ops, "%s: tracer output not parsed", s.name)
 				t.Logf("%-52s %3d terms (%2d operators)", s.name+":", len(e.Ops), operators(e.Ops))
 				// The scenario did what it says (else its count means nothing).
@@ -443,7 +443,7 @@ func TestTickOperationCount(t *testing.T) {
 		})
 	}
 	t.Run("refused_device", func(t *testing.T) {
-		tt := buildTarget(t, acpi.DefaultConfig())
+		tt := buildTarget(t, ssdt.DefaultConfig())
 		r := tt.run(t, "q35", tt.pciInit(0x10001af4, 0xFE00000C, 0), nil, "trace opcode "+tt.tmp(), tt.tick(), tt.tick())
 		for i, e := range r.evals(tt.tmp()) {
 			require.Empty(t, e.Mem)
@@ -455,7 +455,7 @@ func TestTickOperationCount(t *testing.T) {
 	t.Run("_INI", func(t *testing.T) {
 		// Not a tick (it runs once, at namespace initialisation), counted
 		// for the record by running it again.
-		tt := buildTarget(t, acpi.DefaultConfig())
+		tt := buildTarget(t, ssdt.DefaultConfig())
 		ini := `\_TZ.` + tt.cfg.ZoneName + `._INI`
 		r := tt.run(t, "q35", nil, nil, "trace opcode "+ini, "execute "+ini)
 		e := r.evals(ini)
@@ -472,7 +472,7 @@ func TestOSIWordComesFromINI(t *testing.T) {
 	// under an OS that never runs a ThermalZone's _INI: the first tick then
 	// writes an OSI word without the valid bit, and everything else as
 	// usual.
-	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+	for _, cfg := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
 		tt := buildTarget(t, cfg)
 		dgos := `\_TZ.` + cfg.ZoneName + `.DGOS`
 		for _, c := range []struct {
@@ -532,7 +532,7 @@ func operators(ops []string) int {
 // on acpiexec's trace of every SystemMemory read, both placements.
 func TestAMLReadsHostStampInReadOrder(t *testing.T) {
 	order := region.HostStamp.ReadOrder()
-	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+	for _, cfg := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
 		tt := buildTarget(t, cfg)
 		r := tt.run(t, "pc", tt.goodInit(), []string{hostSim(t)}, tt.tick(), tt.tick())
 		for i, e := range r.evals(tt.tmp()) {

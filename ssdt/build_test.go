@@ -1,4 +1,4 @@
-package acpi_test
+package ssdt_test
 
 import (
 	"bytes"
@@ -21,74 +21,75 @@ import (
 	"github.com/acpidiag/acpidiag/aml"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestDefaultTableSize(t *testing.T) {
-	b, err := acpi.Build(acpi.DefaultConfig())
+	b, err := ssdt.Build(ssdt.DefaultConfig())
 	require.NoError(t, err)
 	t.Logf("default SSDT: %d bytes", len(b))
 	require.LessOrEqual(t, len(b), 1024, "the default table must fit in 1 KiB")
 	h, body, err := acpi.Parse(b)
 	require.NoError(t, err)
 	assert.Equal(t, "SSDT", h.Signature)
-	assert.Equal(t, acpi.DefaultOEMID, h.OEMID)
-	assert.Equal(t, acpi.DefaultTableID, h.OEMTableID)
+	assert.Equal(t, ssdt.DefaultOEMID, h.OEMID)
+	assert.Equal(t, ssdt.DefaultTableID, h.OEMTableID)
 	assert.Equal(t, uint8(0), acpi.Checksum(b))
 	_, err = aml.Decode(body)
 	require.NoError(t, err)
 }
 
 func TestConfigValidate(t *testing.T) {
-	require.NoError(t, acpi.DefaultConfig().Validate())
+	require.NoError(t, ssdt.DefaultConfig().Validate())
 	require.NoError(t, fixedConfig().Validate())
-	mod := func(f func(*acpi.Config)) acpi.Config { c := acpi.DefaultConfig(); f(&c); return c }
-	fixed := func(f func(*acpi.Config)) acpi.Config { c := fixedConfig(); f(&c); return c }
+	mod := func(f func(*ssdt.Config)) ssdt.Config { c := ssdt.DefaultConfig(); f(&c); return c }
+	fixed := func(f func(*ssdt.Config)) ssdt.Config { c := fixedConfig(); f(&c); return c }
 	for _, c := range []struct {
 		name  string
-		cfg   acpi.Config
+		cfg   ssdt.Config
 		field string
 		msg   string
 	}{
-		{"slot_too_big", mod(func(c *acpi.Config) { c.Slot = 32 }), "Slot", "1..31"},
-		{"slot_zero", mod(func(c *acpi.Config) { c.Slot = 0 }), "Slot", "host bridge"},
-		{"placement", mod(func(c *acpi.Config) { c.Placement = 7 }), "Placement", "Ivshmem"},
-		{"size_small", mod(func(c *acpi.Config) { c.Size = 2048 }), "Size", "minimum"},
-		{"size_not_pow2", mod(func(c *acpi.Config) { c.Size = 12288 }), "Size", "power of two"},
-		{"size_not_page", fixed(func(c *acpi.Config) { c.Size = 5000 }), "Size", "4096"},
-		{"size_huge", fixed(func(c *acpi.Config) { c.Size = 4 << 30 }), "Size", "2 GiB"},
-		{"fixed_no_addr", fixed(func(c *acpi.Config) { c.Address = 0 }), "Address", "non-zero"},
-		{"fixed_unaligned", fixed(func(c *acpi.Config) { c.Address = 0x10000010 }), "Address", "aligned"},
-		{"fixed_above_4g", fixed(func(c *acpi.Config) { c.Address = 0x100000000 }), "Address", "4 GiB"},
-		{"fixed_crosses_4g", fixed(func(c *acpi.Config) { c.Address = 0xFFFF8000 }), "Address", "4 GiB"},
-		{"fixed_above_2g", fixed(func(c *acpi.Config) { c.Address = 0xC0000000 }), "Address", "above 2 GiB"},
-		{"fixed_first_mib", fixed(func(c *acpi.Config) { c.Address = 0x1000 }), "Address", "first MiB"},
-		{"tick_short", mod(func(c *acpi.Config) { c.Tick = 50 * time.Millisecond }), "Tick", "between"},
-		{"tick_long", mod(func(c *acpi.Config) { c.Tick = 2 * time.Hour }), "Tick", "between"},
-		{"tick_granularity", mod(func(c *acpi.Config) { c.Tick = 1050 * time.Millisecond }), "Tick", "deciseconds"},
-		{"oemid_long", mod(func(c *acpi.Config) { c.OEMID = "TOOLONG" }), "OEMID", "at most 6"},
-		{"oemid_empty", mod(func(c *acpi.Config) { c.OEMID = "" }), "OEMID", ""},
-		{"oemid_nonprint", mod(func(c *acpi.Config) { c.OEMID = "A\x01" }), "OEMID", "non-printable"},
-		{"tableid_long", mod(func(c *acpi.Config) { c.TableID = "NINECHARS" }), "TableID", "at most 8"},
-		{"zone_short", mod(func(c *acpi.Config) { c.ZoneName = "DG" }), "ZoneName", "4 characters"},
-		{"zone_lower", mod(func(c *acpi.Config) { c.ZoneName = "diag" }), "ZoneName", "not allowed"},
-		{"zone_digit_first", mod(func(c *acpi.Config) { c.ZoneName = "1DIA" }), "ZoneName", "not allowed"},
-		{"zone_reserved", mod(func(c *acpi.Config) { c.ZoneName = "_TZ_" }), "ZoneName", "reserved"},
-		{"zone_region_field", mod(func(c *acpi.Config) { c.ZoneName = "TICK" }), "ZoneName", "region field ticks"},
-		{"zone_internal", mod(func(c *acpi.Config) { c.ZoneName = "DGPV" }), "ZoneName", "internally"},
-		{"device_internal_osi", mod(func(c *acpi.Config) { c.DeviceName = "DGOS" }), "DeviceName", "internally"},
-		{"device_eq_zone", mod(func(c *acpi.Config) { c.DeviceName = c.ZoneName }), "DeviceName", "differ"},
-		{"device_qemu_slot", mod(func(c *acpi.Config) { c.DeviceName = "S80_" }), "DeviceName", "S<devfn>_"},
-		{"device_qemu_name", mod(func(c *acpi.Config) { c.DeviceName = "PRES" }), "DeviceName", "already defines"},
+		{"slot_too_big", mod(func(c *ssdt.Config) { c.Slot = 32 }), "Slot", "1..31"},
+		{"slot_zero", mod(func(c *ssdt.Config) { c.Slot = 0 }), "Slot", "host bridge"},
+		{"placement", mod(func(c *ssdt.Config) { c.Placement = 7 }), "Placement", "Ivshmem"},
+		{"size_small", mod(func(c *ssdt.Config) { c.Size = 2048 }), "Size", "minimum"},
+		{"size_not_pow2", mod(func(c *ssdt.Config) { c.Size = 12288 }), "Size", "power of two"},
+		{"size_not_page", fixed(func(c *ssdt.Config) { c.Size = 5000 }), "Size", "4096"},
+		{"size_huge", fixed(func(c *ssdt.Config) { c.Size = 4 << 30 }), "Size", "2 GiB"},
+		{"fixed_no_addr", fixed(func(c *ssdt.Config) { c.Address = 0 }), "Address", "non-zero"},
+		{"fixed_unaligned", fixed(func(c *ssdt.Config) { c.Address = 0x10000010 }), "Address", "aligned"},
+		{"fixed_above_4g", fixed(func(c *ssdt.Config) { c.Address = 0x100000000 }), "Address", "4 GiB"},
+		{"fixed_crosses_4g", fixed(func(c *ssdt.Config) { c.Address = 0xFFFF8000 }), "Address", "4 GiB"},
+		{"fixed_above_2g", fixed(func(c *ssdt.Config) { c.Address = 0xC0000000 }), "Address", "above 2 GiB"},
+		{"fixed_first_mib", fixed(func(c *ssdt.Config) { c.Address = 0x1000 }), "Address", "first MiB"},
+		{"tick_short", mod(func(c *ssdt.Config) { c.Tick = 50 * time.Millisecond }), "Tick", "between"},
+		{"tick_long", mod(func(c *ssdt.Config) { c.Tick = 2 * time.Hour }), "Tick", "between"},
+		{"tick_granularity", mod(func(c *ssdt.Config) { c.Tick = 1050 * time.Millisecond }), "Tick", "deciseconds"},
+		{"oemid_long", mod(func(c *ssdt.Config) { c.OEMID = "TOOLONG" }), "OEMID", "at most 6"},
+		{"oemid_empty", mod(func(c *ssdt.Config) { c.OEMID = "" }), "OEMID", ""},
+		{"oemid_nonprint", mod(func(c *ssdt.Config) { c.OEMID = "A\x01" }), "OEMID", "non-printable"},
+		{"tableid_long", mod(func(c *ssdt.Config) { c.TableID = "NINECHARS" }), "TableID", "at most 8"},
+		{"zone_short", mod(func(c *ssdt.Config) { c.ZoneName = "DG" }), "ZoneName", "4 characters"},
+		{"zone_lower", mod(func(c *ssdt.Config) { c.ZoneName = "diag" }), "ZoneName", "not allowed"},
+		{"zone_digit_first", mod(func(c *ssdt.Config) { c.ZoneName = "1DIA" }), "ZoneName", "not allowed"},
+		{"zone_reserved", mod(func(c *ssdt.Config) { c.ZoneName = "_TZ_" }), "ZoneName", "reserved"},
+		{"zone_region_field", mod(func(c *ssdt.Config) { c.ZoneName = "TICK" }), "ZoneName", "region field ticks"},
+		{"zone_internal", mod(func(c *ssdt.Config) { c.ZoneName = "DGPV" }), "ZoneName", "internally"},
+		{"device_internal_osi", mod(func(c *ssdt.Config) { c.DeviceName = "DGOS" }), "DeviceName", "internally"},
+		{"device_eq_zone", mod(func(c *ssdt.Config) { c.DeviceName = c.ZoneName }), "DeviceName", "differ"},
+		{"device_qemu_slot", mod(func(c *ssdt.Config) { c.DeviceName = "S80_" }), "DeviceName", "S<devfn>_"},
+		{"device_qemu_name", mod(func(c *ssdt.Config) { c.DeviceName = "PRES" }), "DeviceName", "already defines"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.cfg.Validate()
-			var ce *acpi.ConfigError
+			var ce *ssdt.ConfigError
 			require.ErrorAs(t, err, &ce)
 			assert.Equal(t, c.field, ce.Field)
 			assert.Contains(t, ce.Msg, c.msg)
-			assert.True(t, errors.Is(err, acpi.ErrConfig))
+			assert.True(t, errors.Is(err, ssdt.ErrConfig))
 			assert.Contains(t, err.Error(), c.field)
-			_, berr := acpi.Build(c.cfg)
+			_, berr := ssdt.Build(c.cfg)
 			require.ErrorAs(t, berr, &ce, "Build refuses what Validate refuses")
 		})
 	}
@@ -122,7 +123,7 @@ func TestDefaultNamesAbsentFromQEMUTables(t *testing.T) {
 		for _, f := range files {
 			b, err := os.ReadFile(f)
 			require.NoError(t, err)
-			for _, n := range []string{acpi.DefaultZoneName, acpi.DefaultDeviceName} {
+			for _, n := range []string{ssdt.DefaultZoneName, ssdt.DefaultDeviceName} {
 				assert.False(t, bytes.Contains(b, []byte(n)), "%s/%s contains %s", cfgName, filepath.Base(f), n)
 			}
 		}
@@ -170,16 +171,16 @@ func TestValidateRefusesEveryQEMUPCI0Name(t *testing.T) {
 	}
 	require.Contains(t, seen, "PRES")
 	for n := range seen {
-		c := acpi.DefaultConfig()
+		c := ssdt.DefaultConfig()
 		c.DeviceName = n
-		var ce *acpi.ConfigError
+		var ce *ssdt.ConfigError
 		require.ErrorAs(t, c.Validate(), &ce, "QEMU name %s must be refused", n)
 	}
 }
 
 func TestIaslDisassembleAndRecompile(t *testing.T) {
 	iasl := fixtures.RequireTool(t, "iasl")
-	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
+	for _, cfg := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
 		t.Run(cfg.Placement.String(), func(t *testing.T) {
 			tt := buildTarget(t, cfg)
 			dir := filepath.Dir(tt.ssdt)
@@ -209,8 +210,8 @@ func TestIaslDisassembleAndRecompile(t *testing.T) {
 
 // randomConfig returns a random valid configuration and, for ivshmem, a
 // BAR2 base aligned to its size below 4 GiB.
-func randomConfig(rng *rand.Rand) (acpi.Config, uint64) {
-	c := acpi.DefaultConfig()
+func randomConfig(rng *rand.Rand) (ssdt.Config, uint64) {
+	c := ssdt.DefaultConfig()
 	c.Tick = time.Duration(1+rng.Intn(int(region.MaxPeriod))) * 100 * time.Millisecond
 	c.OEMID = []string{"ACPIDG", "X", "EDGE01"}[rng.Intn(3)]
 	c.TableID = []string{"DIAGSSDT", "T", "VM42"}[rng.Intn(3)]
@@ -223,7 +224,7 @@ func randomConfig(rng *rand.Rand) (acpi.Config, uint64) {
 		base := (1 + uint64(rng.Int63n(int64(slots)))) * c.Size
 		return c, base
 	}
-	c.Placement = acpi.PlaceFixed
+	c.Placement = ssdt.PlaceFixed
 	c.Size = 4096 * uint64(1+rng.Intn(64))
 	// Low RAM, above the first MiB, ending by 2 GiB (region.Spec.Validate).
 	c.Address = region.FixedMinAddress + 4096*uint64(rng.Int63n(int64((region.FixedMaxEnd-region.FixedMinAddress-c.Size)/4096+1)))
@@ -237,7 +238,7 @@ func TestPropertyRandomConfigs(t *testing.T) {
 		name := fmt.Sprintf("%d_%s_%#x_%#x", i, cfg.Placement, base, cfg.Size)
 		t.Run(name, func(t *testing.T) {
 			require.NoError(t, cfg.Validate())
-			b, err := acpi.Build(cfg)
+			b, err := ssdt.Build(cfg)
 			require.NoError(t, err)
 			require.Zero(t, acpi.Checksum(b))
 			h, body, err := acpi.Parse(b)
@@ -267,21 +268,21 @@ func TestPropertyRandomConfigs(t *testing.T) {
 }
 
 func BenchmarkBuildDefault(b *testing.B) {
-	c := acpi.DefaultConfig()
+	c := ssdt.DefaultConfig()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := acpi.Build(c); err != nil {
+		if _, err := ssdt.Build(c); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkBuildFixed(b *testing.B) {
-	c := acpi.DefaultConfig()
-	c.Placement, c.Address = acpi.PlaceFixed, 0x10000000
+	c := ssdt.DefaultConfig()
+	c.Placement, c.Address = ssdt.PlaceFixed, 0x10000000
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := acpi.Build(c); err != nil {
+		if _, err := ssdt.Build(c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -292,8 +293,8 @@ func TestDescribeTableCompilesBack(t *testing.T) {
 	// generated table compiles with the real iasl into the same AML body.
 	var fe *acpi.FormatError
 	require.ErrorAs(t, acpi.DescribeTable(io.Discard, []byte("SSDT"), acpi.DescribeOptions{}), &fe)
-	for _, cfg := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
-		b, err := acpi.Build(cfg)
+	for _, cfg := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
+		b, err := ssdt.Build(cfg)
 		require.NoError(t, err)
 		var asl bytes.Buffer
 		require.NoError(t, acpi.DescribeTable(&asl, b, acpi.DescribeOptions{}))
@@ -307,7 +308,7 @@ func TestDescribeTableCompilesBack(t *testing.T) {
 		re, err := os.ReadFile(rePath)
 		require.NoError(t, err)
 		body, reBody := b[acpi.HeaderSize:], re[acpi.HeaderSize:]
-		if cfg.Placement == acpi.PlaceIvshmem {
+		if cfg.Placement == ssdt.PlaceIvshmem {
 			// The printed "If (Zero) { External (...) }" comes back from
 			// iasl as its own If (Zero) {External} followed by our If
 			// (Zero) {} left empty (A0 02 00); everything else is identical.

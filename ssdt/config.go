@@ -1,4 +1,9 @@
-package acpi
+// Package ssdt builds the diagnostic SSDT (Config → table bytes): the
+// ThermalZone whose _TMP writes the heartbeat into the region (see
+// docs/ssdt.md). Generic table framing (header, checksum, parsing) lives
+// in package acpi; errors here are a *ConfigError naming the Config
+// field.
+package ssdt
 
 import (
 	"errors"
@@ -6,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/region"
 )
 
@@ -92,7 +98,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("acpi: config %s=%s: %s", e.Field, e.Value, e.Msg)
+	return fmt.Sprintf("ssdt: config %s=%s: %s", e.Field, e.Value, e.Msg)
 }
 
 // ErrConfig is matched by errors.Is for every *ConfigError.
@@ -184,11 +190,24 @@ func (c Config) Validate() error {
 	if c.Tick%(100*time.Millisecond) != 0 {
 		return cfgErr("Tick", c.Tick, "_TZP has deciseconds granularity: use a multiple of 100ms")
 	}
-	if err := checkID("OEMID", c.OEMID, 1, 6); err != nil {
-		return cfgErr("OEMID", c.OEMID, "%v", errMsg(err))
+	if c.OEMID == "" {
+		return cfgErr("OEMID", c.OEMID, "0 characters, want at most 6")
 	}
-	if err := checkID("OEMTableID", c.TableID, 1, 8); err != nil {
-		return cfgErr("TableID", c.TableID, "%v", errMsg(err))
+	if c.TableID == "" {
+		return cfgErr("TableID", c.TableID, "0 characters, want at most 8")
+	}
+	// The header rules are acpi's (Marshal); its *FormatError names the
+	// header field, mapped here to the Config field.
+	h := acpi.Header{Signature: "SSDT", OEMID: c.OEMID, OEMTableID: c.TableID, CreatorID: CreatorID}
+	if err := h.Check(); err != nil {
+		var fe *acpi.FormatError
+		if errors.As(err, &fe) && fe.Field == "OEMTableID" {
+			return cfgErr("TableID", c.TableID, "%s", fe.Msg)
+		}
+		if errors.As(err, &fe) && fe.Field == "OEMID" {
+			return cfgErr("OEMID", c.OEMID, "%s", fe.Msg)
+		}
+		return fmt.Errorf("ssdt: table header: %w", err)
 	}
 	if err := checkName("ZoneName", c.ZoneName); err != nil {
 		return err
@@ -210,12 +229,4 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
-}
-
-func errMsg(err error) string {
-	var fe *FormatError
-	if errors.As(err, &fe) {
-		return fe.Msg
-	}
-	return err.Error()
 }

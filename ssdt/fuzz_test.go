@@ -1,4 +1,4 @@
-package acpi_test
+package ssdt_test
 
 import (
 	"io"
@@ -9,14 +9,15 @@ import (
 	"github.com/acpidiag/acpidiag/acpi"
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/region"
+	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // FuzzDescribeTable: any bytes given to "ssdtgen --asl"/"ssdtgen decode"
 // printing either print or return an error; never a panic or a hang. Seeded with our tables
 // and every real QEMU DSDT/SSDT of the fixtures.
 func FuzzDescribeTable(f *testing.F) {
-	for _, c := range []acpi.Config{acpi.DefaultConfig(), fixedConfig()} {
-		b, err := acpi.Build(c)
+	for _, c := range []ssdt.Config{ssdt.DefaultConfig(), fixedConfig()} {
+		b, err := ssdt.Build(c)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -47,12 +48,12 @@ func FuzzParseRegionSpec(f *testing.F) {
 		if err != nil {
 			return
 		}
-		c := acpi.DefaultConfig()
+		c := ssdt.DefaultConfig()
 		c.Placement, c.Slot, c.Address, c.Size = s.Placement, s.Slot, s.Address, s.Size
 		if err := c.Validate(); err != nil {
 			t.Fatalf("region.Flags accepts %q %q but acpi refuses: %v", spec, size, err)
 		}
-		if _, err := acpi.Build(c); err != nil {
+		if _, err := ssdt.Build(c); err != nil {
 			t.Fatalf("valid config %+v does not build: %v", c, err)
 		}
 	})

@@ -1,4 +1,4 @@
-package acpi_test
+package ssdt_test
 
 // A small harness around the real acpiexec (ACPICA's user-space AML
 // interpreter): it runs methods of our SSDT on top of QEMU's real DSDTs,
