@@ -18,7 +18,8 @@ import (
 func TestChannelArgsIvshmemGolden(t *testing.T) {
 	cfg := ssdt.DefaultConfig()
 	for _, tc := range []struct {
-		machine, bus string
+		machine Machine
+		bus     string
 	}{{"", "pcie.0"}, {"q35", "pcie.0"}, {"pc", "pci.0"}} {
 		ch := Channel{SSDTPath: "/w/diag.aml", Region: cfg, BackingPath: "/dev/shm/a,b", Machine: tc.machine}
 		q, k, err := ch.Args()
@@ -247,8 +248,8 @@ func queryPCI(t *testing.T, q *QMP) []pciDevice {
 // where the arguments say.
 func TestArgsRealQEMU(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
-	for _, machine := range []string{"q35", "pc"} {
-		t.Run(machine, func(t *testing.T) {
+	for _, machine := range []Machine{MachineQ35, MachinePC} {
+		t.Run(string(machine), func(t *testing.T) {
 			dir := shortTempDir(t)
 			rc := ssdt.DefaultConfig()
 			rc.Slot = 0x0c
@@ -368,4 +369,21 @@ func shortTempDir(t testing.TB) string {
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// Machine, Firmware and Accel are typed and validated: a bad value is a
+// *ConfigError naming its field.
+func TestTypedMachineFirmwareAccel(t *testing.T) {
+	for _, ok := range []interface{ Validate() error }{Machine(""), MachineQ35, MachinePC, Firmware(""), FirmwareSeaBIOS, FirmwareOVMF,
+		Accel(""), AccelTCG, AccelKVM, Accel("kvm:tcg")} {
+		assert.NoError(t, ok.Validate(), "%v", ok)
+	}
+	for field, bad := range map[string]interface{ Validate() error }{"Machine": Machine("virt"), "Firmware": Firmware("uboot"), "Accel": Accel("kvm:hax")} {
+		var ce *ConfigError
+		require.ErrorAs(t, bad.Validate(), &ce, field)
+		assert.Equal(t, field, ce.Field)
+	}
+	var ce *ConfigError
+	require.ErrorAs(t, Config{Accel: "kvm,tcg"}.Validate(), &ce)
+	assert.Equal(t, "Accel", ce.Field)
 }

@@ -16,7 +16,7 @@ import (
 func TestBalloonArgs(t *testing.T) {
 	dir := t.TempDir()
 	rc := ssdt.DefaultConfig()
-	for machine, bus := range map[string]string{"q35": "pcie.0", "pc": "pci.0"} {
+	for machine, bus := range map[Machine]string{"q35": "pcie.0", "pc": "pci.0"} {
 		cfg := Config{Machine: machine, Balloon: true,
 			Channel: Channel{SSDTPath: filepath.Join(dir, "diag.aml"), Region: rc, BackingPath: filepath.Join(dir, "region")}}
 		args, err := cfg.Args()

@@ -51,8 +51,8 @@ func indexOf(vs []Verdict, from int, match func(Verdict) bool) int {
 // exit verdicts, on q35 and pc.
 func TestE2EPanicWithoutPVPanic(t *testing.T) {
 	t.Parallel()
-	for _, machine := range []string{MachineQ35, MachinePC} {
-		t.Run(machine, func(t *testing.T) {
+	for _, machine := range []Machine{MachineQ35, MachinePC} {
+		t.Run(string(machine), func(t *testing.T) {
 			t.Parallel()
 			vm := startE2E(t, e2eSpec{Machine: machine, Firmware: FirmwareSeaBIOS,
 				Append: testguest.BootArgs(testguest.ModePanic, 3*time.Second, testguest.NoPVPanic)})

@@ -41,8 +41,9 @@ const e2eBoot = 240 * time.Second
 
 // e2eSpec describes one test VM.
 type e2eSpec struct {
-	Machine, Firmware string
-	SMP               int
+	Machine  Machine
+	Firmware Firmware
+	SMP      int
 	// Tick is the SSDT's _TZP period (0: ssdt.DefaultTick, 1 s).
 	Tick time.Duration
 	// Append is the guest kernel command line (testguest.BootArgs).
@@ -322,11 +323,14 @@ func checkRegionAfterExit(t *testing.T, vm *e2eVM) (hostreader.Snapshot, hostrea
 // QMP: the region goes stale and comes back alive.
 func TestE2EAlive(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct{ machine, firmware string }{
+	for _, c := range []struct {
+		machine  Machine
+		firmware Firmware
+	}{
 		{MachineQ35, FirmwareSeaBIOS}, {MachinePC, FirmwareSeaBIOS},
 		{MachineQ35, FirmwareOVMF}, {MachinePC, FirmwareOVMF},
 	} {
-		t.Run(c.machine+"-"+c.firmware, func(t *testing.T) {
+		t.Run(string(c.machine)+"-"+string(c.firmware), func(t *testing.T) {
 			t.Parallel()
 			vm := startE2E(t, e2eSpec{Machine: c.machine, Firmware: c.firmware,
 				Append: testguest.BootArgs(testguest.ModeAlive, -1)})
@@ -336,10 +340,10 @@ func TestE2EAlive(t *testing.T) {
 			require.NotEmpty(t, ticks)
 			first := ticks[0]
 			assert.Equal(t, uint32(1), first.Boots)
-			logNumber(t, "boot_to_first_tick_"+c.machine+"_"+c.firmware, "%.2fs", first.At.Sub(vm.launched).Seconds())
+			logNumber(t, "boot_to_first_tick_"+string(c.machine)+"_"+string(c.firmware), "%.2fs", first.At.Sub(vm.launched).Seconds())
 
 			mean, longest := vm.measurePeriod(6)
-			logNumber(t, "tick_period_1s_"+c.machine+"_"+c.firmware, "mean %v max %v over 6 ticks", mean.Round(time.Millisecond), longest.Round(time.Millisecond))
+			logNumber(t, "tick_period_1s_"+string(c.machine)+"_"+string(c.firmware), "mean %v max %v over 6 ticks", mean.Round(time.Millisecond), longest.Round(time.Millisecond))
 			assert.InDelta(t, vm.rc.Tick.Seconds(), mean.Seconds(), 0.1*vm.rc.Tick.Seconds(),
 				"mean tick interval %v vs configured %v", mean, vm.rc.Tick)
 
@@ -402,8 +406,8 @@ func checkStopCont(t *testing.T, vm *e2eVM) {
 // and ERST files still tell the story on their own.
 func TestE2EPanic(t *testing.T) {
 	t.Parallel()
-	for _, machine := range []string{MachineQ35, MachinePC} {
-		t.Run(machine, func(t *testing.T) {
+	for _, machine := range []Machine{MachineQ35, MachinePC} {
+		t.Run(string(machine), func(t *testing.T) {
 			t.Parallel()
 			vm := startE2E(t, e2eSpec{Machine: machine, Firmware: FirmwareSeaBIOS,
 				Append: testguest.BootArgs(testguest.ModePanic, 3*time.Second)})
@@ -417,7 +421,7 @@ func TestE2EPanic(t *testing.T) {
 			assert.Contains(t, ev.Panic.Text, "Kernel panic - not syncing: sysrq triggered crash")
 			assert.Contains(t, ev.Panic.Text, "acpidiag-guest: panicking now")
 			lat := ev.Time.Sub(ev.Event.Time)
-			logNumber(t, "panic_detection_latency_"+machine, "%v", lat.Round(time.Millisecond))
+			logNumber(t, "panic_detection_latency_"+string(machine), "%v", lat.Round(time.Millisecond))
 			assert.LessOrEqual(t, lat, time.Second, "GUEST_PANICKED -> ERST-backed panicked verdict")
 			vm.waitVerdict(i, 60*time.Second, "QEMU exit", isFrom(StateExited, SourceProcess))
 			assertOnePanicked(t, vm.Verdicts())

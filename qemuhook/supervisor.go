@@ -243,7 +243,7 @@ type Supervisor struct {
 // workdir/diag.aml and returns the Channel for machine with its backing
 // file in workdir ("region" for ivshmem, "ram" for the fixed placement;
 // an old one is removed so the run starts with an empty region).
-func NewChannel(workdir string, rc ssdt.Config, machine string) (Channel, error) {
+func NewChannel(workdir string, rc ssdt.Config, machine Machine) (Channel, error) {
 	if err := os.MkdirAll(workdir, 0o755); err != nil {
 		return Channel{}, fmt.Errorf("qemuhook: workdir: %w", err)
 	}

@@ -486,7 +486,7 @@ func TestSupervisorAttachReconnectAfterAutoReconnect(t *testing.T) {
 func TestSupervisorPlacements(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		firmware string
+		firmware Firmware
 		fixed    bool
 	}{{"fixed-seabios", FirmwareSeaBIOS, true}, {"ivshmem-ovmf", FirmwareOVMF, false}} {
 		t.Run(tc.name, func(t *testing.T) {

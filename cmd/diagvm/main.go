@@ -157,7 +157,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	kernel := fs.String("kernel", "", "guest kernel (QEMU -kernel), required")
 	initrd := fs.String("initrd", "", "initramfs (QEMU -initrd)")
 	appendArgs := fs.String("append", "", "guest kernel command line (console=ttyS0 and panic=-1 are added when absent)")
-	firmware := fs.String("firmware", qemuhook.FirmwareSeaBIOS, "firmware: seabios or ovmf")
+	firmware := fs.String("firmware", string(qemuhook.FirmwareSeaBIOS), "firmware: seabios or ovmf")
 	smp := fs.Int("smp", 1, "vCPUs")
 	tick := fs.Duration("tick", ssdt.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
 	var place region.Flags
@@ -196,12 +196,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, exitError, "run: %v", err)
 		}
 	}
-	ch, err := qemuhook.NewChannel(dir, rc, *machine)
+	ch, err := qemuhook.NewChannel(dir, rc, qemuhook.Machine(*machine))
 	if err != nil {
 		return fail(stderr, exitError, "run: %v", err)
 	}
 	cfg := qemuhook.Config{
-		Machine: *machine, Firmware: *firmware, SMP: *smp, MemoryMB: *memory,
+		Machine: qemuhook.Machine(*machine), Firmware: qemuhook.Firmware(*firmware), SMP: *smp, MemoryMB: *memory,
 		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs,
 		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot, Balloon: *balloon,
 		QMPSocket: filepath.Join(dir, "qmp.sock"), SerialSocket: filepath.Join(dir, "serial.sock"),
