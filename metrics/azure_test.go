@@ -252,8 +252,6 @@ func TestQueueBoundAndOrder(t *testing.T) {
 	}
 }
 
-var _ = context.Background
-
 // TestAzuriteWorkersKeepVMOrder: with several workers, batches of different
 // VMs go at once, but a failed window of one VM holds back that VM's later
 // windows. The failure is real: a batch whose entities span two partitions

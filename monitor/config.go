@@ -375,44 +375,11 @@ func ParseConfig(b []byte) (Config, error) {
 		raw := top[k]
 		switch k {
 		case "vms":
-			var items []json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				add("vms", err)
-				continue
-			}
-			for i, it := range items {
-				var v VMConfig
-				if err := strictUnmarshal(it, &v); err != nil {
-					add(fmt.Sprintf("vms[%d]%s", i, fieldOf(err)), err)
-				}
-				c.VMs = append(c.VMs, v)
-			}
+			c.VMs = parseList[VMConfig](k, raw, add)
 		case "scenarios":
-			var items []json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				add("scenarios", err)
-				continue
-			}
-			for i, it := range items {
-				var s ScenarioConfig
-				if err := strictUnmarshal(it, &s); err != nil {
-					add(fmt.Sprintf("scenarios[%d]%s", i, fieldOf(err)), err)
-				}
-				c.Scenarios = append(c.Scenarios, s)
-			}
+			c.Scenarios = parseList[ScenarioConfig](k, raw, add)
 		case "sinks":
-			var items []json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				add("sinks", err)
-				continue
-			}
-			for i, it := range items {
-				var s SinkConfig
-				if err := strictUnmarshal(it, &s); err != nil {
-					add(fmt.Sprintf("sinks[%d]%s", i, fieldOf(err)), err)
-				}
-				c.Sinks = append(c.Sinks, s)
-			}
+			c.Sinks = parseList[SinkConfig](k, raw, add)
 		case "limits":
 			if err := strictUnmarshal(raw, &c.Limits); err != nil {
 				add("limits"+fieldOf(err), err)
@@ -429,6 +396,25 @@ func ParseConfig(b []byte) (Config, error) {
 		return c, &ConfigError{Errors: errs}
 	}
 	return c, nil
+}
+
+// parseList decodes the JSON array raw under key, each element strictly;
+// problems are reported with their key path (key[i].field).
+func parseList[T any](key string, raw json.RawMessage, add func(string, error)) []T {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		add(key, err)
+		return nil
+	}
+	out := make([]T, 0, len(items))
+	for i, it := range items {
+		var v T
+		if err := strictUnmarshal(it, &v); err != nil {
+			add(fmt.Sprintf("%s[%d]%s", key, i, fieldOf(err)), err)
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func strictUnmarshal(b []byte, v any) error {

@@ -182,14 +182,6 @@ func TestQEMUDiesWithParent(t *testing.T) {
 	}
 }
 
-// The text summary names the SIGBUS cause under the qemu line.
-func TestWriteSummaryNamesExitCause(t *testing.T) {
-	var b strings.Builder
-	require.NoError(t, WriteSummary(&b, Summary{Exit: &ExitReport{Code: -1, Signal: "bus error",
-		Cause: "SIGBUS on file-backed guest memory: the ERST store file /w/erst is 0 bytes"}}, false))
-	assert.Contains(t, b.String(), "qemu:         signal bus error (UNEXPECTED)\n    cause: SIGBUS on file-backed guest memory: the ERST store file /w/erst is 0 bytes\n")
-}
-
 // sigbusCause on real files: a sparse backing file on a full tmpfs, a
 // removed one, and nothing wrong.
 func TestSIGBUSCauseKinds(t *testing.T) {
