@@ -46,7 +46,7 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) error {
 	defer cancel()
 	start := time.Now()
 	say := func(format string, a ...any) {
-		fmt.Fprintf(w, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+		render.Elapsed(w, start, format, a...)
 	}
 	k, err := testguest.Kernel()
 	if err != nil {

@@ -62,7 +62,7 @@ func Run(ctx context.Context, w io.Writer, opts Options) (qemuhook.Summary, erro
 	start := time.Now()
 	say := func(format string, a ...any) {
 		if !opts.JSON {
-			fmt.Fprintf(w, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+			render.Elapsed(w, start, format, a...)
 		}
 	}
 	k, err := testguest.Kernel()

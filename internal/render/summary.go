@@ -77,8 +77,7 @@ loop:
 						Verdict   qemuhook.Verdict `json:"verdict"`
 					}{"verdict", time.Since(opts.Start).Milliseconds(), v})
 				}
-				_, err := fmt.Fprintf(w, "[%6.1fs] %s\n", time.Since(opts.Start).Seconds(), v)
-				return err
+				return Elapsed(w, opts.Start, "%s", v)
 			})
 		case <-tick:
 			write(func() error {
@@ -90,8 +89,7 @@ loop:
 						Region    string `json:"region"`
 					}{"progress", el.Milliseconds(), state})
 				}
-				_, err := fmt.Fprintf(w, "[%6.1fs] booting... (region %s, waiting for the first tick)\n", el.Seconds(), state)
-				return err
+				return Elapsed(w, opts.Start, "booting... (region %s, waiting for the first tick)", state)
 			})
 		}
 	}
@@ -102,6 +100,13 @@ loop:
 		return sum, fmt.Errorf("render: writing output: %w", werr)
 	}
 	return sum, nil
+}
+
+// Elapsed writes one line prefixed with the seconds since start, as
+// "[  12.3s] ..." (the CLIs' progress and verdict lines, the demos).
+func Elapsed(w io.Writer, start time.Time, format string, a ...any) error {
+	_, err := fmt.Fprintf(w, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+	return err
 }
 
 // WriteSummary prints a run's summary: the last verdict, ticks and boots,
