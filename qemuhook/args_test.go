@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -386,4 +387,21 @@ func TestTypedMachineFirmwareAccel(t *testing.T) {
 	var ce *ConfigError
 	require.ErrorAs(t, Config{Accel: "kvm,tcg"}.Validate(), &ce)
 	assert.Equal(t, "Accel", ce.Field)
+}
+
+// The supervisor's State reuses hostreader.State's names for region
+// states; its own states are not region states.
+func TestSupervisorStateReusesRegionStates(t *testing.T) {
+	for _, rs := range []hostreader.State{hostreader.StateAbsent, hostreader.StateAlive, hostreader.StateStale, hostreader.StateRebooted,
+		hostreader.StatePanicked, hostreader.StateCorrupt, hostreader.StateTorn, hostreader.StateUnknown} {
+		s := RegionState(rs)
+		back, ok := s.Region()
+		require.True(t, ok, s)
+		assert.Equal(t, rs, back)
+	}
+	assert.Equal(t, RegionState(hostreader.StatePanicked), StatePanicked)
+	for _, s := range []State{StatePanicLog, StatePaused, StateRunning, StateReset, StateShutdown, StateWatchdog, StateExited, StateDisconnected, StateReconnected, "none", ""} {
+		_, ok := s.Region()
+		assert.False(t, ok, s)
+	}
 }

@@ -20,7 +20,7 @@ func assertOnePanicked(t *testing.T, vs []Verdict) int {
 	idx := -1
 	var all []string
 	for i, v := range vs {
-		all = append(all, v.State+"/"+v.Source)
+		all = append(all, string(v.State)+"/"+string(v.Source))
 		if v.State == StatePanicked {
 			if idx >= 0 {
 				t.Errorf("a second panicked verdict for one panic: %s", v)
@@ -67,7 +67,7 @@ func TestE2EPanicWithoutPVPanic(t *testing.T) {
 			}
 			i := assertOnePanicked(t, vs)
 			p := vs[i]
-			assert.Equal(t, SourceERST, p.Source)
+			assert.Equal(t, string(SourceERST), p.Source)
 			require.NotNil(t, p.Panic)
 			assert.False(t, p.Panic.PVPanic)
 			assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", p.Panic.PanicLine)
@@ -100,7 +100,7 @@ func TestE2EPanicRebootAlive(t *testing.T) {
 	assert.Equal(t, uint32(1), first.Region.Snapshot.Boots)
 	p, i := vm.waitVerdict(0, e2eBoot, "panicked", func(v Verdict) bool { return v.State == StatePanicked })
 	require.NotNil(t, p.Panic)
-	assert.Equal(t, SourceERST, p.Source)
+	assert.Equal(t, string(SourceERST), p.Source)
 	assert.True(t, p.Panic.PVPanic)
 	assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", p.Panic.PanicLine)
 	_, r := vm.waitVerdict(i, 60*time.Second, "QMP RESET", isFrom(StateReset, SourceQMP))

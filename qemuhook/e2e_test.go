@@ -245,11 +245,11 @@ func (vm *e2eVM) waitVerdict(from int, within time.Duration, what string, match 
 	return got, idx
 }
 
-func isRegion(state string) func(Verdict) bool {
+func isRegion(state State) func(Verdict) bool {
 	return func(v Verdict) bool { return v.Source == SourceRegion && v.State == state }
 }
 
-func isFrom(state, source string) func(Verdict) bool {
+func isFrom(state State, source Source) func(Verdict) bool {
 	return func(v Verdict) bool { return v.Source == source && v.State == state }
 }
 
@@ -352,7 +352,7 @@ func TestE2EAlive(t *testing.T) {
 			app, _ := vm.waitVerdict(0, 30*time.Second, "region verdict with slot 0 alive", func(v Verdict) bool {
 				return v.Source == SourceRegion && v.Region != nil && v.Region.Slots[0].State == hostreader.SlotAlive
 			})
-			assert.Equal(t, "alive", app.State)
+			assert.Equal(t, RegionState(hostreader.StateAlive), app.State)
 			assert.Equal(t, "testapp", hostreader.EscapeTag(app.Region.Snapshot.Slots[0].Tag[:]))
 			assert.Equal(t, 500*time.Millisecond, app.Region.Slots[0].Period)
 
@@ -508,7 +508,7 @@ func TestE2ELivelock(t *testing.T) {
 	assert.Equal(t, lastTick.Ticks, ticksNow[len(ticksNow)-1].Ticks, "the region ticked during the livelock")
 	for _, v := range vm.Verdicts()[i:] {
 		if v.Source == SourceRegion {
-			assert.Equal(t, "stale", v.State, "region verdict during the livelock: %s", v)
+			assert.Equal(t, RegionState(hostreader.StateStale), v.State, "region verdict during the livelock: %s", v)
 		}
 	}
 	assert.False(t, vm.s.Process().Exited())
@@ -552,7 +552,7 @@ func TestE2EUserspaceHang(t *testing.T) {
 	slot, i := vm.waitVerdict(0, 30*time.Second, "slot 0 stale", func(v Verdict) bool {
 		return v.Source == SourceRegion && v.Region != nil && v.Region.Slots[0].State == hostreader.SlotStale
 	})
-	assert.Equal(t, "alive", slot.State, "the kernel tick must stay alive during a userspace hang")
+	assert.Equal(t, RegionState(hostreader.StateAlive), slot.State, "the kernel tick must stay alive during a userspace hang")
 
 	t0 := time.Now()
 	ticks0 := vm.Ticks()

@@ -16,36 +16,56 @@ import (
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
-// Verdict sources: where a supervisor verdict comes from.
+// Source is where a supervisor verdict comes from.
+type Source string
+
+// Verdict sources.
 const (
-	SourceRegion  = "region"  // the region's health (hostreader.Watcher)
-	SourceQMP     = "qmp"     // a QMP event
-	SourceERST    = "erst"    // a new panic/oops record in the ERST store
-	SourceProcess = "process" // the QEMU process itself
+	SourceRegion  Source = "region"  // the region's health (hostreader.Watcher)
+	SourceQMP     Source = "qmp"     // a QMP event
+	SourceERST    Source = "erst"    // a new panic/oops record in the ERST store
+	SourceProcess Source = "process" // the QEMU process itself
 )
 
-// Supervisor states besides the region states of hostreader.State
-// ("absent", "alive", "stale", "rebooted", "panicked", "corrupt", "torn",
-// "unknown"), which region verdicts carry.
+// State is a supervisor verdict's state: a region state, named as
+// hostreader.State names it (RegionState: "absent", "alive", "stale",
+// "rebooted", "panicked", "corrupt", "torn", "unknown"), which region
+// verdicts carry, or one of the supervisor's own below.
+type State string
+
+// RegionState is the supervisor state of a region verdict's state.
+func RegionState(s hostreader.State) State { return State(s.String()) }
+
+// Region returns the hostreader.State that s names, and false for a
+// supervisor-only state (paused, exited, ...).
+func (s State) Region() (hostreader.State, bool) {
+	var r hostreader.State
+	if err := r.UnmarshalText([]byte(s)); err != nil || r == hostreader.StateNone {
+		return hostreader.StateNone, false
+	}
+	return r, true
+}
+
+// Supervisor states besides the region states.
 const (
-	StatePanicked     = "panicked"     // GUEST_PANICKED, or an ERST panic record
-	StatePanicLog     = "panic-log"    // the ERST log of a panic already reported panicked
-	StatePaused       = "paused"       // QMP STOP
-	StateRunning      = "running"      // QMP RESUME
-	StateReset        = "reset"        // QMP RESET
-	StateShutdown     = "shutdown"     // QMP SHUTDOWN
-	StateWatchdog     = "watchdog"     // QMP WATCHDOG
-	StateExited       = "exited"       // QEMU exited
-	StateDisconnected = "disconnected" // QMP connection lost (attach mode)
-	StateReconnected  = "reconnected"  // QMP answers again (attach mode, AttachConfig.Reconnect)
+	StatePanicked     State = "panicked"     // GUEST_PANICKED, or an ERST panic record (hostreader.StatePanicked's name)
+	StatePanicLog     State = "panic-log"    // the ERST log of a panic already reported panicked
+	StatePaused       State = "paused"       // QMP STOP
+	StateRunning      State = "running"      // QMP RESUME
+	StateReset        State = "reset"        // QMP RESET
+	StateShutdown     State = "shutdown"     // QMP SHUTDOWN
+	StateWatchdog     State = "watchdog"     // QMP WATCHDOG
+	StateExited       State = "exited"       // QEMU exited
+	StateDisconnected State = "disconnected" // QMP connection lost (attach mode)
+	StateReconnected  State = "reconnected"  // QMP answers again (attach mode, AttachConfig.Reconnect)
 )
 
 // Verdict is one entry of a Supervisor's verdict stream: what was seen,
 // from which source, when, with the evidence.
 type Verdict struct {
 	Time   time.Time `json:"time"`
-	State  string    `json:"state"`
-	Source string    `json:"source"`
+	State  State     `json:"state"`
+	Source Source    `json:"source"`
 	// Reason is a one-line explanation. It may hold guest text, raw:
 	// String and the printers (Follow, WriteSummary) escape it.
 	Reason string `json:"reason,omitempty"`
@@ -658,7 +678,7 @@ func (s *Supervisor) onRegion(ctx context.Context, c hostreader.Change) {
 		// the panic to its watcher: that panicked verdict is out already.
 		return
 	}
-	s.emit(ctx, Verdict{Time: rv.At, State: rv.State.String(), Source: SourceRegion, Reason: rv.Line(), Region: &rv})
+	s.emit(ctx, Verdict{Time: rv.At, State: RegionState(rv.State), Source: SourceRegion, Reason: rv.Line(), Region: &rv})
 }
 
 // newEpoch starts a new guest boot as far as panics are concerned.

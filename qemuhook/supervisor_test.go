@@ -36,7 +36,7 @@ func checkNoLeak(t *testing.T) {
 }
 
 // nextVerdict waits for a verdict matching state and source ("" = any).
-func nextVerdict(t *testing.T, ch <-chan Verdict, state, source string, within time.Duration, seen *[]Verdict) Verdict {
+func nextVerdict(t *testing.T, ch <-chan Verdict, state State, source Source, within time.Duration, seen *[]Verdict) Verdict {
 	t.Helper()
 	tm := time.After(within)
 	for {
@@ -195,12 +195,12 @@ func TestSupervisorLiveGuest(t *testing.T) {
 	assert.Equal(t, len(seen), sum.Verdicts)
 	var states []string
 	for _, v := range seen {
-		states = append(states, v.State+"/"+v.Source)
+		states = append(states, string(v.State)+"/"+string(v.Source))
 	}
-	assert.Contains(t, states, StateShutdown+"/"+SourceQMP)
+	assert.Contains(t, states, string(StateShutdown)+"/"+string(SourceQMP))
 	panicked := 0
 	for _, st := range states {
-		if strings.HasPrefix(st, StatePanicked+"/") {
+		if strings.HasPrefix(st, string(StatePanicked)+"/") {
 			panicked++
 		}
 	}

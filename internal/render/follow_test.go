@@ -99,7 +99,7 @@ func TestFollowEscapesOnce(t *testing.T) {
 			}
 			require.NoError(t, json.Unmarshal([]byte(line), &m))
 			switch {
-			case m.Type == "verdict" && m.Verdict.State == qemuhook.StatePanicked:
+			case m.Type == "verdict" && m.Verdict.State == string(qemuhook.StatePanicked):
 				panicked++
 				assert.Equal(t, "ERST: Panic#1: "+fixtures.HostileLine, m.Verdict.Reason)
 				require.NotNil(t, m.Verdict.Panic)

@@ -46,7 +46,7 @@ func Follow(ctx context.Context, s *qemuhook.Supervisor, w io.Writer, opts Follo
 		tick = t.C
 	}
 	enc := json.NewEncoder(w)
-	state := "starting"
+	state := qemuhook.State("starting")
 	var werr error
 	write := func(f func() error) {
 		if werr == nil {
@@ -63,7 +63,7 @@ loop:
 			if !ok {
 				break loop
 			}
-			if v.Source == qemuhook.SourceRegion && v.State == "alive" {
+			if v.Source == qemuhook.SourceRegion && v.State == qemuhook.RegionState(hostreader.StateAlive) {
 				tick = nil
 			}
 			if v.Source == qemuhook.SourceRegion {
@@ -84,9 +84,9 @@ loop:
 				el := time.Since(opts.Start)
 				if opts.JSON {
 					return enc.Encode(struct {
-						Type      string `json:"type"`
-						ElapsedMs int64  `json:"elapsed_ms"`
-						Region    string `json:"region"`
+						Type      string         `json:"type"`
+						ElapsedMs int64          `json:"elapsed_ms"`
+						Region    qemuhook.State `json:"region"`
 					}{"progress", el.Milliseconds(), state})
 				}
 				return Elapsed(w, opts.Start, "booting... (region %s, waiting for the first tick)", state)
