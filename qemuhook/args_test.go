@@ -13,6 +13,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -233,7 +234,7 @@ type pciDevice struct {
 	} `json:"id"`
 }
 
-func queryPCI(t *testing.T, q *QMP) []pciDevice {
+func queryPCI(t *testing.T, q *qmp.Client) []pciDevice {
 	t.Helper()
 	var buses []struct {
 		Bus     int         `json:"bus"`
@@ -264,7 +265,7 @@ func TestArgsRealQEMU(t *testing.T) {
 			p, err := Start(ctx, cfg, StartOptions{})
 			require.NoError(t, err)
 			defer p.Kill()
-			q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+			q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 			require.NoError(t, err)
 			defer q.Close()
 
@@ -327,7 +328,7 @@ func TestArgsRealQEMUFixedAndOVMF(t *testing.T) {
 	p, err := Start(ctx, cfg, StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
-	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 	var mem struct {

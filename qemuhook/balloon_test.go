@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -48,7 +49,7 @@ func TestBalloonRealQEMU(t *testing.T) {
 	p, err := Start(ctx, cfg, StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
-	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 	var balloon *pciDevice

@@ -11,6 +11,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qmp"
 )
 
 // assertOnePanicked checks that vs hold exactly one panicked verdict and
@@ -62,7 +63,7 @@ func TestE2EPanicWithoutPVPanic(t *testing.T) {
 			for _, v := range vs {
 				t.Logf("%s", v)
 				if v.Event != nil {
-					assert.NotEqual(t, EventGuestPanicked, v.Event.Name, "the guest has no pvpanic driver")
+					assert.NotEqual(t, qmp.EventGuestPanicked, v.Event.Name, "the guest has no pvpanic driver")
 				}
 			}
 			i := assertOnePanicked(t, vs)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -416,7 +417,7 @@ func TestE2EPanic(t *testing.T) {
 			require.NotNil(t, ev.Panic)
 			assert.True(t, ev.Panic.PVPanic, "GUEST_PANICKED and the ERST record in one verdict")
 			require.NotNil(t, ev.Event)
-			assert.Equal(t, EventGuestPanicked, ev.Event.Name)
+			assert.Equal(t, qmp.EventGuestPanicked, ev.Event.Name)
 			assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", ev.Panic.PanicLine)
 			assert.Contains(t, ev.Panic.Text, "Kernel panic - not syncing: sysrq triggered crash")
 			assert.Contains(t, ev.Panic.Text, "acpidiag-guest: panicking now")

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -108,7 +109,7 @@ func TestSIGBUSCauseNamed(t *testing.T) {
 	require.NoError(t, os.Truncate(ram, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 	// QEMU reads guest RAM at 16 MiB: the page is past the end of the file.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -73,7 +74,7 @@ type Verdict struct {
 	// known when this verdict was made (nil before the first).
 	Region *hostreader.Verdict `json:"region,omitempty"`
 	// Event is the QMP event (source qmp).
-	Event *Event `json:"event,omitempty"`
+	Event *qmp.Event `json:"event,omitempty"`
 	// Panic is the panic evidence (state panicked).
 	Panic *PanicReport `json:"panic,omitempty"`
 	// Exit describes how QEMU ended (state exited).
@@ -132,7 +133,7 @@ type SupervisorOptions struct {
 	// is always on: the host time is written into the region each round.
 	Watch hostreader.WatchOptions
 	// QMP tunes the QMP session.
-	QMP QMPOptions
+	QMP qmp.Options
 	// Start tunes the QEMU launch (Launch only).
 	Start StartOptions
 	// ERSTInterval is how often the ERST file is checked for new records
@@ -222,7 +223,7 @@ const watchName = "vm"
 type Supervisor struct {
 	opts     SupervisorOptions
 	proc     *Process
-	qmp      *QMP
+	qmp      *qmp.Client
 	con      *Console
 	watcher  *hostreader.Watcher
 	erstPath string
@@ -398,7 +399,7 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 		}
 		s.curCon = s.con
 	}
-	s.qmp, err = DialQMP(ctx, ac.QMPSocket, opts.QMP)
+	s.qmp, err = qmp.Dial(ctx, ac.QMPSocket, opts.QMP)
 	if err != nil {
 		return fail(err)
 	}
@@ -428,7 +429,7 @@ func (s *Supervisor) Verdicts() <-chan Verdict { return s.out }
 func (s *Supervisor) Done() <-chan struct{} { return s.done }
 
 // QMP returns the QMP session (for on-demand diagnostics).
-func (s *Supervisor) QMP() *QMP { return s.qmp }
+func (s *Supervisor) QMP() *qmp.Client { return s.qmp }
 
 // Console returns the serial console, nil when none is configured. In
 // attach mode with AttachConfig.Reconnect it is a new Console after each
@@ -688,21 +689,21 @@ func (s *Supervisor) newEpoch() {
 
 // onEvent handles a QMP event; it returns the final verdict when
 // supervision must end (attach mode: connection lost).
-func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
+func (s *Supervisor) onEvent(ctx context.Context, ev qmp.Event) *Verdict {
 	e := ev
 	v := Verdict{Time: ev.Time, Source: SourceQMP, Event: &e}
 	if v.Time.IsZero() {
 		v.Time = time.Now()
 	}
 	switch ev.Name {
-	case EventGuestPanicked:
+	case qmp.EventGuestPanicked:
 		s.onPVPanic(ctx, v)
 		return nil
-	case EventStop:
+	case qmp.EventStop:
 		v.State, v.Reason = StatePaused, "VM stopped (QMP STOP): the guest cannot tick, the region will go stale"
-	case EventResume:
+	case qmp.EventResume:
 		v.State, v.Reason = StateRunning, "VM resumed (QMP RESUME)"
-	case EventReset:
+	case qmp.EventReset:
 		v.State, v.Reason = StateReset, "reset ("+ev.Reason+")"
 		// A guest without pvpanic has written its panic log by now.
 		s.checkERST(ctx, false)
@@ -711,16 +712,16 @@ func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
 		s.newEpoch()
 		s.resetSeen = true
 		return nil
-	case EventShutdown:
+	case qmp.EventShutdown:
 		s.mu.Lock()
 		s.sawShut = true
 		s.mu.Unlock()
 		v.State, v.Reason = StateShutdown, "shutdown ("+ev.Reason+")"
 		s.checkERST(ctx, false)
 		s.flushPending(ctx)
-	case EventWatchdog:
+	case qmp.EventWatchdog:
 		v.State, v.Reason = StateWatchdog, "guest watchdog fired (action "+ev.Action+")"
-	case EventDisconnected:
+	case qmp.EventDisconnected:
 		if s.proc != nil {
 			return nil // the process exit will tell more
 		}
@@ -973,7 +974,7 @@ func (s *Supervisor) redial(ctx context.Context, lostAt time.Time) {
 		case <-t.C:
 		}
 		if err := s.reconnectQMP(ctx); err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			if errors.Is(err, qmp.ErrClosed) || ctx.Err() != nil {
 				return
 			}
 			delay = min(2*delay, s.attach.ReconnectMax)
@@ -1001,7 +1002,7 @@ func (s *Supervisor) redial(ctx context.Context, lostAt time.Time) {
 }
 
 // reconnectQMP redials QMP unless its connection is already up again (a
-// command with QMPOptions.AutoReconnect redialled first: Reconnect would
+// command with qmp.Options.AutoReconnect redialled first: Reconnect would
 // drop that live connection).
 func (s *Supervisor) reconnectQMP(ctx context.Context) error {
 	select {
@@ -1032,7 +1033,7 @@ func (s *Supervisor) onReconnected(ctx context.Context, r reconnected) {
 		reason += "; serial console not re-dialled: " + r.conErr.Error()
 	}
 	s.emit(ctx, Verdict{Time: r.at, State: StateReconnected, Source: SourceQMP, Reason: reason,
-		Event: &Event{Name: EventReconnected, Time: r.at}})
+		Event: &qmp.Event{Name: qmp.EventReconnected, Time: r.at}})
 	if lost := s.lostAgain; lost != nil {
 		s.lostAgain = nil
 		s.emit(ctx, *lost)
