@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acpidiag/acpidiag/metrics"
 	"github.com/acpidiag/acpidiag/region"
 )
 
@@ -47,6 +48,17 @@ type VMConfig struct {
 	// SysRq sends a serial BREAK when the keyboard path fails (default
 	// qemuhook.SerialChardevID, the id qemuhook's own launches use).
 	SerialChardev string `json:"serial_chardev,omitempty"`
+	// ResourceID, Host and DeploymentID are the VM's identity in the
+	// Azure metrics (metrics.VMAzure; default: the VM's name, its name,
+	// and "unknown", as Nanos does). Used only with the "azure" tuple.
+	ResourceID   string `json:"resource_id,omitempty"`
+	Host         string `json:"host,omitempty"`
+	DeploymentID string `json:"deployment_id,omitempty"`
+}
+
+// Azure returns the VM's per-VM metrics identity keys.
+func (v VMConfig) Azure() metrics.VMAzure {
+	return metrics.VMAzure{ResourceID: v.ResourceID, Host: v.Host, DeploymentID: v.DeploymentID}
 }
 
 // equal reports whether two VM configurations are the same (a reload
@@ -92,6 +104,9 @@ type ProbeConfig struct {
 	Path    string   `json:"path,omitempty"`    // disk
 	Offset  int64    `json:"offset,omitempty"`  // disk
 	Command []string `json:"command,omitempty"` // exec
+	// MaxAge is how long the balloon's last-update may stay unchanged
+	// (balloon; default 30s, at least 3s: QEMU polls every MaxAge/5).
+	MaxAge string `json:"max_age,omitempty"`
 }
 
 // DiagSpec names one diagnostic. In JSON it is a string ("sysrq:t",
@@ -259,10 +274,16 @@ const (
 	ProbeDisk    = "disk"
 	ProbeQMP     = "qmp"
 	ProbeExec    = "exec"
+	// ProbeBalloon fails when the virtio-balloon statistics' last-update
+	// stops advancing (metrics.BalloonStallTracker).
+	ProbeBalloon = "balloon"
 )
 
+// DefaultBalloonMaxAge is the balloon probe's default max_age.
+const DefaultBalloonMaxAge = 30 * time.Second
+
 // ProbeKinds lists every probe kind.
-var ProbeKinds = []string{ProbeRegion, ProbeSlot, ProbeConsole, ProbeTCP, ProbeHTTP, ProbeDisk, ProbeQMP, ProbeExec}
+var ProbeKinds = []string{ProbeRegion, ProbeSlot, ProbeConsole, ProbeTCP, ProbeHTTP, ProbeDisk, ProbeQMP, ProbeExec, ProbeBalloon}
 
 // Diagnostic kinds.
 const (
@@ -335,6 +356,10 @@ type Plan struct {
 	Scenarios []*Scenario
 	Limits    Limits
 	Warnings  []Warning
+	// Azure is the parsed and validated "azure" tuple (top level or in
+	// ManifestPassthrough); Azure.Enabled() says whether the monitor runs
+	// the metrics pipeline.
+	Azure metrics.Config
 }
 
 // LoadConfig reads and parses a configuration file (Check validates it).
@@ -683,6 +708,16 @@ func Check(c Config, opts CheckOptions) (*Plan, error) {
 			bad(path+".kind", "unknown sink kind %q (want dir or http)", s.Kind)
 		}
 	}
+	if az, path, err := azureConfig(c); err != nil {
+		var ce *metrics.ConfigError
+		if errors.As(err, &ce) {
+			bad(path+strings.TrimPrefix(ce.Path, "azure"), "%s", ce.Msg)
+		} else {
+			bad(path, "%v", err)
+		}
+	} else {
+		p.Azure = az
+	}
 	l := c.Limits
 	if l.Diagnostics < 0 {
 		bad("limits.diagnostics", "%d: must be positive", l.Diagnostics)
@@ -702,6 +737,33 @@ func Check(c Config, opts CheckOptions) (*Plan, error) {
 		return nil, &ConfigError{Errors: errs}
 	}
 	return p, nil
+}
+
+// azureConfig parses and validates the "azure" tuple of c: top-level
+// "azure" or "ManifestPassthrough": {"azure": ...}, not both. path is the
+// key path of the tuple, for errors.
+func azureConfig(c Config) (metrics.Config, string, error) {
+	path, raw := "azure", c.Azure
+	if len(c.ManifestPassthrough) > 0 {
+		var inner map[string]json.RawMessage
+		if err := json.Unmarshal(c.ManifestPassthrough, &inner); err != nil {
+			return metrics.Config{}, "ManifestPassthrough", errors.New("want an object")
+		}
+		if v, ok := inner["azure"]; ok {
+			if raw != nil {
+				return metrics.Config{}, "ManifestPassthrough.azure", errors.New(`given as well as top-level "azure"; give one`)
+			}
+			path, raw = "ManifestPassthrough.azure", v
+		}
+	}
+	if raw == nil {
+		return metrics.Config{}, path, nil
+	}
+	az, err := metrics.ParseConfig(raw)
+	if err == nil {
+		err = az.Validate(time.Now())
+	}
+	return az, path, err
 }
 
 // checkVMConfig validates one VM's own fields (used by Check and the Go
@@ -734,7 +796,7 @@ func probeNeeds(kind string) []needAt {
 		return []needAt{{"region", "probe"}}
 	case ProbeConsole:
 		return []needAt{{"serial", "probe"}}
-	case ProbeQMP:
+	case ProbeQMP, ProbeBalloon:
 		return []needAt{{"qmp", "probe"}}
 	}
 	return nil
@@ -826,6 +888,12 @@ func checkProbe(path string, pc ProbeConfig, bad func(string, string, ...any)) *
 	case ProbeExec:
 		if len(pc.Command) == 0 || pc.Command[0] == "" {
 			bad(path+".command", "empty (want [\"/path\", \"arg\", ...])")
+		}
+	case ProbeBalloon:
+		if pc.MaxAge != "" {
+			if d, err := time.ParseDuration(pc.MaxAge); err != nil || d < 3*time.Second {
+				bad(path+".max_age", "%q: want a duration of at least 3s", pc.MaxAge)
+			}
 		}
 	case "":
 		bad(path+".kind", "missing (want one of %s)", strings.Join(ProbeKinds, ", "))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/metrics"
 )
 
 // Options tune a Monitor beyond its Config.
@@ -27,6 +28,12 @@ type Options struct {
 	// WatchInterval is how often the shared region watcher polls and
 	// stamps (default 1 s).
 	WatchInterval time.Duration
+	// Exporter, when set, receives the monitor's state for Prometheus:
+	// every probe result and incident as it happens, the VMs' panics,
+	// and (ExportState, before each scrape) their region verdicts. The
+	// metrics pipeline, when the plan has the "azure" tuple, feeds it the
+	// memory gauges.
+	Exporter *metrics.Exporter
 }
 
 // Event is something the monitor reports: a probe state change, an
@@ -319,6 +326,9 @@ func (m *Monitor) removeVMLocked(name string) {
 		}
 	}
 	rt.stop()
+	if m.opts.Exporter != nil {
+		m.opts.Exporter.RemoveVM(name)
+	}
 	m.emit(Event{Type: EventVM, VM: name, State: "removed"})
 }
 
@@ -385,6 +395,31 @@ func (m *Monitor) RegionVerdict(vm string) (hostreader.Verdict, bool) {
 		return hostreader.Verdict{}, false
 	}
 	return v.regionVerdict()
+}
+
+// ExportState updates Options.Exporter with every VM's latest region
+// verdict: its state, ticks, boots and last tick. Call it before serving
+// a scrape (probe results, incidents and panics are pushed as they
+// happen). Without an Exporter it does nothing.
+func (m *Monitor) ExportState() {
+	e := m.opts.Exporter
+	if e == nil {
+		return
+	}
+	m.mu.Lock()
+	vms := make([]*vmRuntime, 0, len(m.vms))
+	for _, v := range m.vms {
+		vms = append(vms, v)
+	}
+	m.mu.Unlock()
+	for _, v := range vms {
+		rv, ok := v.regionVerdict()
+		if !ok {
+			continue
+		}
+		e.SetVerdict(v.cfg.Name, rv.State.String())
+		e.SetTick(v.cfg.Name, uint64(rv.Snapshot.Ticks), uint64(rv.Snapshot.Boots), rv.LastTick)
+	}
 }
 
 // ScenarioState is the state of one scenario on one VM.

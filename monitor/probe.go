@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/metrics"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/region"
 )
@@ -49,6 +50,52 @@ func probeErr(kind string, err error, format string, a ...any) error {
 type probeState struct {
 	diskCounter, diskStamp uint64
 	diskSeen               bool
+	balloon                *balloonProbe
+}
+
+// balloonProbe is the balloon probe's memory: the device's QOM path, once
+// found and polling enabled, and the stall tracker.
+type balloonProbe struct {
+	path    string
+	tracker metrics.BalloonStallTracker
+}
+
+// balloonMaxAge is a balloon probe's max_age (checked by Check).
+func balloonMaxAge(pc ProbeConfig) time.Duration {
+	if d, err := time.ParseDuration(pc.MaxAge); err == nil && d > 0 {
+		return d
+	}
+	return DefaultBalloonMaxAge
+}
+
+// probeBalloon finds the VM's virtio-balloon device (once), has QEMU poll
+// its statistics every max_age/5, and fails when last-update has not
+// advanced for max_age.
+func probeBalloon(ctx context.Context, v *vmRuntime, pc ProbeConfig, st *probeState) (string, error) {
+	q := v.qmp()
+	if q == nil {
+		return "", probeErr(ProbeBalloon, nil, "no QMP connection to %s", v.cfg.QMP)
+	}
+	maxAge := balloonMaxAge(pc)
+	if st.balloon == nil {
+		path, found, err := metrics.FindBalloon(ctx, q)
+		if err != nil {
+			return "", probeErr(ProbeBalloon, err, "looking for the balloon device")
+		}
+		if !found {
+			return "", probeErr(ProbeBalloon, nil, "the VM has no virtio-balloon device (add -device virtio-balloon-pci)")
+		}
+		if err := metrics.EnableBalloonStats(ctx, q, path, max(time.Second, (maxAge/5).Truncate(time.Second))); err != nil {
+			return "", probeErr(ProbeBalloon, err, "enabling statistics polling")
+		}
+		st.balloon = &balloonProbe{path: path, tracker: metrics.BalloonStallTracker{MaxAge: maxAge}}
+	}
+	st.balloon.tracker.MaxAge = maxAge
+	d, err := st.balloon.tracker.Probe(ctx, q, st.balloon.path, time.Now())
+	if err != nil {
+		return "", probeErr(ProbeBalloon, err, "%s", st.balloon.path)
+	}
+	return d, nil
 }
 
 // runProbe runs one probe of scenario s on VM v. ctx carries the
@@ -90,6 +137,8 @@ func runProbe(ctx context.Context, timeout time.Duration, v *vmRuntime, s *Scena
 			return "", probeErr(ProbeQMP, nil, "status %q, want running", stt.Status)
 		}
 		return "running", nil
+	case ProbeBalloon:
+		return probeBalloon(ctx, v, pc, st)
 	case ProbeExec:
 		out, _, err := runCommand(ctx, timeout, pc.Command, nil, 4096)
 		if err != nil {

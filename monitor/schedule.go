@@ -340,6 +340,12 @@ func (b *binding) runOnce(ctx context.Context, scheduled, start time.Time) {
 	hcopy := append([]Result(nil), b.history...)
 	failures := b.st.Failures
 	b.mu.Unlock()
+	if ex := b.m.opts.Exporter; ex != nil {
+		ex.ProbeResult(sc.Config.Name, b.vm.cfg.Name, r.OK, r.Duration)
+		if raise {
+			ex.Incident(sc.Config.Name, b.vm.cfg.Name)
+		}
+	}
 
 	if prev == nil || prev.OK != r.OK {
 		state, d := "pass", r.Detail

@@ -76,6 +76,9 @@ func (v *vmRuntime) stop() {
 }
 
 func (v *vmRuntime) record(e TimelineEntry) {
+	if ex := v.m.opts.Exporter; ex != nil && (e.State == string(qemuhook.StatePanicked) || e.State == "GUEST_PANICKED") {
+		ex.AddPanic(v.cfg.Name)
+	}
 	v.mu.Lock()
 	if len(v.timeline) >= timelineCap {
 		copy(v.timeline, v.timeline[1:])
