@@ -88,6 +88,7 @@ type Monitor struct {
 	vms      map[string]*vmRuntime
 	bindings map[bindKey]*binding
 	closed   bool
+	metrics  *metricsRun // the metrics pipeline, when the plan has it (metrics.go)
 }
 
 type bindKey struct{ vm, scenario string }
@@ -215,6 +216,9 @@ func (m *Monitor) Apply(p *Plan) error {
 		}
 	}
 	m.rebindLocked(old)
+	m.mu.Unlock()
+	m.syncMetrics(false)
+	m.mu.Lock() // for the deferred Unlock
 	return nil
 }
 
@@ -532,6 +536,7 @@ func (m *Monitor) Close() error {
 		rt.cancel() // diagnostics in progress end now; their bundles are still written
 	}
 	m.incWG.Wait()
+	m.syncMetrics(true)
 	for _, rt := range vms {
 		rt.stop()
 	}

@@ -68,9 +68,18 @@ func balloonMaxAge(pc ProbeConfig) time.Duration {
 	return DefaultBalloonMaxAge
 }
 
+// balloonPoll is the polling interval the balloon probe sets: max_age/5,
+// between 1 s and 3 s (the metrics pipeline polls every sample
+// interval/5, 3 s at LAD's 15 s; the faster of the two is kept so neither
+// sees stale statistics).
+func balloonPoll(maxAge time.Duration) time.Duration {
+	return min(3*time.Second, max(time.Second, (maxAge/5).Truncate(time.Second)))
+}
+
 // probeBalloon finds the VM's virtio-balloon device (once), has QEMU poll
 // its statistics every max_age/5, and fails when last-update has not
-// advanced for max_age.
+// advanced for max_age. The polling interval is QEMU's (one per device),
+// shared with the metrics pipeline.
 func probeBalloon(ctx context.Context, v *vmRuntime, pc ProbeConfig, st *probeState) (string, error) {
 	q := v.qmp()
 	if q == nil {
@@ -85,7 +94,7 @@ func probeBalloon(ctx context.Context, v *vmRuntime, pc ProbeConfig, st *probeSt
 		if !found {
 			return "", probeErr(ProbeBalloon, nil, "the VM has no virtio-balloon device (add -device virtio-balloon-pci)")
 		}
-		if err := metrics.EnableBalloonStats(ctx, q, path, max(time.Second, (maxAge/5).Truncate(time.Second))); err != nil {
+		if err := metrics.EnableBalloonStats(ctx, q, path, balloonPoll(maxAge)); err != nil {
 			return "", probeErr(ProbeBalloon, err, "enabling statistics polling")
 		}
 		st.balloon = &balloonProbe{path: path, tracker: metrics.BalloonStallTracker{MaxAge: maxAge}}
