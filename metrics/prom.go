@@ -120,6 +120,14 @@ func (e *Exporter) scenario(scenario, vm string) *scenarioMetrics {
 	return s
 }
 
+// AddVM makes a VM known before anything is reported about it, so its
+// panics counter is scraped (as 0) from the start.
+func (e *Exporter) AddVM(vm string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.vm(vm)
+}
+
 // SetMemory records a VM's latest memory sample.
 func (e *Exporter) SetMemory(vm string, s MemorySample) {
 	e.mu.Lock()

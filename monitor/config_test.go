@@ -143,6 +143,17 @@ func TestReservedTopLevelKeys(t *testing.T) {
 	c, err := ParseConfig([]byte(`{"azure": {"account": "x", "anything": [1,2]}, "ManifestPassthrough": {"k": "v"}, ` + sinkOK + `}`))
 	require.NoError(t, err, "the metrics helper's key must not be rejected")
 	require.JSONEq(t, `{"account": "x", "anything": [1,2]}`, string(c.Azure))
+	// Check interprets the tuple with the metrics package's parser
+	// (metrics_test.go): an unknown key is an error at its key path.
+	_, err = Check(c, CheckOptions{})
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, ce.Errors, 1)
+	require.Equal(t, "azure", ce.Errors[0].Path)
+	require.Contains(t, ce.Errors[0].Msg, `unknown key "account"`)
+	// Other keys passed through by Ops are left alone.
+	c, err = ParseConfig([]byte(`{"ManifestPassthrough": {"k": "v"}, ` + sinkOK + `}`))
+	require.NoError(t, err)
 	_, err = Check(c, CheckOptions{})
 	require.NoError(t, err)
 }

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"reflect"
 	"time"
@@ -134,4 +135,20 @@ func qemuProcess(ctx context.Context, q *qmp.Client) (pid int, ram uint64) {
 		ram = sz.Base
 	}
 	return pid, ram
+}
+
+// MetricsHandler serves Options.Exporter in the Prometheus exposition
+// formats, refreshing the VMs' region verdicts (ExportState) before each
+// scrape. It is what `diagmon run --metrics-listen` serves on /metrics.
+// Without an Exporter it answers 404.
+func (m *Monitor) MetricsHandler() http.Handler {
+	e := m.opts.Exporter
+	if e == nil {
+		return http.NotFoundHandler()
+	}
+	h := e.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.ExportState()
+		h.ServeHTTP(w, r)
+	})
 }

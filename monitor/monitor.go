@@ -317,6 +317,9 @@ func (m *Monitor) checkNeedsLocked(v VMConfig) error {
 
 func (m *Monitor) addVMLocked(v VMConfig) {
 	m.vms[v.Name] = newVMRuntime(m, v)
+	if m.opts.Exporter != nil {
+		m.opts.Exporter.AddVM(v.Name)
+	}
 	m.emit(Event{Type: EventVM, VM: v.Name, State: "added"})
 }
 

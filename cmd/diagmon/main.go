@@ -4,7 +4,7 @@
 // docs/monitor.md documents the configuration and docs/bundle.md the
 // bundles.
 //
-//	diagmon run   --config FILE [--json] [--workdir DIR]
+//	diagmon run   --config FILE [--json] [--workdir DIR] [--metrics-listen ADDR]
 //	diagmon check --config FILE
 //	diagmon diag  --config FILE --vm NAME [--only LIST] [--json]
 //	diagmon demo  [--keep] [--workdir DIR] [--hang-after D]
@@ -20,6 +20,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/render"
+	"github.com/acpidiag/acpidiag/metrics"
 	"github.com/acpidiag/acpidiag/monitor"
 )
 
@@ -47,14 +50,16 @@ func main() {
 }
 
 const usage = `usage:
-  diagmon run   --config FILE [--json] [--workdir DIR]
+  diagmon run   --config FILE [--json] [--workdir DIR] [--metrics-listen ADDR]
   diagmon check --config FILE
   diagmon diag  --config FILE --vm NAME [--only LIST] [--json]
   diagmon status --config FILE [--json]
 
 run    runs the scenarios until SIGINT/SIGTERM; one line per probe state
        change and per incident/bundle (--json: JSON lines); SIGHUP reloads
-       the configuration (unchanged VMs are left alone).
+       the configuration (unchanged VMs are left alone). --metrics-listen
+       serves Prometheus metrics on http://ADDR/metrics (per VM and per
+       scenario; memory gauges when the "azure" tuple is configured).
 check  validates the configuration: every error names its key path.
 diag   runs the diagnostics on one VM now and writes one bundle
        (--only sysrq:t,registers,qmp,...; default: all the VM allows).
@@ -149,6 +154,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d VMs, %d scenarios, %d bindings, %d sinks\n", *cfg, len(p.Config.VMs), len(p.Scenarios), bindings, len(p.Config.Sinks))
+	if az := p.Azure; az.Enabled() {
+		fmt.Fprintf(stdout, "azure metrics: account %s, table endpoint %s, sample every %s, transfer every %s\n",
+			az.Diagnostics.StorageAccount, az.Diagnostics.TableEndpoint(), az.Diagnostics.Metrics.Sample(), az.Diagnostics.Metrics.Transfer())
+	}
 	return exitOK
 }
 
@@ -157,6 +166,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-
 	cfg := fs.String("config", "", "configuration file (JSON)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	workdir := fs.String("workdir", "", "where bundles are assembled (default: a temporary directory)")
+	listen := fs.String("metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464)")
 	if !parse(fs, args, stderr) {
 		return exitUsage
 	}
@@ -169,12 +179,30 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-
 		fmt.Fprintf(stderr, "diagmon run: %v\n", err)
 		return exitError
 	}
-	m, err := monitor.New(ctx, p, monitor.Options{Workdir: *workdir})
+	var ln net.Listener
+	opts := monitor.Options{Workdir: *workdir}
+	if *listen != "" {
+		if ln, err = net.Listen("tcp", *listen); err != nil {
+			fmt.Fprintf(stderr, "diagmon run: --metrics-listen: %v\n", err)
+			return exitError
+		}
+		defer ln.Close()
+		opts.Exporter = metrics.NewExporter(nil)
+	}
+	m, err := monitor.New(ctx, p, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "diagmon run: %v\n", err)
 		return exitError
 	}
 	defer m.Close()
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.MetricsHandler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		fmt.Fprintf(stderr, "diagmon run: metrics on http://%s/metrics\n", ln.Addr())
+	}
 	pr := printer{w: stdout, json: *asJSON}
 	for {
 		select {

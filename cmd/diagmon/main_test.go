@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -146,4 +148,69 @@ func TestDiagCommand(t *testing.T) {
 	code = run(context.Background(), []string{"diag", "--config", path, "--vm", "nobody"}, &out, &errb, nil)
 	require.Equal(t, exitUsage, code)
 	_ = fmt.Sprint
+}
+
+// TestRunMetricsListen: diagmon run --metrics-listen serves the
+// Prometheus exporter; a scrape over HTTP shows the per-scenario and
+// per-VM series of a failing exec probe. check reports the azure tuple's
+// problems by key path and prints its settings when valid.
+func TestRunMetricsListen(t *testing.T) {
+	dir := t.TempDir()
+	good := writeConfig(t, dir, map[string]any{
+		"vms": []any{map[string]any{"name": "a", "resource_id": "/subscriptions/s/vm/a", "host": "h", "deployment_id": "d"}},
+		"scenarios": []any{map[string]any{"name": "down", "vms": []string{"a"},
+			"probe": map[string]any{"kind": "exec", "command": []string{"/bin/false"}}, "every": "200ms", "timeout": "200ms", "failures": 1, "cooldown": "1h"}},
+		"sinks": []any{map[string]any{"kind": "dir", "path": filepath.Join(dir, "reports")}},
+	})
+	var out, errb syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"run", "--config", good, "--metrics-listen", "127.0.0.1:0"}, &out, &errb, nil)
+	}()
+	var url string
+	require.Eventually(t, func() bool {
+		_, rest, ok := strings.Cut(errb.String(), "metrics on ")
+		url, _, _ = strings.Cut(rest, "\n")
+		return ok && strings.HasSuffix(url, "/metrics")
+	}, 10*time.Second, 20*time.Millisecond, "stderr: %s", errb.String())
+	var body string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return strings.Contains(body, `acpidiag_scenario_incidents_total{scenario="down",vm="a"} 1`)
+	}, 10*time.Second, 50*time.Millisecond, "scrape: %s", body)
+	require.Contains(t, body, `acpidiag_scenario_probe_success{scenario="down",vm="a"} 0`)
+	require.Contains(t, body, `acpidiag_vm_panics_total{vm="a"} 0`)
+	require.Contains(t, body, "# TYPE acpidiag_scenario_probes_total counter")
+	cancel()
+	require.Equal(t, exitOK, <-done)
+
+	var o, e bytes.Buffer
+	require.Equal(t, exitUsage, run(context.Background(), []string{"run", "--config", good, "--metrics-listen"}, &o, &e, nil))
+	require.Equal(t, exitError, run(context.Background(), []string{"run", "--config", good, "--metrics-listen", "256.0.0.1:99999"}, &o, &e, nil))
+	require.Contains(t, e.String(), "--metrics-listen")
+
+	sas := "sv=2022-11-02&se=" + time.Now().Add(24*time.Hour).UTC().Format("2006-01-02T15:04:05Z") + "&sig=c2VjcmV0"
+	azure := func(sample string) string {
+		return writeConfig(t, dir, map[string]any{
+			"vms":   []any{map[string]any{"name": "a"}},
+			"sinks": []any{map[string]any{"kind": "dir", "path": dir}},
+			"ManifestPassthrough": map[string]any{"azure": map[string]any{"diagnostics": map[string]any{
+				"storage_account": "acct1", "storage_account_sas": sas,
+				"metrics": map[string]any{"sample_interval": sample, "transfer_interval": "60"}}}},
+		})
+	}
+	o.Reset()
+	require.Equal(t, exitOK, run(context.Background(), []string{"check", "--config", azure("15")}, &o, &e, nil))
+	require.Contains(t, o.String(), "azure metrics: account acct1, table endpoint https://acct1.table.core.windows.net, sample every 15s, transfer every 1m0s")
+	e.Reset()
+	require.Equal(t, exitError, run(context.Background(), []string{"check", "--config", azure("10")}, &o, &e, nil))
+	require.Contains(t, e.String(), "ManifestPassthrough.azure.diagnostics.metrics.sample_interval: 10s is below LAD's minimum 15s")
+	require.NotContains(t, e.String()+o.String(), "c2VjcmV0")
 }
