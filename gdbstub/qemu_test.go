@@ -14,6 +14,7 @@ import (
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/gdbstub"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/qmp"
 )
 
 // TestQEMUGdbstub starts a real QEMU (2 vCPUs, no guest kernel: SeaBIOS
@@ -31,9 +32,9 @@ func TestQEMUGdbstub(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var q *qemuhook.QMP
+	var q *qmp.Client
 	require.Eventually(t, func() bool {
-		q, err = qemuhook.DialQMP(ctx, qmpPath, qemuhook.QMPOptions{})
+		q, err = qmp.Dial(ctx, qmpPath, qmp.Options{})
 		return err == nil
 	}, 20*time.Second, 50*time.Millisecond)
 	defer q.Close()

@@ -16,7 +16,7 @@ import (
 )
 
 // QMPExecutor runs a QMP command and decodes its "return" into out.
-// *qemuhook.QMP implements it.
+// *qmp.Client implements it.
 type QMPExecutor interface {
 	Execute(ctx context.Context, name string, args any, out any) error
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -117,7 +118,7 @@ func TestBalloonRealQEMUNoDriver(t *testing.T) {
 	p, err := qemuhook.Start(ctx, cfg, qemuhook.StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
-	q, err := qemuhook.DialQMP(ctx, cfg.QMPSocket, qemuhook.QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 	path, found, err := FindBalloon(ctx, q)
@@ -182,7 +183,7 @@ func TestFindBalloonRealQEMU(t *testing.T) {
 			p, err := qemuhook.Start(ctx, cfg, qemuhook.StartOptions{})
 			require.NoError(t, err)
 			defer p.Kill()
-			q, err := qemuhook.DialQMP(ctx, cfg.QMPSocket, qemuhook.QMPOptions{})
+			q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 			require.NoError(t, err)
 			defer q.Close()
 			path, found, err := FindBalloon(ctx, q)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -34,7 +35,7 @@ func TestPipelineRealQEMUAzurite(t *testing.T) {
 	p, err := qemuhook.Start(ctx, cfg, qemuhook.StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
-	q, err := qemuhook.DialQMP(ctx, cfg.QMPSocket, qemuhook.QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 

@@ -14,6 +14,7 @@ import (
 	"github.com/acpidiag/acpidiag/gdbstub"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/qmp"
 )
 
 // Incident is a scenario failure (or a manual request) that gets a bundle.
@@ -475,7 +476,7 @@ func (r *diagRun) registers(ctx context.Context) ([]artifact, error) {
 // (package gdbstub), detaches (QEMU resumes the VM), stops the stub (HMP
 // gdbserver none) and, if the VM was running before, makes sure it runs
 // again. The VM is stopped while the stub is attached (milliseconds).
-func GDBRegisters(ctx context.Context, q *qemuhook.QMP) (*gdbstub.Snapshot, error) {
+func GDBRegisters(ctx context.Context, q *qmp.Client) (*gdbstub.Snapshot, error) {
 	before, err := qemuhook.QueryStatus(ctx, q)
 	if err != nil {
 		return nil, err

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/qmp"
 )
 
 // clockTicks is USER_HZ, the unit of /proc CPU times (100 on Linux).
@@ -82,7 +82,7 @@ type VCPUThread struct {
 // CollectHost gathers the host's state and, with a QMP session, the QEMU
 // process and its vCPU threads. Problems are listed in Errors; whatever
 // could be read is returned.
-func CollectHost(ctx context.Context, q *qemuhook.QMP, o HostOptions) *HostReport {
+func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport {
 	if o.Sample <= 0 {
 		o.Sample = 500 * time.Millisecond
 	}
@@ -305,7 +305,7 @@ type QMPReport struct {
 
 // CollectQMP runs QMPCommands; a failing one is recorded and the others
 // still run. Each reply is bounded by max bytes.
-func CollectQMP(ctx context.Context, q *qemuhook.QMP, max int) (*QMPReport, error) {
+func CollectQMP(ctx context.Context, q *qmp.Client, max int) (*QMPReport, error) {
 	r := &QMPReport{Replies: map[string]json.RawMessage{}, Truncated: map[string]string{}, Errors: map[string]string{}}
 	var errs []string
 	for _, c := range QMPCommands {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/qemuhook"
+	"github.com/acpidiag/acpidiag/qmp"
 )
 
 // TimelineEntry is one verdict of a VM's channel (region, QMP events, ERST,
@@ -37,7 +38,7 @@ type vmRuntime struct {
 
 	mu        sync.Mutex
 	sup       *qemuhook.Supervisor
-	ownQMP    *qemuhook.QMP
+	ownQMP    *qmp.Client
 	ownCon    *qemuhook.Console
 	watched   bool // region added to the monitor's shared watcher
 	lastRV    *hostreader.Verdict
@@ -102,7 +103,7 @@ func (v *vmRuntime) timelineCopy() []TimelineEntry {
 }
 
 // qmp returns the VM's QMP session, nil when there is none (yet).
-func (v *vmRuntime) qmp() *qemuhook.QMP {
+func (v *vmRuntime) qmp() *qmp.Client {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.sup != nil {
@@ -186,7 +187,7 @@ func (v *vmRuntime) attachLoop() {
 		sup, err := qemuhook.Attach(v.ctx, qemuhook.AttachConfig{
 			QMPSocket: c.QMP, RegionPath: c.Region, RegionOffset: c.RegionOffset,
 			ERSTPath: c.ERST, SerialSocket: c.Serial, Reconnect: true,
-		}, qemuhook.SupervisorOptions{QMP: qemuhook.QMPOptions{CommandTimeout: 30 * time.Second}})
+		}, qemuhook.SupervisorOptions{QMP: qmp.Options{CommandTimeout: 30 * time.Second}})
 		if err != nil {
 			v.note("waiting", "attach: "+err.Error())
 			if !v.retryWait(&backoff) {
@@ -221,7 +222,7 @@ func (v *vmRuntime) attachLoop() {
 func (v *vmRuntime) qmpLoop() {
 	backoff := 250 * time.Millisecond
 	for v.ctx.Err() == nil {
-		q, err := qemuhook.DialQMP(v.ctx, v.cfg.QMP, qemuhook.QMPOptions{AutoReconnect: true, CommandTimeout: 30 * time.Second})
+		q, err := qmp.Dial(v.ctx, v.cfg.QMP, qmp.Options{AutoReconnect: true, CommandTimeout: 30 * time.Second})
 		if err != nil {
 			v.note("waiting", "QMP: "+err.Error())
 			if !v.retryWait(&backoff) {

@@ -13,17 +13,75 @@ import (
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
-// Machine types qemuhook knows how to wire.
+// Machine is a QEMU machine type qemuhook knows how to wire; "" means
+// MachineQ35.
+type Machine string
+
+// Machine types qemuhook knows how to wire (region's placement rules know
+// their built-in devices).
 const (
-	MachineQ35 = region.MachineQ35
-	MachinePC  = region.MachinePC
+	MachineQ35 Machine = region.MachineQ35
+	MachinePC  Machine = region.MachinePC
 )
+
+// Validate returns a *ConfigError naming field "Machine" unless m is ""
+// or a known machine type.
+func (m Machine) Validate() error {
+	if m == "" {
+		return nil
+	}
+	if err := (region.Target{Machine: string(m)}).Validate(); err != nil {
+		return placementErr("", err)
+	}
+	return nil
+}
+
+// Firmware is the guest firmware; "" means FirmwareSeaBIOS.
+type Firmware string
 
 // Firmware choices.
 const (
-	FirmwareSeaBIOS = "seabios"
-	FirmwareOVMF    = "ovmf"
+	FirmwareSeaBIOS Firmware = "seabios"
+	FirmwareOVMF    Firmware = "ovmf"
 )
+
+// Validate returns a *ConfigError naming field "Firmware" unless f is ""
+// or a known firmware.
+func (f Firmware) Validate() error {
+	switch f {
+	case "", FirmwareSeaBIOS, FirmwareOVMF:
+		return nil
+	}
+	return cfgErr("Firmware", "unknown firmware %q (want %q or %q)", string(f), FirmwareSeaBIOS, FirmwareOVMF)
+}
+
+// Accel is QEMU's accelerator list (-machine accel=): one accelerator or
+// several separated by ':' tried in order, e.g. "kvm:tcg"; "" means
+// AccelTCG.
+type Accel string
+
+// Accelerators (see PLATFORM.md on KVM).
+const (
+	AccelTCG Accel = "tcg"
+	AccelKVM Accel = "kvm"
+	AccelXen Accel = "xen"
+)
+
+// Validate returns a *ConfigError naming field "Accel" unless a is "" or
+// a ':'-separated list of known accelerators.
+func (a Accel) Validate() error {
+	if a == "" {
+		return nil
+	}
+	for _, p := range strings.Split(string(a), ":") {
+		switch Accel(p) {
+		case AccelTCG, AccelKVM, AccelXen:
+		default:
+			return cfgErr("Accel", "unknown accelerator %q in %q (want %q, %q or %q, ':'-separated)", p, string(a), AccelTCG, AccelKVM, AccelXen)
+		}
+	}
+	return nil
+}
 
 // Default OVMF images (Debian package ovmf).
 const (
@@ -89,15 +147,16 @@ type Channel struct {
 	// placement it backs the whole guest RAM and the region is at file
 	// offset Region.Address.
 	BackingPath string
-	// Machine is "q35" (default) or "pc"; it selects the PCI root bus name.
-	Machine string
+	// Machine is MachineQ35 (default) or MachinePC; it selects the PCI
+	// root bus name.
+	Machine Machine
 	// MemoryMB is the guest RAM size; only the fixed placement needs it
 	// (the RAM backend's size). Config.Args fills it from Config.MemoryMB.
 	MemoryMB int
 }
 
 // machine returns the machine type with the default applied.
-func (c Channel) machine() string {
+func (c Channel) machine() Machine {
 	if c.Machine == "" {
 		return MachineQ35
 	}
@@ -131,7 +190,7 @@ func (c Channel) validate() error {
 	if c.BackingPath == "" {
 		return cfgErr("Channel.BackingPath", "empty: the region needs a host backing file")
 	}
-	return placementErr("Channel.", c.Region.Spec().ValidateOn(region.Target{Machine: c.machine(), MemoryMB: c.MemoryMB}))
+	return placementErr("Channel.", c.Region.Spec().ValidateOn(region.Target{Machine: string(c.machine()), MemoryMB: c.MemoryMB}))
 }
 
 // placementErr turns a *region.PlacementError into a *ConfigError naming
@@ -213,10 +272,10 @@ func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Config describes one VM that qemuhook launches.
 type Config struct {
-	// Machine is "q35" (default) or "pc".
-	Machine string
-	// Firmware is "seabios" (default) or "ovmf".
-	Firmware string
+	// Machine is MachineQ35 (default) or MachinePC.
+	Machine Machine
+	// Firmware is FirmwareSeaBIOS (default) or FirmwareOVMF.
+	Firmware Firmware
 	// OVMFCode and OVMFVars are the OVMF images (defaults DefaultOVMFCode
 	// and DefaultOVMFVars). The code image is mapped read-only; the vars
 	// template is copied into Workdir by Prepare and the copy is writable.
@@ -255,8 +314,8 @@ type Config struct {
 	QMPSocket, SerialSocket string
 	// Workdir holds files qemuhook creates (the OVMF vars copy).
 	Workdir string
-	// Accel is the accelerator (default "tcg"; see PLATFORM.md on KVM).
-	Accel string
+	// Accel is the accelerator (default AccelTCG; see PLATFORM.md on KVM).
+	Accel Accel
 	// CPU is the -cpu model. Default: none, except OVMF with the ivshmem
 	// placement, where "qemu64,phys-bits=39" keeps BAR2 below 4 GiB.
 	CPU string
@@ -264,14 +323,14 @@ type Config struct {
 	Extra []string
 }
 
-func (c Config) machine() string {
+func (c Config) machine() Machine {
 	if c.Machine == "" {
 		return MachineQ35
 	}
 	return c.Machine
 }
 
-func (c Config) firmware() string {
+func (c Config) firmware() Firmware {
 	if c.Firmware == "" {
 		return FirmwareSeaBIOS
 	}
@@ -292,9 +351,9 @@ func (c Config) memoryMB() int {
 	return c.MemoryMB
 }
 
-func (c Config) accel() string {
+func (c Config) accel() Accel {
 	if c.Accel == "" {
-		return "tcg"
+		return AccelTCG
 	}
 	return c.Accel
 }
@@ -333,8 +392,14 @@ func (c Config) channel() Channel {
 // sockets' directories, presence of the kernel, initrd, SSDT and OVMF
 // files, and memory large enough for the fixed placement.
 func (c Config) Validate() error {
-	if err := (region.Target{Machine: c.machine(), MemoryMB: c.MemoryMB}).Validate(); err != nil {
+	if err := (region.Target{Machine: string(c.machine()), MemoryMB: c.MemoryMB}).Validate(); err != nil {
 		return placementErr("", err)
+	}
+	if err := c.Accel.Validate(); err != nil {
+		return err
+	}
+	if err := c.Firmware.Validate(); err != nil {
+		return err
 	}
 	switch c.firmware() {
 	case FirmwareSeaBIOS:
@@ -348,8 +413,6 @@ func (c Config) Validate() error {
 		if c.Workdir == "" {
 			return cfgErr("Workdir", "empty: OVMF needs a writable copy of its vars image")
 		}
-	default:
-		return cfgErr("Firmware", "unknown firmware %q (want %q or %q)", c.Firmware, FirmwareSeaBIOS, FirmwareOVMF)
 	}
 	if c.SMP < 0 || c.SMP > 255 {
 		return cfgErr("SMP", "%d vCPUs is out of range 1..255", c.SMP)
@@ -552,7 +615,7 @@ func (c Config) Args() ([]string, error) {
 	}
 	machine := c.machine()
 	args := []string{
-		"-machine", machine + ",accel=" + c.accel(),
+		"-machine", string(machine) + ",accel=" + string(c.accel()),
 		"-m", strconv.Itoa(c.memoryMB()),
 		"-smp", strconv.Itoa(c.smp()),
 		"-nodefaults", "-display", "none",

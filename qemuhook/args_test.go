@@ -12,13 +12,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestChannelArgsIvshmemGolden(t *testing.T) {
 	cfg := ssdt.DefaultConfig()
 	for _, tc := range []struct {
-		machine, bus string
+		machine Machine
+		bus     string
 	}{{"", "pcie.0"}, {"q35", "pcie.0"}, {"pc", "pci.0"}} {
 		ch := Channel{SSDTPath: "/w/diag.aml", Region: cfg, BackingPath: "/dev/shm/a,b", Machine: tc.machine}
 		q, k, err := ch.Args()
@@ -231,7 +234,7 @@ type pciDevice struct {
 	} `json:"id"`
 }
 
-func queryPCI(t *testing.T, q *QMP) []pciDevice {
+func queryPCI(t *testing.T, q *qmp.Client) []pciDevice {
 	t.Helper()
 	var buses []struct {
 		Bus     int         `json:"bus"`
@@ -247,8 +250,8 @@ func queryPCI(t *testing.T, q *QMP) []pciDevice {
 // where the arguments say.
 func TestArgsRealQEMU(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
-	for _, machine := range []string{"q35", "pc"} {
-		t.Run(machine, func(t *testing.T) {
+	for _, machine := range []Machine{MachineQ35, MachinePC} {
+		t.Run(string(machine), func(t *testing.T) {
 			dir := shortTempDir(t)
 			rc := ssdt.DefaultConfig()
 			rc.Slot = 0x0c
@@ -262,7 +265,7 @@ func TestArgsRealQEMU(t *testing.T) {
 			p, err := Start(ctx, cfg, StartOptions{})
 			require.NoError(t, err)
 			defer p.Kill()
-			q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+			q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 			require.NoError(t, err)
 			defer q.Close()
 
@@ -325,7 +328,7 @@ func TestArgsRealQEMUFixedAndOVMF(t *testing.T) {
 	p, err := Start(ctx, cfg, StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
-	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 	var mem struct {
@@ -368,4 +371,38 @@ func shortTempDir(t testing.TB) string {
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// Machine, Firmware and Accel are typed and validated: a bad value is a
+// *ConfigError naming its field.
+func TestTypedMachineFirmwareAccel(t *testing.T) {
+	for _, ok := range []interface{ Validate() error }{Machine(""), MachineQ35, MachinePC, Firmware(""), FirmwareSeaBIOS, FirmwareOVMF,
+		Accel(""), AccelTCG, AccelKVM, Accel("kvm:tcg")} {
+		assert.NoError(t, ok.Validate(), "%v", ok)
+	}
+	for field, bad := range map[string]interface{ Validate() error }{"Machine": Machine("virt"), "Firmware": Firmware("uboot"), "Accel": Accel("kvm:hax")} {
+		var ce *ConfigError
+		require.ErrorAs(t, bad.Validate(), &ce, field)
+		assert.Equal(t, field, ce.Field)
+	}
+	var ce *ConfigError
+	require.ErrorAs(t, Config{Accel: "kvm,tcg"}.Validate(), &ce)
+	assert.Equal(t, "Accel", ce.Field)
+}
+
+// The supervisor's State reuses hostreader.State's names for region
+// states; its own states are not region states.
+func TestSupervisorStateReusesRegionStates(t *testing.T) {
+	for _, rs := range []hostreader.State{hostreader.StateAbsent, hostreader.StateAlive, hostreader.StateStale, hostreader.StateRebooted,
+		hostreader.StatePanicked, hostreader.StateCorrupt, hostreader.StateTorn, hostreader.StateUnknown} {
+		s := RegionState(rs)
+		back, ok := s.Region()
+		require.True(t, ok, s)
+		assert.Equal(t, rs, back)
+	}
+	assert.Equal(t, RegionState(hostreader.StatePanicked), StatePanicked)
+	for _, s := range []State{StatePanicLog, StatePaused, StateRunning, StateReset, StateShutdown, StateWatchdog, StateExited, StateDisconnected, StateReconnected, "none", ""} {
+		_, ok := s.Region()
+		assert.False(t, ok, s)
+	}
 }

@@ -10,13 +10,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestBalloonArgs(t *testing.T) {
 	dir := t.TempDir()
 	rc := ssdt.DefaultConfig()
-	for machine, bus := range map[string]string{"q35": "pcie.0", "pc": "pci.0"} {
+	for machine, bus := range map[Machine]string{"q35": "pcie.0", "pc": "pci.0"} {
 		cfg := Config{Machine: machine, Balloon: true,
 			Channel: Channel{SSDTPath: filepath.Join(dir, "diag.aml"), Region: rc, BackingPath: filepath.Join(dir, "region")}}
 		args, err := cfg.Args()
@@ -48,7 +49,7 @@ func TestBalloonRealQEMU(t *testing.T) {
 	p, err := Start(ctx, cfg, StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
-	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 	var balloon *pciDevice

@@ -1,43 +1,15 @@
 package qemuhook
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"net"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/acpidiag/acpidiag/qmp"
 )
-
-func BenchmarkDecodeMessageEvent(b *testing.B) {
-	line := []byte(realQMPLines[4])
-	b.ReportAllocs()
-	b.SetBytes(int64(len(line)))
-	for b.Loop() {
-		if _, _, _, _, _, err := DecodeMessage(line); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkLineReader(b *testing.B) {
-	var in bytes.Buffer
-	for i := 0; i < 1000; i++ {
-		in.WriteString(realQMPLines[2] + "\r\n")
-	}
-	data := in.Bytes()
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		lr := &lineReader{r: bufio.NewReaderSize(bytes.NewReader(data), 64<<10), max: 64 << 20}
-		for n := 0; n < 1000; n++ {
-			if _, err := lr.next(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-}
 
 func BenchmarkParseRegisters(b *testing.B) {
 	raw, err := os.ReadFile("testdata/info_registers_seabios_smp2.txt")
@@ -86,7 +58,7 @@ func BenchmarkConsoleAppend(b *testing.B) {
 // BenchmarkQMPQueryStatus: one command round trip to a real QEMU.
 func BenchmarkQMPQueryStatus(b *testing.B) {
 	_, cfg := startIdleQEMU(b, shortTempDir(b))
-	q, err := DialQMP(context.Background(), cfg.QMPSocket, QMPOptions{})
+	q, err := qmp.Dial(context.Background(), cfg.QMPSocket, qmp.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package qemuhook
 
 import (
+	"github.com/acpidiag/acpidiag/qmp"
+
 	"context"
 	"errors"
 	"fmt"
@@ -103,14 +105,14 @@ var errNoAnswer = errors.New("no answer from the guest")
 // the console). The guest must allow SysRq (kernel.sysrq=1; Debian's
 // default 438 lacks the dump bit). Unless opts.NoRaiseLogLevel, SysRq 8 is
 // sent first.
-func SysRq(ctx context.Context, q *QMP, con *Console, key byte, opts SysRqOptions) ([]byte, error) {
+func SysRq(ctx context.Context, q *qmp.Client, con *Console, key byte, opts SysRqOptions) ([]byte, error) {
 	r, err := SysRqVia(ctx, q, con, key, opts)
 	return r.Output, err
 }
 
 // SysRqVia is SysRq that also says which path delivered the key and, after
 // a fallback, why the keyboard path failed.
-func SysRqVia(ctx context.Context, q *QMP, con *Console, key byte, opts SysRqOptions) (SysRqResult, error) {
+func SysRqVia(ctx context.Context, q *qmp.Client, con *Console, key byte, opts SysRqOptions) (SysRqResult, error) {
 	if !(key >= 'a' && key <= 'z' || key >= '0' && key <= '9') {
 		return SysRqResult{}, fmt.Errorf("qemuhook: sysrq: key %q is not a SysRq key (a-z, 0-9)", key)
 	}
@@ -211,7 +213,7 @@ func sysrqOn(ctx context.Context, con *Console, key byte, opts SysRqOptions, sen
 
 // SendSysRqKey sends alt+sysrq+key with QMP send-key, without waiting for
 // any output.
-func SendSysRqKey(ctx context.Context, q *QMP, key byte) error {
+func SendSysRqKey(ctx context.Context, q *qmp.Client, key byte) error {
 	type kv struct {
 		Type string `json:"type"`
 		Data string `json:"data"`
@@ -232,7 +234,7 @@ const breakToKey = 100 * time.Millisecond
 // SerialChardevID for a VM wired by Config.Args) and then key on the
 // serial console con, without waiting for any output: the kernel's SysRq
 // through the console.
-func SendSysRqBreak(ctx context.Context, q *QMP, con *Console, chardev string, key byte) error {
+func SendSysRqBreak(ctx context.Context, q *qmp.Client, con *Console, chardev string, key byte) error {
 	if con == nil {
 		return errors.New("qemuhook: sysrq: no console to send the key on")
 	}
@@ -253,7 +255,7 @@ func SendSysRqBreak(ctx context.Context, q *QMP, con *Console, chardev string, k
 // InjectNMI injects a non-maskable interrupt into every vCPU (QMP
 // inject-nmi). With guest unknown_nmi_panic=1 it panics even a livelocked
 // guest.
-func InjectNMI(ctx context.Context, q *QMP) error {
+func InjectNMI(ctx context.Context, q *qmp.Client) error {
 	if err := q.Execute(ctx, "inject-nmi", nil, nil); err != nil {
 		return fmt.Errorf("qemuhook: inject-nmi: %w", err)
 	}
@@ -267,7 +269,7 @@ type Status struct {
 }
 
 // QueryStatus returns the VM's run state.
-func QueryStatus(ctx context.Context, q *QMP) (Status, error) {
+func QueryStatus(ctx context.Context, q *qmp.Client) (Status, error) {
 	var s Status
 	if err := q.Execute(ctx, "query-status", nil, &s); err != nil {
 		return s, fmt.Errorf("qemuhook: query-status: %w", err)
@@ -301,7 +303,7 @@ func (e *RegistersError) Error() string {
 
 // Registers returns the registers of every vCPU (HMP "info registers -a"
 // through human-monitor-command). It works while the guest is livelocked.
-func Registers(ctx context.Context, q *QMP) ([]CPURegisters, error) {
+func Registers(ctx context.Context, q *qmp.Client) ([]CPURegisters, error) {
 	out, err := q.HMP(ctx, "info registers -a")
 	if err != nil {
 		return nil, fmt.Errorf("qemuhook: info registers: %w", err)
@@ -388,7 +390,7 @@ const MaxReadMemory = 64 << 20
 // pmemsave into a temporary file that is removed afterwards). size is at
 // most MaxReadMemory. QEMU writes the file, so QEMU and the caller must
 // share a file system (they do for a local VM).
-func ReadMemory(ctx context.Context, q *QMP, addr, size uint64) ([]byte, error) {
+func ReadMemory(ctx context.Context, q *qmp.Client, addr, size uint64) ([]byte, error) {
 	if size == 0 || size > MaxReadMemory {
 		return nil, fmt.Errorf("qemuhook: read memory: size %d out of range 1..%d", size, MaxReadMemory)
 	}
@@ -429,7 +431,7 @@ const (
 // dump-guest-memory, detached, polled with query-dump until done, so QMP
 // stays usable meanwhile). format "" means ELF. The VM is paused by QEMU
 // during the dump.
-func DumpGuestMemory(ctx context.Context, q *QMP, path string, format DumpFormat) error {
+func DumpGuestMemory(ctx context.Context, q *qmp.Client, path string, format DumpFormat) error {
 	if format == "" {
 		format = DumpELF
 	}

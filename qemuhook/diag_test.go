@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -91,7 +92,7 @@ func TestRegistersAndMemory(t *testing.T) {
 	p, err := Start(ctx, cfg, StartOptions{})
 	require.NoError(t, err)
 	defer p.Kill()
-	q := dialTest(t, cfg.QMPSocket, QMPOptions{})
+	q := dialTest(t, cfg.QMPSocket, qmp.Options{})
 
 	pattern := bytes.Repeat([]byte("acpidiag-pmem-"), 300)
 	f, err := os.OpenFile(cfg.Channel.BackingPath, os.O_WRONLY, 0)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qmp"
 )
 
 // assertOnePanicked checks that vs hold exactly one panicked verdict and
@@ -20,7 +21,7 @@ func assertOnePanicked(t *testing.T, vs []Verdict) int {
 	idx := -1
 	var all []string
 	for i, v := range vs {
-		all = append(all, v.State+"/"+v.Source)
+		all = append(all, string(v.State)+"/"+string(v.Source))
 		if v.State == StatePanicked {
 			if idx >= 0 {
 				t.Errorf("a second panicked verdict for one panic: %s", v)
@@ -51,8 +52,8 @@ func indexOf(vs []Verdict, from int, match func(Verdict) bool) int {
 // exit verdicts, on q35 and pc.
 func TestE2EPanicWithoutPVPanic(t *testing.T) {
 	t.Parallel()
-	for _, machine := range []string{MachineQ35, MachinePC} {
-		t.Run(machine, func(t *testing.T) {
+	for _, machine := range []Machine{MachineQ35, MachinePC} {
+		t.Run(string(machine), func(t *testing.T) {
 			t.Parallel()
 			vm := startE2E(t, e2eSpec{Machine: machine, Firmware: FirmwareSeaBIOS,
 				Append: testguest.BootArgs(testguest.ModePanic, 3*time.Second, testguest.NoPVPanic)})
@@ -62,12 +63,12 @@ func TestE2EPanicWithoutPVPanic(t *testing.T) {
 			for _, v := range vs {
 				t.Logf("%s", v)
 				if v.Event != nil {
-					assert.NotEqual(t, EventGuestPanicked, v.Event.Name, "the guest has no pvpanic driver")
+					assert.NotEqual(t, qmp.EventGuestPanicked, v.Event.Name, "the guest has no pvpanic driver")
 				}
 			}
 			i := assertOnePanicked(t, vs)
 			p := vs[i]
-			assert.Equal(t, SourceERST, p.Source)
+			assert.Equal(t, string(SourceERST), p.Source)
 			require.NotNil(t, p.Panic)
 			assert.False(t, p.Panic.PVPanic)
 			assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", p.Panic.PanicLine)
@@ -100,7 +101,7 @@ func TestE2EPanicRebootAlive(t *testing.T) {
 	assert.Equal(t, uint32(1), first.Region.Snapshot.Boots)
 	p, i := vm.waitVerdict(0, e2eBoot, "panicked", func(v Verdict) bool { return v.State == StatePanicked })
 	require.NotNil(t, p.Panic)
-	assert.Equal(t, SourceERST, p.Source)
+	assert.Equal(t, string(SourceERST), p.Source)
 	assert.True(t, p.Panic.PVPanic)
 	assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", p.Panic.PanicLine)
 	_, r := vm.waitVerdict(i, 60*time.Second, "QMP RESET", isFrom(StateReset, SourceQMP))

@@ -31,6 +31,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -41,8 +42,9 @@ const e2eBoot = 240 * time.Second
 
 // e2eSpec describes one test VM.
 type e2eSpec struct {
-	Machine, Firmware string
-	SMP               int
+	Machine  Machine
+	Firmware Firmware
+	SMP      int
 	// Tick is the SSDT's _TZP period (0: ssdt.DefaultTick, 1 s).
 	Tick time.Duration
 	// Append is the guest kernel command line (testguest.BootArgs).
@@ -244,11 +246,11 @@ func (vm *e2eVM) waitVerdict(from int, within time.Duration, what string, match 
 	return got, idx
 }
 
-func isRegion(state string) func(Verdict) bool {
+func isRegion(state State) func(Verdict) bool {
 	return func(v Verdict) bool { return v.Source == SourceRegion && v.State == state }
 }
 
-func isFrom(state, source string) func(Verdict) bool {
+func isFrom(state State, source Source) func(Verdict) bool {
 	return func(v Verdict) bool { return v.Source == source && v.State == state }
 }
 
@@ -322,11 +324,14 @@ func checkRegionAfterExit(t *testing.T, vm *e2eVM) (hostreader.Snapshot, hostrea
 // QMP: the region goes stale and comes back alive.
 func TestE2EAlive(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct{ machine, firmware string }{
+	for _, c := range []struct {
+		machine  Machine
+		firmware Firmware
+	}{
 		{MachineQ35, FirmwareSeaBIOS}, {MachinePC, FirmwareSeaBIOS},
 		{MachineQ35, FirmwareOVMF}, {MachinePC, FirmwareOVMF},
 	} {
-		t.Run(c.machine+"-"+c.firmware, func(t *testing.T) {
+		t.Run(string(c.machine)+"-"+string(c.firmware), func(t *testing.T) {
 			t.Parallel()
 			vm := startE2E(t, e2eSpec{Machine: c.machine, Firmware: c.firmware,
 				Append: testguest.BootArgs(testguest.ModeAlive, -1)})
@@ -336,10 +341,10 @@ func TestE2EAlive(t *testing.T) {
 			require.NotEmpty(t, ticks)
 			first := ticks[0]
 			assert.Equal(t, uint32(1), first.Boots)
-			logNumber(t, "boot_to_first_tick_"+c.machine+"_"+c.firmware, "%.2fs", first.At.Sub(vm.launched).Seconds())
+			logNumber(t, "boot_to_first_tick_"+string(c.machine)+"_"+string(c.firmware), "%.2fs", first.At.Sub(vm.launched).Seconds())
 
 			mean, longest := vm.measurePeriod(6)
-			logNumber(t, "tick_period_1s_"+c.machine+"_"+c.firmware, "mean %v max %v over 6 ticks", mean.Round(time.Millisecond), longest.Round(time.Millisecond))
+			logNumber(t, "tick_period_1s_"+string(c.machine)+"_"+string(c.firmware), "mean %v max %v over 6 ticks", mean.Round(time.Millisecond), longest.Round(time.Millisecond))
 			assert.InDelta(t, vm.rc.Tick.Seconds(), mean.Seconds(), 0.1*vm.rc.Tick.Seconds(),
 				"mean tick interval %v vs configured %v", mean, vm.rc.Tick)
 
@@ -348,7 +353,7 @@ func TestE2EAlive(t *testing.T) {
 			app, _ := vm.waitVerdict(0, 30*time.Second, "region verdict with slot 0 alive", func(v Verdict) bool {
 				return v.Source == SourceRegion && v.Region != nil && v.Region.Slots[0].State == hostreader.SlotAlive
 			})
-			assert.Equal(t, "alive", app.State)
+			assert.Equal(t, RegionState(hostreader.StateAlive), app.State)
 			assert.Equal(t, "testapp", hostreader.EscapeTag(app.Region.Snapshot.Slots[0].Tag[:]))
 			assert.Equal(t, 500*time.Millisecond, app.Region.Slots[0].Period)
 
@@ -402,8 +407,8 @@ func checkStopCont(t *testing.T, vm *e2eVM) {
 // and ERST files still tell the story on their own.
 func TestE2EPanic(t *testing.T) {
 	t.Parallel()
-	for _, machine := range []string{MachineQ35, MachinePC} {
-		t.Run(machine, func(t *testing.T) {
+	for _, machine := range []Machine{MachineQ35, MachinePC} {
+		t.Run(string(machine), func(t *testing.T) {
 			t.Parallel()
 			vm := startE2E(t, e2eSpec{Machine: machine, Firmware: FirmwareSeaBIOS,
 				Append: testguest.BootArgs(testguest.ModePanic, 3*time.Second)})
@@ -412,12 +417,12 @@ func TestE2EPanic(t *testing.T) {
 			require.NotNil(t, ev.Panic)
 			assert.True(t, ev.Panic.PVPanic, "GUEST_PANICKED and the ERST record in one verdict")
 			require.NotNil(t, ev.Event)
-			assert.Equal(t, EventGuestPanicked, ev.Event.Name)
+			assert.Equal(t, qmp.EventGuestPanicked, ev.Event.Name)
 			assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", ev.Panic.PanicLine)
 			assert.Contains(t, ev.Panic.Text, "Kernel panic - not syncing: sysrq triggered crash")
 			assert.Contains(t, ev.Panic.Text, "acpidiag-guest: panicking now")
 			lat := ev.Time.Sub(ev.Event.Time)
-			logNumber(t, "panic_detection_latency_"+machine, "%v", lat.Round(time.Millisecond))
+			logNumber(t, "panic_detection_latency_"+string(machine), "%v", lat.Round(time.Millisecond))
 			assert.LessOrEqual(t, lat, time.Second, "GUEST_PANICKED -> ERST-backed panicked verdict")
 			vm.waitVerdict(i, 60*time.Second, "QEMU exit", isFrom(StateExited, SourceProcess))
 			assertOnePanicked(t, vm.Verdicts())
@@ -504,7 +509,7 @@ func TestE2ELivelock(t *testing.T) {
 	assert.Equal(t, lastTick.Ticks, ticksNow[len(ticksNow)-1].Ticks, "the region ticked during the livelock")
 	for _, v := range vm.Verdicts()[i:] {
 		if v.Source == SourceRegion {
-			assert.Equal(t, "stale", v.State, "region verdict during the livelock: %s", v)
+			assert.Equal(t, RegionState(hostreader.StateStale), v.State, "region verdict during the livelock: %s", v)
 		}
 	}
 	assert.False(t, vm.s.Process().Exited())
@@ -548,7 +553,7 @@ func TestE2EUserspaceHang(t *testing.T) {
 	slot, i := vm.waitVerdict(0, 30*time.Second, "slot 0 stale", func(v Verdict) bool {
 		return v.Source == SourceRegion && v.Region != nil && v.Region.Slots[0].State == hostreader.SlotStale
 	})
-	assert.Equal(t, "alive", slot.State, "the kernel tick must stay alive during a userspace hang")
+	assert.Equal(t, RegionState(hostreader.StateAlive), slot.State, "the kernel tick must stay alive during a userspace hang")
 
 	t0 := time.Now()
 	ticks0 := vm.Ticks()

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -108,7 +109,7 @@ func TestSIGBUSCauseNamed(t *testing.T) {
 	require.NoError(t, os.Truncate(ram, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{})
+	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, err)
 	defer q.Close()
 	// QEMU reads guest RAM at 16 MiB: the page is past the end of the file.
@@ -180,14 +181,6 @@ func TestQEMUDiesWithParent(t *testing.T) {
 		}
 		assert.Eventually(t, gone, 5*time.Second, 20*time.Millisecond, "QEMU %d still runs after its parent was killed", pid)
 	}
-}
-
-// The text summary names the SIGBUS cause under the qemu line.
-func TestWriteSummaryNamesExitCause(t *testing.T) {
-	var b strings.Builder
-	require.NoError(t, WriteSummary(&b, Summary{Exit: &ExitReport{Code: -1, Signal: "bus error",
-		Cause: "SIGBUS on file-backed guest memory: the ERST store file /w/erst is 0 bytes"}}, false))
-	assert.Contains(t, b.String(), "qemu:         signal bus error (UNEXPECTED)\n    cause: SIGBUS on file-backed guest memory: the ERST store file /w/erst is 0 bytes\n")
 }
 
 // sigbusCause on real files: a sparse backing file on a full tmpfs, a

@@ -1,6 +1,8 @@
 package qemuhook
 
 import (
+	"github.com/acpidiag/acpidiag/qmp"
+
 	"bytes"
 	"context"
 	"errors"
@@ -170,10 +172,10 @@ func Start(ctx context.Context, cfg Config, opts StartOptions) (*Process, error)
 			case <-qctx.Done():
 			}
 		}()
-		var q *QMP
+		var q *qmp.Client
 		var err error
 		for {
-			q, err = DialQMP(qctx, cfg.QMPSocket, QMPOptions{DialTimeout: time.Until(deadline)})
+			q, err = qmp.Dial(qctx, cfg.QMPSocket, qmp.Options{DialTimeout: time.Until(deadline)})
 			// Between bind and listen the socket exists but refuses.
 			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || qctx.Err() != nil {
 				break

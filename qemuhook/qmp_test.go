@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitalocean/go-qemu/qmp"
+	goqmp "github.com/digitalocean/go-qemu/qmp"
 	"github.com/digitalocean/go-qemu/qmp/raw"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -36,16 +37,16 @@ func startIdleQEMU(t testing.TB, dir string, extra ...string) (*Process, Config)
 	return p, cfg
 }
 
-func dialTest(t *testing.T, path string, o QMPOptions) *QMP {
+func dialTest(t *testing.T, path string, o qmp.Options) *qmp.Client {
 	t.Helper()
-	q, err := DialQMP(context.Background(), path, o)
+	q, err := qmp.Dial(context.Background(), path, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { q.Close() })
 	return q
 }
 
 // waitEvent returns the next event named name (skipping others).
-func waitEvent(t *testing.T, ch <-chan Event, name string, within time.Duration) Event {
+func waitEvent(t *testing.T, ch <-chan qmp.Event, name string, within time.Duration) qmp.Event {
 	t.Helper()
 	tm := time.After(within)
 	for {
@@ -79,7 +80,7 @@ func TestQMPConnectTimeout(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	_, err = DialQMP(context.Background(), path, QMPOptions{DialTimeout: 300 * time.Millisecond})
+	_, err = qmp.Dial(context.Background(), path, qmp.Options{DialTimeout: 300 * time.Millisecond})
 	el := time.Since(start)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "greeting")
@@ -89,11 +90,11 @@ func TestQMPConnectTimeout(t *testing.T) {
 	// A cancelled context ends the wait too.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err = DialQMP(ctx, path, QMPOptions{DialTimeout: time.Minute})
+	_, err = qmp.Dial(ctx, path, qmp.Options{DialTimeout: time.Minute})
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
 
-	// Something that greets with garbage is a ProtocolError.
+	// Something that greets with garbage is a qmp.ProtocolError.
 	path2 := filepath.Join(dir, "garbage")
 	l2, err := net.Listen("unix", path2)
 	require.NoError(t, err)
@@ -106,8 +107,8 @@ func TestQMPConnectTimeout(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 	}()
-	_, err = DialQMP(context.Background(), path2, QMPOptions{DialTimeout: 2 * time.Second})
-	var pe *ProtocolError
+	_, err = qmp.Dial(context.Background(), path2, qmp.Options{DialTimeout: 2 * time.Second})
+	var pe *qmp.ProtocolError
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, int64(0), pe.Offset)
 }
@@ -115,19 +116,19 @@ func TestQMPConnectTimeout(t *testing.T) {
 func TestQMPStopContEvents(t *testing.T) {
 	dir := shortTempDir(t)
 	_, cfg := startIdleQEMU(t, dir)
-	q := dialTest(t, cfg.QMPSocket, QMPOptions{})
+	q := dialTest(t, cfg.QMPSocket, qmp.Options{})
 	assert.Equal(t, 7, q.Version().QEMU.Major)
 	ctx := context.Background()
 	require.NoError(t, q.Execute(ctx, "cont", nil, nil))
-	ev := waitEvent(t, q.Events(), EventResume, 5*time.Second)
+	ev := waitEvent(t, q.Events(), qmp.EventResume, 5*time.Second)
 	assert.WithinDuration(t, time.Now(), ev.Time, 10*time.Second)
 	// system_reset gives a typed RESET event.
 	require.NoError(t, q.Execute(ctx, "system_reset", nil, nil))
-	ev = waitEvent(t, q.Events(), EventReset, 5*time.Second)
+	ev = waitEvent(t, q.Events(), qmp.EventReset, 5*time.Second)
 	assert.Equal(t, "host-qmp-system-reset", ev.Reason)
 	assert.False(t, ev.Guest)
 	require.NoError(t, q.Execute(ctx, "stop", nil, nil))
-	waitEvent(t, q.Events(), EventStop, 5*time.Second)
+	waitEvent(t, q.Events(), qmp.EventStop, 5*time.Second)
 	var st struct {
 		Running bool   `json:"running"`
 		Status  string `json:"status"`
@@ -136,9 +137,9 @@ func TestQMPStopContEvents(t *testing.T) {
 	assert.False(t, st.Running)
 	assert.Equal(t, "paused", st.Status)
 
-	// A QEMU error reply is a *CommandError naming the command.
+	// A QEMU error reply is a *qmp.CommandError naming the command.
 	err := q.Execute(ctx, "no-such-command", nil, nil)
-	var ce *CommandError
+	var ce *qmp.CommandError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "CommandNotFound", ce.Class)
 	assert.Equal(t, "no-such-command", ce.Command)
@@ -155,7 +156,7 @@ func TestQMPStopContEvents(t *testing.T) {
 func TestQMPEventsBoundedAndDropped(t *testing.T) {
 	dir := shortTempDir(t)
 	_, cfg := startIdleQEMU(t, dir)
-	q := dialTest(t, cfg.QMPSocket, QMPOptions{EventBuffer: 3})
+	q := dialTest(t, cfg.QMPSocket, qmp.Options{EventBuffer: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := 0; i < 10; i++ {
@@ -168,7 +169,7 @@ func TestQMPEventsBoundedAndDropped(t *testing.T) {
 	for len(names) < 3 {
 		names = append(names, (<-q.Events()).Name)
 	}
-	assert.Equal(t, []string{EventStop, EventResume, EventStop}, names)
+	assert.Equal(t, []string{qmp.EventStop, qmp.EventResume, qmp.EventStop}, names)
 	assert.Equal(t, uint64(17), q.Dropped())
 }
 
@@ -176,7 +177,7 @@ func TestQMPEventsBoundedAndDropped(t *testing.T) {
 func TestQMPLargeReply(t *testing.T) {
 	dir := shortTempDir(t)
 	_, cfg := startIdleQEMU(t, dir, "-smp", "48")
-	q := dialTest(t, cfg.QMPSocket, QMPOptions{})
+	q := dialTest(t, cfg.QMPSocket, qmp.Options{})
 	ctx := context.Background()
 	raw, err := q.ExecuteRaw(ctx, "query-qmp-schema", nil)
 	require.NoError(t, err)
@@ -191,15 +192,15 @@ func TestQMPLargeReply(t *testing.T) {
 	require.NoError(t, q.Execute(ctx, "query-status", nil, nil))
 
 	// A MaxMessage below the reply size ends the connection with a
-	// ProtocolError instead of truncating.
+	// qmp.ProtocolError instead of truncating.
 	// (QMP serves one client at a time: close the first session.)
 	require.NoError(t, q.Close())
-	qs, err := DialQMP(ctx, cfg.QMPSocket, QMPOptions{MaxMessage: 32 << 10})
+	qs, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{MaxMessage: 32 << 10})
 	require.NoError(t, err)
 	defer qs.Close()
 	_, err = qs.ExecuteRaw(ctx, "query-qmp-schema", nil)
-	require.ErrorIs(t, err, ErrDisconnected)
-	var pe *ProtocolError
+	require.ErrorIs(t, err, qmp.ErrDisconnected)
+	var pe *qmp.ProtocolError
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, pe.Msg, "32768-byte limit")
 }
@@ -209,7 +210,7 @@ func TestQMPLargeReply(t *testing.T) {
 func TestGoQEMULargeReplyGap(t *testing.T) {
 	dir := shortTempDir(t)
 	_, cfg := startIdleQEMU(t, dir)
-	mon, err := qmp.NewSocketMonitor("unix", cfg.QMPSocket, 2*time.Second)
+	mon, err := goqmp.NewSocketMonitor("unix", cfg.QMPSocket, 2*time.Second)
 	require.NoError(t, err)
 	require.NoError(t, mon.Connect())
 	defer mon.Disconnect()
@@ -224,7 +225,7 @@ func TestGoQEMULargeReplyGap(t *testing.T) {
 func TestQMPCommandTimeoutAndLateReply(t *testing.T) {
 	dir := shortTempDir(t)
 	p, cfg := startIdleQEMU(t, dir)
-	q := dialTest(t, cfg.QMPSocket, QMPOptions{})
+	q := dialTest(t, cfg.QMPSocket, qmp.Options{})
 	require.NoError(t, syscall.Kill(p.Pid(), syscall.SIGSTOP))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, err := q.HMP(ctx, "info version")
@@ -240,7 +241,7 @@ func TestQMPCommandTimeoutAndLateReply(t *testing.T) {
 	// Default CommandTimeout applies without a deadline in ctx.
 	// (QMP serves one client at a time: close the first session.)
 	require.NoError(t, q.Close())
-	q2, err := DialQMP(context.Background(), cfg.QMPSocket, QMPOptions{CommandTimeout: 200 * time.Millisecond})
+	q2, err := qmp.Dial(context.Background(), cfg.QMPSocket, qmp.Options{CommandTimeout: 200 * time.Millisecond})
 	require.NoError(t, err)
 	defer q2.Close()
 	require.NoError(t, syscall.Kill(p.Pid(), syscall.SIGSTOP))
@@ -255,7 +256,7 @@ func TestQMPCommandTimeoutAndLateReply(t *testing.T) {
 func TestQMPKilledMidCommand(t *testing.T) {
 	dir := shortTempDir(t)
 	p, cfg := startIdleQEMU(t, dir)
-	q := dialTest(t, cfg.QMPSocket, QMPOptions{CommandTimeout: time.Minute})
+	q := dialTest(t, cfg.QMPSocket, qmp.Options{CommandTimeout: time.Minute})
 	require.NoError(t, syscall.Kill(p.Pid(), syscall.SIGSTOP)) // the command cannot be answered
 	errc := make(chan error, 1)
 	go func() { _, err := q.HMP(context.Background(), "info registers"); errc <- err }()
@@ -263,11 +264,11 @@ func TestQMPKilledMidCommand(t *testing.T) {
 	p.Kill()
 	select {
 	case err := <-errc:
-		require.ErrorIs(t, err, ErrDisconnected)
+		require.ErrorIs(t, err, qmp.ErrDisconnected)
 	case <-time.After(10 * time.Second):
 		t.Fatal("command still blocked 10 s after QEMU was killed")
 	}
-	waitEvent(t, q.Events(), EventDisconnected, 5*time.Second)
+	waitEvent(t, q.Events(), qmp.EventDisconnected, 5*time.Second)
 	select {
 	case <-q.Done():
 	default:
@@ -276,21 +277,21 @@ func TestQMPKilledMidCommand(t *testing.T) {
 	require.Error(t, q.Err())
 	// Later commands fail at once.
 	err := q.Execute(context.Background(), "query-status", nil, nil)
-	require.ErrorIs(t, err, ErrDisconnected)
+	require.ErrorIs(t, err, qmp.ErrDisconnected)
 }
 
 // TestQMPReconnect: QEMU restarted on the same socket path.
 func TestQMPReconnect(t *testing.T) {
 	dir := shortTempDir(t)
 	p, cfg := startIdleQEMU(t, dir)
-	q := dialTest(t, cfg.QMPSocket, QMPOptions{AutoReconnect: true})
+	q := dialTest(t, cfg.QMPSocket, qmp.Options{AutoReconnect: true})
 	ctx := context.Background()
 	require.NoError(t, q.Execute(ctx, "query-status", nil, nil))
 	p.Kill()
-	waitEvent(t, q.Events(), EventDisconnected, 5*time.Second)
+	waitEvent(t, q.Events(), qmp.EventDisconnected, 5*time.Second)
 	// Nothing listens: the command fails, reporting the redial.
 	err := q.Execute(ctx, "query-status", nil, nil)
-	require.ErrorIs(t, err, ErrDisconnected)
+	require.ErrorIs(t, err, qmp.ErrDisconnected)
 	assert.Contains(t, err.Error(), "reconnect")
 
 	p2, err := Start(ctx, cfg, StartOptions{})
@@ -301,86 +302,13 @@ func TestQMPReconnect(t *testing.T) {
 	}
 	require.NoError(t, q.Execute(ctx, "query-status", nil, &st))
 	assert.Equal(t, "prelaunch", st.Status)
-	waitEvent(t, q.Events(), EventReconnected, 5*time.Second)
+	waitEvent(t, q.Events(), qmp.EventReconnected, 5*time.Second)
 	require.NoError(t, q.Execute(ctx, "cont", nil, nil))
-	waitEvent(t, q.Events(), EventResume, 5*time.Second)
+	waitEvent(t, q.Events(), qmp.EventResume, 5*time.Second)
 
 	// Close ends the events stream and later commands.
 	require.NoError(t, q.Close())
 	for range q.Events() {
 	}
-	require.ErrorIs(t, q.Execute(ctx, "query-status", nil, nil), ErrClosed)
-}
-
-// realQMPLines are messages captured from QEMU 7.2 (this machine).
-var realQMPLines = []string{
-	`{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian 1:7.2+dfsg-7+deb12u18+b3"}, "capabilities": ["oob"]}}`,
-	`{"return": {}, "id": 0}`,
-	`{"timestamp": {"seconds": 1763790000, "microseconds": 123456}, "event": "STOP"}`,
-	`{"timestamp": {"seconds": 1763790001, "microseconds": 5}, "event": "RESUME"}`,
-	`{"timestamp": {"seconds": 1763790002, "microseconds": 77}, "event": "GUEST_PANICKED", "data": {"action": "run"}}`,
-	`{"timestamp": {"seconds": 1763790002, "microseconds": 900}, "event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-reset"}}`,
-	`{"timestamp": {"seconds": 1763790003, "microseconds": 1}, "event": "RESET", "data": {"guest": false, "reason": "host-qmp-system-reset"}}`,
-	`{"return": {"status": "running", "singlestep": false, "running": true}, "id": 7}`,
-	`{"id": 9, "error": {"class": "CommandNotFound", "desc": "The command no-such-command has not been found"}}`,
-}
-
-func TestDecodeMessage(t *testing.T) {
-	kind, _, _, _, _, err := DecodeMessage([]byte(realQMPLines[0]))
-	require.NoError(t, err)
-	assert.Equal(t, MessageGreeting, kind)
-	kind, ev, _, _, _, err := DecodeMessage([]byte(realQMPLines[4]))
-	require.NoError(t, err)
-	assert.Equal(t, MessageEvent, kind)
-	assert.Equal(t, EventGuestPanicked, ev.Name)
-	assert.Equal(t, "run", ev.Action)
-	assert.Equal(t, time.Unix(1763790002, 77000), ev.Time)
-	_, ev, _, _, _, _ = DecodeMessage([]byte(realQMPLines[5]))
-	assert.Equal(t, "guest-reset", ev.Reason)
-	assert.True(t, ev.Guest)
-	kind, _, id, ret, qerr, err := DecodeMessage([]byte(realQMPLines[7]))
-	require.NoError(t, err)
-	assert.Equal(t, MessageReply, kind)
-	assert.Equal(t, uint64(7), id)
-	assert.Nil(t, qerr)
-	assert.Contains(t, string(ret), "running")
-	_, _, id, _, qerr, _ = DecodeMessage([]byte(realQMPLines[8]))
-	assert.Equal(t, uint64(9), id)
-	require.NotNil(t, qerr)
-	assert.Equal(t, "CommandNotFound", qerr.Class)
-	for _, bad := range []string{``, `{}`, `[]`, `{"event": 5}`, `nul`, `{"timestamp": {"seconds": -1, "microseconds": 99999999}, "event": "X"}`} {
-		kind, ev, _, _, _, err := DecodeMessage([]byte(bad))
-		if err == nil {
-			assert.Equal(t, MessageEvent, kind, bad)
-			assert.True(t, ev.Time.IsZero(), "bad timestamp kept: %q", bad)
-		}
-	}
-}
-
-// FuzzDecodeMessage: QMP bytes come from QEMU (and through it from
-// anything the guest can make QEMU say); decoding never panics and every
-// classified message is consistent.
-func FuzzDecodeMessage(f *testing.F) {
-	for _, l := range realQMPLines {
-		f.Add([]byte(l))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		kind, ev, _, ret, qerr, err := DecodeMessage(b)
-		if err != nil {
-			return
-		}
-		switch kind {
-		case MessageEvent:
-			if ev.Name == "" {
-				t.Fatal("event without a name")
-			}
-		case MessageReply:
-			if ret == nil && qerr == nil {
-				t.Fatal("reply without return or error")
-			}
-		case MessageGreeting:
-		default:
-			t.Fatalf("unknown kind %d", kind)
-		}
-	})
+	require.ErrorIs(t, q.Execute(ctx, "query-status", nil, nil), qmp.ErrClosed)
 }

@@ -13,39 +13,60 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
-// Verdict sources: where a supervisor verdict comes from.
+// Source is where a supervisor verdict comes from.
+type Source string
+
+// Verdict sources.
 const (
-	SourceRegion  = "region"  // the region's health (hostreader.Watcher)
-	SourceQMP     = "qmp"     // a QMP event
-	SourceERST    = "erst"    // a new panic/oops record in the ERST store
-	SourceProcess = "process" // the QEMU process itself
+	SourceRegion  Source = "region"  // the region's health (hostreader.Watcher)
+	SourceQMP     Source = "qmp"     // a QMP event
+	SourceERST    Source = "erst"    // a new panic/oops record in the ERST store
+	SourceProcess Source = "process" // the QEMU process itself
 )
 
-// Supervisor states besides the region states of hostreader.State
-// ("absent", "alive", "stale", "rebooted", "panicked", "corrupt", "torn",
-// "unknown"), which region verdicts carry.
+// State is a supervisor verdict's state: a region state, named as
+// hostreader.State names it (RegionState: "absent", "alive", "stale",
+// "rebooted", "panicked", "corrupt", "torn", "unknown"), which region
+// verdicts carry, or one of the supervisor's own below.
+type State string
+
+// RegionState is the supervisor state of a region verdict's state.
+func RegionState(s hostreader.State) State { return State(s.String()) }
+
+// Region returns the hostreader.State that s names, and false for a
+// supervisor-only state (paused, exited, ...).
+func (s State) Region() (hostreader.State, bool) {
+	var r hostreader.State
+	if err := r.UnmarshalText([]byte(s)); err != nil || r == hostreader.StateNone {
+		return hostreader.StateNone, false
+	}
+	return r, true
+}
+
+// Supervisor states besides the region states.
 const (
-	StatePanicked     = "panicked"     // GUEST_PANICKED, or an ERST panic record
-	StatePanicLog     = "panic-log"    // the ERST log of a panic already reported panicked
-	StatePaused       = "paused"       // QMP STOP
-	StateRunning      = "running"      // QMP RESUME
-	StateReset        = "reset"        // QMP RESET
-	StateShutdown     = "shutdown"     // QMP SHUTDOWN
-	StateWatchdog     = "watchdog"     // QMP WATCHDOG
-	StateExited       = "exited"       // QEMU exited
-	StateDisconnected = "disconnected" // QMP connection lost (attach mode)
-	StateReconnected  = "reconnected"  // QMP answers again (attach mode, AttachConfig.Reconnect)
+	StatePanicked     State = "panicked"     // GUEST_PANICKED, or an ERST panic record (hostreader.StatePanicked's name)
+	StatePanicLog     State = "panic-log"    // the ERST log of a panic already reported panicked
+	StatePaused       State = "paused"       // QMP STOP
+	StateRunning      State = "running"      // QMP RESUME
+	StateReset        State = "reset"        // QMP RESET
+	StateShutdown     State = "shutdown"     // QMP SHUTDOWN
+	StateWatchdog     State = "watchdog"     // QMP WATCHDOG
+	StateExited       State = "exited"       // QEMU exited
+	StateDisconnected State = "disconnected" // QMP connection lost (attach mode)
+	StateReconnected  State = "reconnected"  // QMP answers again (attach mode, AttachConfig.Reconnect)
 )
 
 // Verdict is one entry of a Supervisor's verdict stream: what was seen,
 // from which source, when, with the evidence.
 type Verdict struct {
 	Time   time.Time `json:"time"`
-	State  string    `json:"state"`
-	Source string    `json:"source"`
+	State  State     `json:"state"`
+	Source Source    `json:"source"`
 	// Reason is a one-line explanation. It may hold guest text, raw:
 	// String and the printers (Follow, WriteSummary) escape it.
 	Reason string `json:"reason,omitempty"`
@@ -53,7 +74,7 @@ type Verdict struct {
 	// known when this verdict was made (nil before the first).
 	Region *hostreader.Verdict `json:"region,omitempty"`
 	// Event is the QMP event (source qmp).
-	Event *Event `json:"event,omitempty"`
+	Event *qmp.Event `json:"event,omitempty"`
 	// Panic is the panic evidence (state panicked).
 	Panic *PanicReport `json:"panic,omitempty"`
 	// Exit describes how QEMU ended (state exited).
@@ -112,7 +133,7 @@ type SupervisorOptions struct {
 	// is always on: the host time is written into the region each round.
 	Watch hostreader.WatchOptions
 	// QMP tunes the QMP session.
-	QMP QMPOptions
+	QMP qmp.Options
 	// Start tunes the QEMU launch (Launch only).
 	Start StartOptions
 	// ERSTInterval is how often the ERST file is checked for new records
@@ -202,7 +223,7 @@ const watchName = "vm"
 type Supervisor struct {
 	opts     SupervisorOptions
 	proc     *Process
-	qmp      *QMP
+	qmp      *qmp.Client
 	con      *Console
 	watcher  *hostreader.Watcher
 	erstPath string
@@ -243,7 +264,7 @@ type Supervisor struct {
 // workdir/diag.aml and returns the Channel for machine with its backing
 // file in workdir ("region" for ivshmem, "ram" for the fixed placement;
 // an old one is removed so the run starts with an empty region).
-func NewChannel(workdir string, rc ssdt.Config, machine string) (Channel, error) {
+func NewChannel(workdir string, rc ssdt.Config, machine Machine) (Channel, error) {
 	if err := os.MkdirAll(workdir, 0o755); err != nil {
 		return Channel{}, fmt.Errorf("qemuhook: workdir: %w", err)
 	}
@@ -378,7 +399,7 @@ func newSupervisor(ctx context.Context, cancel context.CancelFunc, opts Supervis
 		}
 		s.curCon = s.con
 	}
-	s.qmp, err = DialQMP(ctx, ac.QMPSocket, opts.QMP)
+	s.qmp, err = qmp.Dial(ctx, ac.QMPSocket, opts.QMP)
 	if err != nil {
 		return fail(err)
 	}
@@ -408,7 +429,7 @@ func (s *Supervisor) Verdicts() <-chan Verdict { return s.out }
 func (s *Supervisor) Done() <-chan struct{} { return s.done }
 
 // QMP returns the QMP session (for on-demand diagnostics).
-func (s *Supervisor) QMP() *QMP { return s.qmp }
+func (s *Supervisor) QMP() *qmp.Client { return s.qmp }
 
 // Console returns the serial console, nil when none is configured. In
 // attach mode with AttachConfig.Reconnect it is a new Console after each
@@ -658,7 +679,7 @@ func (s *Supervisor) onRegion(ctx context.Context, c hostreader.Change) {
 		// the panic to its watcher: that panicked verdict is out already.
 		return
 	}
-	s.emit(ctx, Verdict{Time: rv.At, State: rv.State.String(), Source: SourceRegion, Reason: rv.Line(), Region: &rv})
+	s.emit(ctx, Verdict{Time: rv.At, State: RegionState(rv.State), Source: SourceRegion, Reason: rv.Line(), Region: &rv})
 }
 
 // newEpoch starts a new guest boot as far as panics are concerned.
@@ -668,21 +689,21 @@ func (s *Supervisor) newEpoch() {
 
 // onEvent handles a QMP event; it returns the final verdict when
 // supervision must end (attach mode: connection lost).
-func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
+func (s *Supervisor) onEvent(ctx context.Context, ev qmp.Event) *Verdict {
 	e := ev
 	v := Verdict{Time: ev.Time, Source: SourceQMP, Event: &e}
 	if v.Time.IsZero() {
 		v.Time = time.Now()
 	}
 	switch ev.Name {
-	case EventGuestPanicked:
+	case qmp.EventGuestPanicked:
 		s.onPVPanic(ctx, v)
 		return nil
-	case EventStop:
+	case qmp.EventStop:
 		v.State, v.Reason = StatePaused, "VM stopped (QMP STOP): the guest cannot tick, the region will go stale"
-	case EventResume:
+	case qmp.EventResume:
 		v.State, v.Reason = StateRunning, "VM resumed (QMP RESUME)"
-	case EventReset:
+	case qmp.EventReset:
 		v.State, v.Reason = StateReset, "reset ("+ev.Reason+")"
 		// A guest without pvpanic has written its panic log by now.
 		s.checkERST(ctx, false)
@@ -691,16 +712,16 @@ func (s *Supervisor) onEvent(ctx context.Context, ev Event) *Verdict {
 		s.newEpoch()
 		s.resetSeen = true
 		return nil
-	case EventShutdown:
+	case qmp.EventShutdown:
 		s.mu.Lock()
 		s.sawShut = true
 		s.mu.Unlock()
 		v.State, v.Reason = StateShutdown, "shutdown ("+ev.Reason+")"
 		s.checkERST(ctx, false)
 		s.flushPending(ctx)
-	case EventWatchdog:
+	case qmp.EventWatchdog:
 		v.State, v.Reason = StateWatchdog, "guest watchdog fired (action "+ev.Action+")"
-	case EventDisconnected:
+	case qmp.EventDisconnected:
 		if s.proc != nil {
 			return nil // the process exit will tell more
 		}
@@ -953,7 +974,7 @@ func (s *Supervisor) redial(ctx context.Context, lostAt time.Time) {
 		case <-t.C:
 		}
 		if err := s.reconnectQMP(ctx); err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			if errors.Is(err, qmp.ErrClosed) || ctx.Err() != nil {
 				return
 			}
 			delay = min(2*delay, s.attach.ReconnectMax)
@@ -981,7 +1002,7 @@ func (s *Supervisor) redial(ctx context.Context, lostAt time.Time) {
 }
 
 // reconnectQMP redials QMP unless its connection is already up again (a
-// command with QMPOptions.AutoReconnect redialled first: Reconnect would
+// command with qmp.Options.AutoReconnect redialled first: Reconnect would
 // drop that live connection).
 func (s *Supervisor) reconnectQMP(ctx context.Context) error {
 	select {
@@ -1012,7 +1033,7 @@ func (s *Supervisor) onReconnected(ctx context.Context, r reconnected) {
 		reason += "; serial console not re-dialled: " + r.conErr.Error()
 	}
 	s.emit(ctx, Verdict{Time: r.at, State: StateReconnected, Source: SourceQMP, Reason: reason,
-		Event: &Event{Name: EventReconnected, Time: r.at}})
+		Event: &qmp.Event{Name: qmp.EventReconnected, Time: r.at}})
 	if lost := s.lostAgain; lost != nil {
 		s.lostAgain = nil
 		s.emit(ctx, *lost)

@@ -16,6 +16,7 @@ import (
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qmp"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
@@ -36,7 +37,7 @@ func checkNoLeak(t *testing.T) {
 }
 
 // nextVerdict waits for a verdict matching state and source ("" = any).
-func nextVerdict(t *testing.T, ch <-chan Verdict, state, source string, within time.Duration, seen *[]Verdict) Verdict {
+func nextVerdict(t *testing.T, ch <-chan Verdict, state State, source Source, within time.Duration, seen *[]Verdict) Verdict {
 	t.Helper()
 	tm := time.After(within)
 	for {
@@ -169,7 +170,7 @@ func TestSupervisorLiveGuest(t *testing.T) {
 	require.NotNil(t, ev.Panic)
 	assert.True(t, ev.Panic.PVPanic, "pvpanic announced the panic")
 	require.NotNil(t, ev.Event)
-	assert.Equal(t, EventGuestPanicked, ev.Event.Name)
+	assert.Equal(t, qmp.EventGuestPanicked, ev.Event.Name)
 	assert.Equal(t, "run", ev.Event.Action)
 	assert.Contains(t, ev.Reason, "pvpanic + ERST: Panic#1: Kernel panic - not syncing")
 	assert.Contains(t, ev.Panic.PanicLine, "Kernel panic - not syncing")
@@ -195,12 +196,12 @@ func TestSupervisorLiveGuest(t *testing.T) {
 	assert.Equal(t, len(seen), sum.Verdicts)
 	var states []string
 	for _, v := range seen {
-		states = append(states, v.State+"/"+v.Source)
+		states = append(states, string(v.State)+"/"+string(v.Source))
 	}
-	assert.Contains(t, states, StateShutdown+"/"+SourceQMP)
+	assert.Contains(t, states, string(StateShutdown)+"/"+string(SourceQMP))
 	panicked := 0
 	for _, st := range states {
-		if strings.HasPrefix(st, StatePanicked+"/") {
+		if strings.HasPrefix(st, string(StatePanicked)+"/") {
 			panicked++
 		}
 	}
@@ -342,7 +343,7 @@ func TestSupervisorAttachReconnect(t *testing.T) {
 	default:
 	}
 	_, err = QueryStatus(ctx, s.QMP())
-	require.ErrorIs(t, err, ErrDisconnected)
+	require.ErrorIs(t, err, qmp.ErrDisconnected)
 
 	// A new QEMU on the same paths. NoWait: Start's own QMP probe would
 	// compete with the supervisor's re-dial for QEMU's single QMP client
@@ -355,7 +356,7 @@ func TestSupervisorAttachReconnect(t *testing.T) {
 	assert.Contains(t, back.Reason, "QEMU 7.")
 	assert.NotContains(t, back.Reason, "console not re-dialled")
 	require.NotNil(t, back.Event)
-	assert.Equal(t, EventReconnected, back.Event.Name)
+	assert.Equal(t, qmp.EventReconnected, back.Event.Name)
 	assert.False(t, p2.Exited(), "QEMU's stderr: %v", p2.Stderr())
 
 	st, err = QueryStatus(ctx, s.QMP())
@@ -431,7 +432,7 @@ func TestSupervisorAttachReconnectGuest(t *testing.T) {
 }
 
 // TestSupervisorAttachReconnectAfterAutoReconnect: a command with
-// QMPOptions.AutoReconnect may bring QMP back before the supervisor's own
+// qmp.Options.AutoReconnect may bring QMP back before the supervisor's own
 // re-dial is due; the re-dial then reports the live connection instead of
 // dropping it for a new one.
 func TestSupervisorAttachReconnectAfterAutoReconnect(t *testing.T) {
@@ -447,7 +448,7 @@ func TestSupervisorAttachReconnectAfterAutoReconnect(t *testing.T) {
 		ReconnectMin: 6 * time.Second, ReconnectMax: 6 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := Attach(ctx, ac, SupervisorOptions{QMP: QMPOptions{AutoReconnect: true}})
+	s, err := Attach(ctx, ac, SupervisorOptions{QMP: qmp.Options{AutoReconnect: true}})
 	require.NoError(t, err)
 	defer s.Close()
 	var seen []Verdict
@@ -486,7 +487,7 @@ func TestSupervisorAttachReconnectAfterAutoReconnect(t *testing.T) {
 func TestSupervisorPlacements(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		firmware string
+		firmware Firmware
 		fixed    bool
 	}{{"fixed-seabios", FirmwareSeaBIOS, true}, {"ivshmem-ovmf", FirmwareOVMF, false}} {
 		t.Run(tc.name, func(t *testing.T) {

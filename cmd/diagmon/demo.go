@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/internal/render"
 	"github.com/acpidiag/acpidiag/internal/testguest"
 	"github.com/acpidiag/acpidiag/monitor"
 	"github.com/acpidiag/acpidiag/qemuhook"
@@ -45,7 +46,7 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) error {
 	defer cancel()
 	start := time.Now()
 	say := func(format string, a ...any) {
-		fmt.Fprintf(w, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+		render.Elapsed(w, start, format, a...)
 	}
 	k, err := testguest.Kernel()
 	if err != nil {
@@ -140,12 +141,8 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) error {
 				return err
 			}
 			say("bundle %s", e.Path)
-			for _, a := range man.Artifacts {
-				status := "ok"
-				if a.Error != "" {
-					status = hostreader.EscapeLog(a.Error)
-				}
-				fmt.Fprintf(w, "           %-14s %-20s %8d bytes %6d ms  %s\n", a.Diagnostic, a.Name, a.Size, a.Duration.Milliseconds(), status)
+			if err := render.Artifacts(w, "           ", man.Artifacts); err != nil {
+				return err
 			}
 			say("first failed probe → bundle on disk: %s (bound: failures × every + 15 s = 21 s)", man.Finished.Sub(firstFail).Round(time.Millisecond))
 			return nil

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/internal/render"
 	"github.com/acpidiag/acpidiag/monitor"
 )
 
@@ -297,13 +298,7 @@ func cmdDiag(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s\n", b)
 	} else {
 		fmt.Fprintf(stdout, "bundle %s -> %s\n", res.ID, strings.Join(res.Locations, ", "))
-		for _, a := range res.Manifest.Artifacts {
-			status := "ok"
-			if a.Error != "" {
-				status = "ERROR " + hostreader.EscapeLog(a.Error)
-			}
-			fmt.Fprintf(stdout, "  %-14s %-20s %8d bytes %7.0f ms  %s\n", a.Diagnostic, a.Name, a.Size, float64(a.Duration)/1e6, status)
-		}
+		render.Artifacts(stdout, "  ", res.Manifest.Artifacts)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "diagmon diag: %v\n", err)

@@ -173,17 +173,3 @@ func (zeroReader) Read(b []byte) (int, error) {
 	clear(b)
 	return len(b), nil
 }
-
-// The streamed JSON is the same document as encoding the whole report.
-func TestErstJSONStreamedSameDocument(t *testing.T) {
-	for name := range erstExpected(t) {
-		s, err := hostreader.ReadERSTFile(backing(t, name))
-		require.NoError(t, err)
-		evs := s.Events()
-		var streamed bytes.Buffer
-		require.NoError(t, writeErstJSON(&streamed, "f", s, evs, true))
-		whole, err := marshalIndent(erstJSONReport("f", s, evs, true), "")
-		require.NoError(t, err)
-		assert.Equal(t, string(whole)+"\n", streamed.String(), name)
-	}
-}

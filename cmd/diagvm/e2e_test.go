@@ -53,9 +53,9 @@ type jsonLine struct {
 
 // jsonVerdict is the part of a verdict line these tests read.
 type jsonVerdict struct {
-	State  string `json:"state"`
-	Source string `json:"source"`
-	Reason string `json:"reason"`
+	State  qemuhook.State  `json:"state"`
+	Source qemuhook.Source `json:"source"`
+	Reason string          `json:"reason"`
 	Region *struct {
 		State string `json:"state"`
 		Boots uint32 `json:"boots"`
@@ -104,7 +104,7 @@ func states(lines []jsonLine) []string {
 	var out []string
 	for _, l := range lines {
 		if l.Type == "verdict" {
-			out = append(out, l.Verdict.State+"/"+l.Verdict.Source)
+			out = append(out, string(l.Verdict.State)+"/"+string(l.Verdict.Source))
 		}
 	}
 	return out
@@ -127,7 +127,7 @@ func TestE2ERunRebootLoop(t *testing.T) {
 			return false
 		}
 		b := v.Region.Boots
-		seen[b] = append(seen[b], v.State)
+		seen[b] = append(seen[b], string(v.State))
 		return b == 3 && v.State == "alive"
 	}, "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256", "--workdir", dir,
 		"--append", testguest.BootArgs(testguest.ModeReboot, 4*time.Second, testguest.LastBoot(2)))

@@ -3,8 +3,9 @@
 // also attach to a running VM, and `diagvm demo` boots the bundled test
 // guest, shows it alive, makes it panic and prints the decoded panic.
 //
-// It is a thin layer over qemuhook (NewChannel, Config, Launch, Attach,
-// Follow, RunDemo); run "diagvm --help".
+// It is a thin layer over qemuhook (NewChannel, Config, Launch, Attach),
+// internal/render (Follow, WriteSummary) and internal/demo (Run); run
+// "diagvm --help".
 package main
 
 import (
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/internal/demo"
+	"github.com/acpidiag/acpidiag/internal/render"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/region"
 	"github.com/acpidiag/acpidiag/ssdt"
@@ -154,7 +157,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	kernel := fs.String("kernel", "", "guest kernel (QEMU -kernel), required")
 	initrd := fs.String("initrd", "", "initramfs (QEMU -initrd)")
 	appendArgs := fs.String("append", "", "guest kernel command line (console=ttyS0 and panic=-1 are added when absent)")
-	firmware := fs.String("firmware", qemuhook.FirmwareSeaBIOS, "firmware: seabios or ovmf")
+	firmware := fs.String("firmware", string(qemuhook.FirmwareSeaBIOS), "firmware: seabios or ovmf")
 	smp := fs.Int("smp", 1, "vCPUs")
 	tick := fs.Duration("tick", ssdt.DefaultTick, "tick period the SSDT asks the guest for (_TZP), 100ms steps")
 	var place region.Flags
@@ -193,12 +196,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, exitError, "run: %v", err)
 		}
 	}
-	ch, err := qemuhook.NewChannel(dir, rc, *machine)
+	ch, err := qemuhook.NewChannel(dir, rc, qemuhook.Machine(*machine))
 	if err != nil {
 		return fail(stderr, exitError, "run: %v", err)
 	}
 	cfg := qemuhook.Config{
-		Machine: *machine, Firmware: *firmware, SMP: *smp, MemoryMB: *memory,
+		Machine: qemuhook.Machine(*machine), Firmware: qemuhook.Firmware(*firmware), SMP: *smp, MemoryMB: *memory,
 		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs,
 		Channel: ch, ERSTPath: filepath.Join(dir, "erst"), PVPanic: true, AllowReboot: !*noReboot, Balloon: *balloon,
 		QMPSocket: filepath.Join(dir, "qmp.sock"), SerialSocket: filepath.Join(dir, "serial.sock"),
@@ -229,7 +232,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitError, "run: %v", err)
 	}
 	defer s.Close()
-	sum, err := qemuhook.Follow(ctx, s, stdout, qemuhook.FollowOptions{JSON: *asJSON, Start: start})
+	sum, err := render.Follow(ctx, s, stdout, render.FollowOptions{JSON: *asJSON, Start: start})
 	if err != nil {
 		return fail(stderr, exitError, "run: %v", err)
 	}
@@ -277,7 +280,7 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, exitError, "attach: %v", err)
 	}
 	defer s.Close()
-	sum, err := qemuhook.Follow(ctx, s, stdout, qemuhook.FollowOptions{JSON: *asJSON, Progress: -1})
+	sum, err := render.Follow(ctx, s, stdout, render.FollowOptions{JSON: *asJSON, Progress: -1})
 	if err != nil {
 		return fail(stderr, exitError, "attach: %v", err)
 	}
@@ -299,12 +302,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *after <= 0 {
 		return fail(stderr, exitUsage, "demo: --panic-after %v must be positive", *after)
 	}
-	opts := qemuhook.DemoOptions{PanicAfter: *after, JSON: *asJSON, Keep: *keep}
+	opts := demo.Options{PanicAfter: *after, JSON: *asJSON, Keep: *keep}
 	if *console {
 		opts.Console = stderr
 	}
-	_, err := qemuhook.RunDemo(ctx, stdout, opts)
-	var de *qemuhook.DemoError
+	_, err := demo.Run(ctx, stdout, opts)
+	var de *demo.Error
 	switch {
 	case errors.As(err, &de):
 		return fail(stderr, exitNoEvidence, "%v", err)

@@ -258,7 +258,7 @@ func TestAttachCLIEscapesOnce(t *testing.T) {
 					Panic *qemuhook.PanicReport `json:"panic"`
 				}
 				require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
-				if m.Verdict.State == qemuhook.StatePanicked {
+				if m.Verdict.State == string(qemuhook.StatePanicked) {
 					lines++
 					assert.Equal(t, fixtures.HostileLine, m.Verdict.Panic.PanicLine)
 				}

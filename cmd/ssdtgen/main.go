@@ -209,7 +209,7 @@ func runQEMUArgs(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usage(stderr, "%v", err)
 	}
-	ch := qemuhook.Channel{SSDTPath: *ssdtFile, Region: cfg, BackingPath: *backing, Machine: tf.target.Machine, MemoryMB: tf.target.MemoryMB}
+	ch := qemuhook.Channel{SSDTPath: *ssdtFile, Region: cfg, BackingPath: *backing, Machine: qemuhook.Machine(tf.target.Machine), MemoryMB: tf.target.MemoryMB}
 	qargs, kargs, err := ch.Args()
 	if err != nil {
 		return usage(stderr, "%v", err) // the flags name an impossible wiring

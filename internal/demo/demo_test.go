@@ -1,25 +1,35 @@
-package qemuhook
+package demo
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/acpidiag/acpidiag/fixtures"
+	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qemuhook"
 )
 
 // TestRunDemo runs the demo (real guest, real QEMU) with a short panic
 // delay and JSON output, and checks the story it tells.
 func TestRunDemo(t *testing.T) {
-	requireGuest(t)
-	checkNoLeak(t)
+	fixtures.RequireTool(t, "qemu-system-x86_64")
+	if _, err := testguest.Kernel(); errors.Is(err, testguest.ErrNoKernel) {
+		if fixtures.InCI() {
+			t.Fatalf("guest kernel required under CI: %v", err)
+		}
+		t.Skipf("guest kernel not cached: %v", err)
+	}
 	var out, con bytes.Buffer
-	sum, err := RunDemo(context.Background(), &out, DemoOptions{PanicAfter: 2 * time.Second, JSON: true, Console: &con})
+	sum, err := Run(context.Background(), &out, Options{PanicAfter: 2 * time.Second, JSON: true, Console: &con})
 	require.NoError(t, err, out.String())
 	require.NotNil(t, sum.Panic)
 	assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", sum.Panic.PanicLine)
@@ -34,7 +44,7 @@ func TestRunDemo(t *testing.T) {
 			Verdict struct {
 				State, Source string
 			} `json:"verdict"`
-			Panic *PanicReport `json:"panic"`
+			Panic *qemuhook.PanicReport `json:"panic"`
 		}
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
 		switch m.Type {
@@ -54,20 +64,4 @@ func TestRunDemo(t *testing.T) {
 	assert.True(t, sum.Panic.PVPanic, "pvpanic announced it")
 	assert.Less(t, strings.Index(s, "alive/region"), strings.Index(s, "panicked/erst"))
 	assert.Less(t, strings.Index(s, "panicked/erst"), strings.Index(s, "exited/process"))
-}
-
-func TestWriteSummaryText(t *testing.T) {
-	var b bytes.Buffer
-	sum := Summary{Last: Verdict{State: StateExited, Source: SourceProcess, Reason: "QEMU signal: killed unexpectedly"},
-		Ticks: 7, Boots: 2, Verdicts: 5,
-		Exit: &ExitReport{Code: -1, Signal: "killed", Stderr: []string{"qemu: boom"}},
-		Panic: &PanicReport{Source: "erst", Reason: "Panic", Count: 1, RecordIDs: []uint64{0x10}, PanicLine: "Kernel panic - not syncing: x",
-			Text: "<6>[    1.0] hello\n<6>[    2.0] sysrq: Trigger a crash\n<0>[    2.1] Kernel panic - not syncing: x\n<4>[    2.2] CPU: 0\n"}}
-	require.NoError(t, WriteSummary(&b, sum, false))
-	s := b.String()
-	assert.Contains(t, s, "qemu:         signal killed (UNEXPECTED)")
-	assert.Contains(t, s, "stderr: qemu: boom")
-	assert.Contains(t, s, "(Panic#1, ERST records [0x10])")
-	assert.Contains(t, s, "    [    2.0] sysrq: Trigger a crash\n    [    2.1] Kernel panic - not syncing: x\n    [    2.2] CPU: 0\n")
-	assert.NotContains(t, s, "hello")
 }

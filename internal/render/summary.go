@@ -1,4 +1,8 @@
-package qemuhook
+// Package render holds the text and JSON renderers of the CLIs (diagread,
+// diagvm, diagmon): verdicts, ERST reports, run summaries and the
+// supervisor's verdict stream. Guest text is escaped once, here: in text
+// with hostreader.EscapeLine/EscapeLog, in JSON by the JSON encoding.
+package render
 
 import (
 	"context"
@@ -9,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acpidiag/acpidiag/hostreader"
+	"github.com/acpidiag/acpidiag/qemuhook"
 )
 
 // FollowOptions tunes Follow.
@@ -27,7 +32,7 @@ type FollowOptions struct {
 // every opts.Progress until the region is first seen alive), and when the
 // stream ends prints the summary (WriteSummary) and returns it. If ctx
 // ends first, s is closed and the summary so far is printed.
-func Follow(ctx context.Context, s *Supervisor, w io.Writer, opts FollowOptions) (Summary, error) {
+func Follow(ctx context.Context, s *qemuhook.Supervisor, w io.Writer, opts FollowOptions) (qemuhook.Summary, error) {
 	if opts.Start.IsZero() {
 		opts.Start = time.Now()
 	}
@@ -41,7 +46,7 @@ func Follow(ctx context.Context, s *Supervisor, w io.Writer, opts FollowOptions)
 		tick = t.C
 	}
 	enc := json.NewEncoder(w)
-	state := "starting"
+	state := qemuhook.State("starting")
 	var werr error
 	write := func(f func() error) {
 		if werr == nil {
@@ -58,35 +63,33 @@ loop:
 			if !ok {
 				break loop
 			}
-			if v.Source == SourceRegion && v.State == "alive" {
+			if v.Source == qemuhook.SourceRegion && v.State == qemuhook.RegionState(hostreader.StateAlive) {
 				tick = nil
 			}
-			if v.Source == SourceRegion {
+			if v.Source == qemuhook.SourceRegion {
 				state = v.State
 			}
 			write(func() error {
 				if opts.JSON {
 					return enc.Encode(struct {
-						Type      string  `json:"type"`
-						ElapsedMs int64   `json:"elapsed_ms"`
-						Verdict   Verdict `json:"verdict"`
+						Type      string           `json:"type"`
+						ElapsedMs int64            `json:"elapsed_ms"`
+						Verdict   qemuhook.Verdict `json:"verdict"`
 					}{"verdict", time.Since(opts.Start).Milliseconds(), v})
 				}
-				_, err := fmt.Fprintf(w, "[%6.1fs] %s\n", time.Since(opts.Start).Seconds(), v)
-				return err
+				return Elapsed(w, opts.Start, "%s", v)
 			})
 		case <-tick:
 			write(func() error {
 				el := time.Since(opts.Start)
 				if opts.JSON {
 					return enc.Encode(struct {
-						Type      string `json:"type"`
-						ElapsedMs int64  `json:"elapsed_ms"`
-						Region    string `json:"region"`
+						Type      string         `json:"type"`
+						ElapsedMs int64          `json:"elapsed_ms"`
+						Region    qemuhook.State `json:"region"`
 					}{"progress", el.Milliseconds(), state})
 				}
-				_, err := fmt.Fprintf(w, "[%6.1fs] booting... (region %s, waiting for the first tick)\n", el.Seconds(), state)
-				return err
+				return Elapsed(w, opts.Start, "booting... (region %s, waiting for the first tick)", state)
 			})
 		}
 	}
@@ -94,9 +97,16 @@ loop:
 	sum := s.Summary()
 	write(func() error { return WriteSummary(w, sum, opts.JSON) })
 	if werr != nil {
-		return sum, fmt.Errorf("qemuhook: writing output: %w", werr)
+		return sum, fmt.Errorf("render: writing output: %w", werr)
 	}
 	return sum, nil
+}
+
+// Elapsed writes one line prefixed with the seconds since start, as
+// "[  12.3s] ..." (the CLIs' progress and verdict lines, the demos).
+func Elapsed(w io.Writer, start time.Time, format string, a ...any) error {
+	_, err := fmt.Fprintf(w, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+	return err
 }
 
 // WriteSummary prints a run's summary: the last verdict, ticks and boots,
@@ -104,11 +114,11 @@ loop:
 // essential lines. With asJSON it writes one JSON object
 // {"type":"summary",...}. Guest text is escaped once: in text with
 // hostreader.EscapeLine, in JSON by the JSON encoding.
-func WriteSummary(w io.Writer, sum Summary, asJSON bool) error {
+func WriteSummary(w io.Writer, sum qemuhook.Summary, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(struct {
 			Type string `json:"type"`
-			Summary
+			qemuhook.Summary
 		}{"summary", sum})
 	}
 	var b strings.Builder
@@ -177,39 +187,35 @@ func hexIDs(ids []uint64) []string {
 	return out
 }
 
-// crashContext returns the start of the last crash in a kernel log (from
-// the line that triggered it, e.g. "sysrq: Trigger a crash", or the panic,
-// BUG or Oops line), at most n lines, with the "<level>" prefixes
-// removed.
+// crashContext returns the start of the last crash in a kernel log, at
+// most n lines with the "<level>" prefixes removed: from the last line
+// hostreader.CrashLines names (a panic, BUG, Oops, GPF, ... line), or the
+// line just before it that triggered it (e.g. "sysrq: Trigger a crash"),
+// or the last n lines when there is none.
 func crashContext(text string, n int) []string {
 	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
 	if len(lines) == 1 && lines[0] == "" {
 		return nil
 	}
-	start := -1
-	for i := len(lines) - 1; i >= 0 && start < 0; i-- {
-		l := lines[i]
-		if strings.Contains(l, "Kernel panic - not syncing") || strings.Contains(l, "BUG:") || strings.Contains(l, "Oops:") {
-			start = i
+	start := len(lines) - n
+	if crash := hostreader.CrashLines(text); len(crash) > 0 {
+		last := crash[len(crash)-1]
+		for i := len(lines) - 1; i >= 0; i-- {
+			if hostreader.StripLogPrefix(lines[i]) == last {
+				start = i
+				break
+			}
 		}
-	}
-	if start < 0 {
-		start = len(lines) - n
-	} else {
 		// The lines just before often say what triggered it.
 		for j := start - 1; j >= 0 && j >= start-5; j-- {
-			if strings.Contains(lines[j], "sysrq: Trigger a crash") || strings.Contains(lines[j], "BUG:") || strings.Contains(lines[j], "Oops:") {
+			l := hostreader.StripLogPrefix(lines[j])
+			if strings.HasPrefix(l, "sysrq: Trigger a crash") || len(hostreader.CrashLines(l)) > 0 {
 				start = j
 			}
 		}
 	}
-	if start < 0 {
-		start = 0
-	}
-	end := start + n
-	if end > len(lines) {
-		end = len(lines)
-	}
+	start = max(start, 0)
+	end := min(start+n, len(lines))
 	out := make([]string, 0, end-start)
 	for _, l := range lines[start:end] {
 		// Drop the "<level>" syslog prefix, keep the timestamp.

@@ -1,4 +1,8 @@
-package qemuhook
+// Package qmp is acpidiag's QMP client: one JSON object per line over
+// QEMU's monitor socket, commands tagged with ids and bounded by timeouts,
+// events buffered and counted when dropped, reconnection; it implements
+// go-qemu's goqmp.Monitor so go-qemu's typed API runs on top of it.
+package qmp
 
 import (
 	"bufio"
@@ -14,10 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/digitalocean/go-qemu/qmp"
+	goqmp "github.com/digitalocean/go-qemu/qmp"
 )
 
-// Why qemuhook has its own QMP transport. go-qemu's qmp.SocketMonitor (the
+// Why acpidiag has its own QMP transport. go-qemu's goqmp.SocketMonitor (the
 // pinned version) has gaps that would leak into every caller:
 //   - no timeout on the greeting/capabilities handshake (a socket that
 //     accepts but never greets hangs Connect forever);
@@ -31,12 +35,12 @@ import (
 //     caller gave up is handed to the next command.
 // None of this can be configured from outside, so QMP speaks the protocol
 // itself (one JSON object per line, commands tagged with "id"), reuses
-// go-qemu's wire types (qmp.Command, qmp.Event, qmp.Version), and
-// implements qmp.Monitor so go-qemu's generated typed API (qmp/raw) runs on
+// go-qemu's wire types (goqmp.Command, goqmp.Event, goqmp.Version), and
+// implements goqmp.Monitor so go-qemu's generated typed API (qmp/raw) runs on
 // top of it.
 
-// QMPOptions tunes a QMP session. Zero values select the defaults.
-type QMPOptions struct {
+// Options tunes a QMP session. Zero values select the defaults.
+type Options struct {
 	// DialTimeout bounds connect + greeting + capabilities negotiation
 	// (default 5 s).
 	DialTimeout time.Duration
@@ -54,7 +58,7 @@ type QMPOptions struct {
 	AutoReconnect bool
 }
 
-func (o QMPOptions) withDefaults() QMPOptions {
+func (o Options) withDefaults() Options {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
 	}
@@ -117,7 +121,7 @@ const (
 	EventReset         = "RESET"
 	EventWatchdog      = "WATCHDOG"
 	EventPowerdown     = "POWERDOWN"
-	// EventDisconnected is synthesised by qemuhook (not QEMU) when the QMP
+	// EventDisconnected is synthesised by this client (not QEMU) when the QMP
 	// connection is lost; Data holds {"error": "..."}.
 	EventDisconnected = "ACPIDIAG_DISCONNECTED"
 	// EventReconnected is synthesised when AutoReconnect or Reconnect
@@ -146,8 +150,8 @@ type Event struct {
 // message is any QMP message from QEMU.
 type message struct {
 	QMP *struct {
-		Version      qmp.Version `json:"version"`
-		Capabilities []string    `json:"capabilities"`
+		Version      goqmp.Version `json:"version"`
+		Capabilities []string      `json:"capabilities"`
 	} `json:"QMP"`
 	Event     string          `json:"event"`
 	Data      json.RawMessage `json:"data"`
@@ -248,16 +252,16 @@ func (cn *conn) fail(err error) {
 	cn.c.Close()
 }
 
-// QMP is a QMP session with one QEMU: commands with timeouts, a
+// Client is a QMP session with one QEMU: commands with timeouts, a
 // continuously drained bounded event stream, reconnection. It is safe for
 // concurrent use.
-type QMP struct {
+type Client struct {
 	path string
-	opts QMPOptions
+	opts Options
 
 	mu      sync.Mutex
 	cur     *conn
-	version qmp.Version
+	version goqmp.Version
 	closed  bool
 
 	nextID  atomic.Uint64
@@ -267,11 +271,11 @@ type QMP struct {
 	evMu    sync.Mutex // serialises pushes (drop-oldest) and close
 }
 
-// DialQMP connects to the QMP unix socket at path, reads the greeting and
+// Dial connects to the QMP unix socket at path, reads the greeting and
 // negotiates capabilities, all within opts.DialTimeout (and ctx).
-func DialQMP(ctx context.Context, path string, opts QMPOptions) (*QMP, error) {
+func Dial(ctx context.Context, path string, opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	q := &QMP{path: path, opts: opts, events: make(chan Event, opts.EventBuffer)}
+	q := &Client{path: path, opts: opts, events: make(chan Event, opts.EventBuffer)}
 	cn, v, err := q.dial(ctx)
 	if err != nil {
 		return nil, err
@@ -281,13 +285,13 @@ func DialQMP(ctx context.Context, path string, opts QMPOptions) (*QMP, error) {
 }
 
 // dial opens and handshakes one connection and starts its reader.
-func (q *QMP) dial(ctx context.Context) (*conn, qmp.Version, error) {
+func (q *Client) dial(ctx context.Context) (*conn, goqmp.Version, error) {
 	ctx, cancel := context.WithTimeout(ctx, q.opts.DialTimeout)
 	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", q.path)
 	if err != nil {
-		return nil, qmp.Version{}, fmt.Errorf("qmp: dial %s: %w", q.path, err)
+		return nil, goqmp.Version{}, fmt.Errorf("qmp: dial %s: %w", q.path, err)
 	}
 	dl, _ := ctx.Deadline()
 	c.SetDeadline(dl)
@@ -296,7 +300,7 @@ func (q *QMP) dial(ctx context.Context) (*conn, qmp.Version, error) {
 	defer stop()
 	br := bufio.NewReaderSize(c, 64<<10)
 	lr := &lineReader{r: br, max: q.opts.MaxMessage}
-	fail := func(what string, err error) (*conn, qmp.Version, error) {
+	fail := func(what string, err error) (*conn, goqmp.Version, error) {
 		c.Close()
 		var ne net.Error
 		if ctx.Err() != nil {
@@ -304,7 +308,7 @@ func (q *QMP) dial(ctx context.Context) (*conn, qmp.Version, error) {
 		} else if errors.As(err, &ne) && ne.Timeout() {
 			err = fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
 		}
-		return nil, qmp.Version{}, fmt.Errorf("qmp: %s on %s: %w", what, q.path, err)
+		return nil, goqmp.Version{}, fmt.Errorf("qmp: %s on %s: %w", what, q.path, err)
 	}
 	line, err := lr.next()
 	if err != nil {
@@ -343,7 +347,7 @@ func (q *QMP) dial(ctx context.Context) (*conn, qmp.Version, error) {
 	if q.closed {
 		q.mu.Unlock()
 		c.Close()
-		return nil, qmp.Version{}, ErrClosed
+		return nil, goqmp.Version{}, ErrClosed
 	}
 	q.readers.Add(1)
 	q.mu.Unlock()
@@ -368,7 +372,7 @@ func (l *lineReader) next() ([]byte, error) {
 			chunk, err := l.r.ReadSlice('\n')
 			l.off += int64(len(chunk))
 			if len(l.buf)+len(chunk) > l.max {
-				return nil, &ProtocolError{Offset: l.start, Msg: fmt.Sprintf("message longer than the %d-byte limit (QMPOptions.MaxMessage)", l.max)}
+				return nil, &ProtocolError{Offset: l.start, Msg: fmt.Sprintf("message longer than the %d-byte limit (Options.MaxMessage)", l.max)}
 			}
 			l.buf = append(l.buf, chunk...)
 			if err == nil {
@@ -391,7 +395,7 @@ func (l *lineReader) next() ([]byte, error) {
 
 // read is the connection's reader: replies go to their waiter, events to
 // the bounded buffer. It ends when the connection fails.
-func (q *QMP) read(cn *conn, lr *lineReader) {
+func (q *Client) read(cn *conn, lr *lineReader) {
 	defer q.readers.Done()
 	for {
 		line, err := lr.next()
@@ -429,7 +433,7 @@ func mustJSON(v any) json.RawMessage {
 }
 
 // push adds an event, dropping the oldest one when the buffer is full.
-func (q *QMP) push(ev Event) {
+func (q *Client) push(ev Event) {
 	q.evMu.Lock()
 	defer q.evMu.Unlock()
 	if q.events == nil {
@@ -450,31 +454,31 @@ func (q *QMP) push(ev Event) {
 }
 
 // Events returns the session's event stream. It is buffered
-// (QMPOptions.EventBuffer): when the reader falls behind, the oldest
+// (Options.EventBuffer): when the reader falls behind, the oldest
 // events are dropped and counted (Dropped). It is closed by Close.
 // Connection loss and re-establishment appear as EventDisconnected and
 // EventReconnected.
-func (q *QMP) Events() <-chan Event { return q.events }
+func (q *Client) Events() <-chan Event { return q.events }
 
 // Dropped returns how many events were dropped because the buffer was full.
-func (q *QMP) Dropped() uint64 { return q.dropped.Load() }
+func (q *Client) Dropped() uint64 { return q.dropped.Load() }
 
 // Version returns the QEMU version from the last greeting.
-func (q *QMP) Version() qmp.Version {
+func (q *Client) Version() goqmp.Version {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.version
 }
 
 // Done returns a channel closed when the current connection is lost.
-func (q *QMP) Done() <-chan struct{} {
+func (q *Client) Done() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.cur.done
 }
 
 // Err returns why the current connection was lost, or nil.
-func (q *QMP) Err() error {
+func (q *Client) Err() error {
 	q.mu.Lock()
 	cn := q.cur
 	q.mu.Unlock()
@@ -488,7 +492,7 @@ func (q *QMP) Err() error {
 
 // Reconnect drops the current connection (if any) and dials the socket
 // again, e.g. after QEMU was restarted.
-func (q *QMP) Reconnect(ctx context.Context) error {
+func (q *Client) Reconnect(ctx context.Context) error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -514,7 +518,7 @@ func (q *QMP) Reconnect(ctx context.Context) error {
 }
 
 // conn returns a live connection, redialling if allowed.
-func (q *QMP) conn(ctx context.Context) (*conn, error) {
+func (q *Client) conn(ctx context.Context) (*conn, error) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -540,10 +544,10 @@ func (q *QMP) conn(ctx context.Context) (*conn, error) {
 
 // Execute runs QMP command name with args (nil for none; any value that
 // marshals to a JSON object) and unmarshals the reply's "return" into out
-// (nil to ignore). Without a deadline in ctx, QMPOptions.CommandTimeout
+// (nil to ignore). Without a deadline in ctx, Options.CommandTimeout
 // applies. QEMU's error replies are *CommandError; a lost connection
 // wraps ErrDisconnected; a timeout wraps context.DeadlineExceeded.
-func (q *QMP) Execute(ctx context.Context, name string, args any, out any) error {
+func (q *Client) Execute(ctx context.Context, name string, args any, out any) error {
 	raw, err := q.ExecuteRaw(ctx, name, args)
 	if err != nil {
 		return err
@@ -557,7 +561,7 @@ func (q *QMP) Execute(ctx context.Context, name string, args any, out any) error
 }
 
 // ExecuteRaw is Execute returning the raw "return" value.
-func (q *QMP) ExecuteRaw(ctx context.Context, name string, args any) (json.RawMessage, error) {
+func (q *Client) ExecuteRaw(ctx context.Context, name string, args any) (json.RawMessage, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, q.opts.CommandTimeout)
@@ -569,9 +573,9 @@ func (q *QMP) ExecuteRaw(ctx context.Context, name string, args any) (json.RawMe
 	}
 	id := q.nextID.Add(1)
 	cmd := struct {
-		qmp.Command
+		goqmp.Command
 		ID uint64 `json:"id"`
-	}{qmp.Command{Execute: name, Args: args}, id}
+	}{goqmp.Command{Execute: name, Args: args}, id}
 	b, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("qmp: %s: encoding arguments: %w", name, err)
@@ -579,7 +583,7 @@ func (q *QMP) ExecuteRaw(ctx context.Context, name string, args any) (json.RawMe
 	return q.roundTrip(ctx, cn, name, id, append(b, '\n'))
 }
 
-func (q *QMP) roundTrip(ctx context.Context, cn *conn, name string, id uint64, b []byte) (json.RawMessage, error) {
+func (q *Client) roundTrip(ctx context.Context, cn *conn, name string, id uint64, b []byte) (json.RawMessage, error) {
 	ch := make(chan reply, 1)
 	cn.mu.Lock()
 	select {
@@ -620,7 +624,7 @@ func (q *QMP) roundTrip(ctx context.Context, cn *conn, name string, id uint64, b
 
 // HMP runs a human monitor command (human-monitor-command) and returns
 // its output.
-func (q *QMP) HMP(ctx context.Context, cmdline string) (string, error) {
+func (q *Client) HMP(ctx context.Context, cmdline string) (string, error) {
 	var out string
 	err := q.Execute(ctx, "human-monitor-command", map[string]string{"command-line": cmdline}, &out)
 	return out, err
@@ -629,7 +633,7 @@ func (q *QMP) HMP(ctx context.Context, cmdline string) (string, error) {
 // Close ends the session: the connection is closed, pending commands fail
 // with ErrClosed, and the Events channel is closed once the reader has
 // stopped.
-func (q *QMP) Close() error {
+func (q *Client) Close() error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -646,14 +650,14 @@ func (q *QMP) Close() error {
 	return nil
 }
 
-// Monitor adapts the session to go-qemu's qmp.Monitor interface, so the
+// Monitor adapts the session to go-qemu's goqmp.Monitor interface, so the
 // generated typed API (qmp/raw.NewMonitor) and qemu.Domain run over it
 // with qemuhook's timeouts and bounded messages. Run uses
-// QMPOptions.CommandTimeout; Events returns the raw go-qemu events (only
+// Options.CommandTimeout; Events returns the raw go-qemu events (only
 // call one of Events() here and QMP.Events).
-func (q *QMP) Monitor() qmp.Monitor { return monitor{q} }
+func (q *Client) Monitor() goqmp.Monitor { return monitor{q} }
 
-type monitor struct{ q *QMP }
+type monitor struct{ q *Client }
 
 func (m monitor) Connect() error    { return nil }
 func (m monitor) Disconnect() error { return m.q.Close() }
@@ -680,12 +684,12 @@ func (m monitor) Run(command []byte) ([]byte, error) {
 	}{ret})
 }
 
-func (m monitor) Events(ctx context.Context) (<-chan qmp.Event, error) {
-	out := make(chan qmp.Event)
+func (m monitor) Events(ctx context.Context) (<-chan goqmp.Event, error) {
+	out := make(chan goqmp.Event)
 	go func() {
 		defer close(out)
 		for ev := range m.q.Events() {
-			var e qmp.Event
+			var e goqmp.Event
 			e.Event = ev.Name
 			_ = json.Unmarshal(ev.Data, &e.Data)
 			if !ev.Time.IsZero() {

@@ -1,4 +1,9 @@
-package qemuhook
+// Package demo is `diagvm demo` (and `make demo`): it builds the bundled
+// test guest, boots it under QEMU with the channel wired and shows the
+// verdicts and the decoded panic. It lives apart from qemuhook so the
+// library does not pull in the test guest, a go build call and u-root's
+// cpio.
+package demo
 
 import (
 	"context"
@@ -8,12 +13,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/acpidiag/acpidiag/internal/render"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
 
-// DemoOptions tunes RunDemo.
-type DemoOptions struct {
+// Options tunes Run.
+type Options struct {
 	// PanicAfter is when the guest panics, counted from its /init
 	// (default 15 s).
 	PanicAfter time.Duration
@@ -31,19 +38,19 @@ type DemoOptions struct {
 	Timeout time.Duration
 }
 
-// DemoError says why the demo did not show what it should.
-type DemoError struct{ Msg string }
+// Error says why the demo did not show what it should.
+type Error struct{ Msg string }
 
-func (e *DemoError) Error() string { return "demo: " + e.Msg }
+func (e *Error) Error() string { return "demo: " + e.Msg }
 
-// RunDemo builds the bundled test guest (testguest.Build; the kernel comes
+// Run builds the bundled test guest (testguest.Build; the kernel comes
 // from `make guest`), boots it under QEMU (q35, SeaBIOS, TCG) with the
 // channel, pvpanic and ERST wired, prints the verdicts as they come (the
 // guest ticking alive, the panic reported by pvpanic, the decoded panic
 // line from the ERST store, QEMU's exit) and a summary with the kernel's
-// own panic log. It returns the summary, and a *DemoError if the guest
+// own panic log. It returns the summary, and an *Error if the guest
 // was never seen alive or no panic record was decoded.
-func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (Summary, error) {
+func Run(ctx context.Context, w io.Writer, opts Options) (qemuhook.Summary, error) {
 	if opts.PanicAfter <= 0 {
 		opts.PanicAfter = 15 * time.Second
 	}
@@ -55,35 +62,35 @@ func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (Summary, error
 	start := time.Now()
 	say := func(format string, a ...any) {
 		if !opts.JSON {
-			fmt.Fprintf(w, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+			render.Elapsed(w, start, format, a...)
 		}
 	}
 	k, err := testguest.Kernel()
 	if err != nil {
-		return Summary{}, fmt.Errorf("demo: %w", err)
+		return qemuhook.Summary{}, fmt.Errorf("demo: %w", err)
 	}
 	say("building the test guest initramfs (internal/testguest) ...")
 	ird, err := testguest.Build(ctx, "")
 	if err != nil {
-		return Summary{}, fmt.Errorf("demo: building the test guest: %w", err)
+		return qemuhook.Summary{}, fmt.Errorf("demo: building the test guest: %w", err)
 	}
 	dir := opts.Workdir
 	if dir == "" {
 		dir, err = os.MkdirTemp("", "acpidiag-demo")
 		if err != nil {
-			return Summary{}, fmt.Errorf("demo: %w", err)
+			return qemuhook.Summary{}, fmt.Errorf("demo: %w", err)
 		}
 		if !opts.Keep {
 			defer os.RemoveAll(dir)
 		}
 	}
 	rc := ssdt.DefaultConfig()
-	ch, err := NewChannel(dir, rc, MachineQ35)
+	ch, err := qemuhook.NewChannel(dir, rc, qemuhook.MachineQ35)
 	if err != nil {
-		return Summary{}, fmt.Errorf("demo: %w", err)
+		return qemuhook.Summary{}, fmt.Errorf("demo: %w", err)
 	}
-	cfg := Config{
-		Machine: MachineQ35, Firmware: FirmwareSeaBIOS, MemoryMB: 256, Workdir: dir,
+	cfg := qemuhook.Config{
+		Machine: qemuhook.MachineQ35, Firmware: qemuhook.FirmwareSeaBIOS, MemoryMB: 256, Workdir: dir,
 		Kernel: k.Vmlinuz, Initrd: ird.Path,
 		Append:    testguest.BootArgs(testguest.ModePanic, opts.PanicAfter),
 		Channel:   ch,
@@ -93,12 +100,12 @@ func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (Summary, error
 	}
 	say("booting kernel %s under QEMU (q35, SeaBIOS, TCG); the guest panics %s after its /init starts", k.Version, opts.PanicAfter)
 	say("workdir %s (region file %s, ERST store %s)", dir, ch.BackingPath, cfg.ERSTPath)
-	s, err := Launch(ctx, cfg, SupervisorOptions{ConsoleTee: opts.Console})
+	s, err := qemuhook.Launch(ctx, cfg, qemuhook.SupervisorOptions{ConsoleTee: opts.Console})
 	if err != nil {
-		return Summary{}, fmt.Errorf("demo: %w", err)
+		return qemuhook.Summary{}, fmt.Errorf("demo: %w", err)
 	}
 	defer s.Close()
-	sum, err := Follow(ctx, s, w, FollowOptions{JSON: opts.JSON, Start: start})
+	sum, err := render.Follow(ctx, s, w, render.FollowOptions{JSON: opts.JSON, Start: start})
 	if err != nil {
 		return sum, err
 	}
@@ -107,11 +114,11 @@ func RunDemo(ctx context.Context, w io.Writer, opts DemoOptions) (Summary, error
 	}
 	switch {
 	case sum.Boots == 0 || sum.Ticks == 0:
-		return sum, &DemoError{"the guest never ticked: the region stayed empty"}
+		return sum, &Error{"the guest never ticked: the region stayed empty"}
 	case sum.Panic == nil:
-		return sum, &DemoError{"no panic was reported"}
+		return sum, &Error{"no panic was reported"}
 	case sum.Panic.Source != "erst":
-		return sum, &DemoError{"pvpanic reported the panic but no ERST record was decoded"}
+		return sum, &Error{"pvpanic reported the panic but no ERST record was decoded"}
 	}
 	say("done in %s: alive ticks, the pvpanic event and the kernel's own panic log from ERST", time.Since(start).Round(100*time.Millisecond))
 	return sum, nil
