@@ -158,18 +158,20 @@ func (p *Pipeline) SetVMs(vms []PipelineVM) {
 func (p *Pipeline) SampleOnce(ctx context.Context, now time.Time) (int, error) {
 	p.mu.Lock()
 	vms := make([]*pipeVM, 0, len(p.vms))
+	cfgs := make([]PipelineVM, 0, len(p.vms)) // SetVMs may update v.vm meanwhile
 	for _, v := range p.vms {
-		vms = append(vms, v)
+		vms, cfgs = append(vms, v), append(cfgs, v.vm)
 	}
 	p.mu.Unlock()
 	var names []string
 	var ids []Identity
 	var ws []Window
-	for _, v := range vms {
-		if v.vm.QMP != nil && v.sampler.QOMPath == "" && !v.polling {
+	for i, v := range vms {
+		vc := cfgs[i]
+		if vc.QMP != nil && v.sampler.QOMPath == "" && !v.polling {
 			v.polling = true // look once; a VM without a balloon gets the host view
-			if path, found, err := FindBalloon(ctx, v.vm.QMP); err == nil && found {
-				if err := EnableBalloonStats(ctx, v.vm.QMP, path, p.pollInterval()); err == nil {
+			if path, found, err := FindBalloon(ctx, vc.QMP); err == nil && found {
+				if err := EnableBalloonStats(ctx, vc.QMP, path, p.pollInterval()); err == nil {
 					v.sampler.QOMPath = path
 				}
 			}
@@ -184,19 +186,19 @@ func (p *Pipeline) SampleOnce(ctx context.Context, now time.Time) (int, error) {
 			}
 			smp.Time = now
 			if p.opts.Exporter != nil {
-				p.opts.Exporter.SetBalloonUpdate(v.vm.Name, st.LastUpdate)
+				p.opts.Exporter.SetBalloonUpdate(vc.Name, st.LastUpdate)
 			}
 		}
 		if err == nil {
 			if p.opts.Exporter != nil {
-				p.opts.Exporter.SetMemory(v.vm.Name, smp)
+				p.opts.Exporter.SetMemory(vc.Name, smp)
 			}
 			if w, done := v.agg.Add(smp); done {
-				names, ids, ws = append(names, v.vm.Name), append(ids, v.vm.Azure.Identity(v.vm.Name)), append(ws, w)
+				names, ids, ws = append(names, vc.Name), append(ids, vc.Azure.Identity(vc.Name)), append(ws, w)
 			}
 		}
 		if w, done := v.agg.Flush(now); done {
-			names, ids, ws = append(names, v.vm.Name), append(ids, v.vm.Azure.Identity(v.vm.Name)), append(ws, w)
+			names, ids, ws = append(names, vc.Name), append(ids, vc.Azure.Identity(vc.Name)), append(ws, w)
 		}
 	}
 	if len(ws) == 0 {

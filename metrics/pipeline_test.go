@@ -120,3 +120,32 @@ func TestPipelineConfigErrors(t *testing.T) {
 	_, err = NewPipeline(cfg, PipelineOptions{QueueDir: t.TempDir()})
 	assert.ErrorIs(t, err, ErrSASExpired)
 }
+
+// TestPipelineSetVMsWhileSampling: the monitor calls SetVMs every second
+// while Run samples; a VM whose identity changes is updated in place.
+// Before SampleOnce took a copy of each VM's configuration under the lock
+// this was a data race (go test -race fails). The host view of this test
+// process stands in for a QEMU process (no QMP needed).
+func TestPipelineSetVMsWhileSampling(t *testing.T) {
+	cfg := Config{Diagnostics: &Diagnostics{StorageAccount: "acct1", StorageAccountSAS: SAS(sasToken(time.Now().Add(time.Hour))),
+		Endpoint: "http://127.0.0.1:1/acct1", Metrics: &MetricsConfig{}}}
+	pl, err := NewPipeline(cfg, PipelineOptions{QueueDir: t.TempDir(), Exporter: NewExporter(nil)})
+	require.NoError(t, err)
+	vm := func(i int) []PipelineVM {
+		return []PipelineVM{{Name: "a", Pid: os.Getpid(), RAMBytes: 1 << 30, Azure: VMAzure{Host: strings.Repeat("h", i%3+1)}}}
+	}
+	pl.SetVMs(vm(0))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			pl.SetVMs(vm(i))
+		}
+	}()
+	now := time.Now()
+	for i := 0; i < 200; i++ {
+		_, err := pl.SampleOnce(context.Background(), now.Add(time.Duration(i)*time.Second))
+		require.NoError(t, err)
+	}
+	<-done
+}
