@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/metrics"
 )
 
@@ -25,20 +23,12 @@ import (
 // RSS), warns once per VM, and the memory gauges are scraped with
 // source="host".
 func TestQEMUBalloonProbeAndPipeline(t *testing.T) {
-	qemu := fixtures.RequireTool(t, "qemu-system-x86_64")
 	dir, err := os.MkdirTemp("", "mb")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)
-	start := func(name string, extra ...string) string {
-		sock := filepath.Join(dir, name)
-		cmd := exec.Command(qemu, append([]string{"-machine", "q35,accel=tcg", "-m", "64", "-nodefaults", "-display", "none",
-			"-qmp", "unix:" + sock + ",server=on,wait=off"}, extra...)...)
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return sock
-	}
-	withBalloon := start("b.qmp", "-device", "virtio-balloon-pci,id=balloon0")
-	without := start("n.qmp")
+	withBalloon, without := filepath.Join(dir, "b.qmp"), filepath.Join(dir, "n.qmp")
+	startBareQEMU(t, withBalloon, "-device", "virtio-balloon-pci,id=balloon0")
+	startBareQEMU(t, without)
 
 	c, err := ParseConfig([]byte(`{"vms": [{"name": "b", "qmp": "` + withBalloon + `"}, {"name": "n", "qmp": "` + without + `", "resource_id": "/r/n"}],
 	  "scenarios": [{"name": "balloon", "vms": ["b", "n"], "probe": {"kind": "balloon", "max_age": "3s"}, "every": "1s", "timeout": "1s", "failures": 1000}],

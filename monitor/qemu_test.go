@@ -15,13 +15,14 @@ import (
 )
 
 // startBareQEMU starts a real QEMU without a guest kernel (SeaBIOS runs):
-// enough for QMP, the gdbstub and memory dumps.
-func startBareQEMU(t *testing.T, qmp string) *exec.Cmd {
+// enough for QMP, the gdbstub and memory dumps. extra are more QEMU
+// arguments (e.g. a -device).
+func startBareQEMU(t *testing.T, qmp string, extra ...string) *exec.Cmd {
 	t.Helper()
 	qemu := fixtures.RequireTool(t, "qemu-system-x86_64")
 	os.Remove(qmp)
-	cmd := exec.Command(qemu, "-machine", "q35,accel=tcg", "-m", "64", "-nodefaults", "-display", "none",
-		"-qmp", "unix:"+qmp+",server=on,wait=off")
+	cmd := exec.Command(qemu, append([]string{"-machine", "q35,accel=tcg", "-m", "64", "-nodefaults", "-display", "none",
+		"-qmp", "unix:" + qmp + ",server=on,wait=off"}, extra...)...)
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return cmd
