@@ -22,6 +22,8 @@ type metricsRun struct {
 // syncMetrics starts, restarts or stops the metrics pipeline to match the
 // current plan's "azure" tuple. Called by Apply and Close (stop=true).
 func (m *Monitor) syncMetrics(stop bool) {
+	m.metricsMu.Lock() // one reload at a time starts or stops the pipeline
+	defer m.metricsMu.Unlock()
 	m.mu.Lock()
 	var cfg metrics.Config
 	if m.plan != nil && !stop {

@@ -89,6 +89,8 @@ type Monitor struct {
 	bindings map[bindKey]*binding
 	closed   bool
 	metrics  *metricsRun // the metrics pipeline, when the plan has it (metrics.go)
+
+	metricsMu sync.Mutex // serialises syncMetrics
 }
 
 type bindKey struct{ vm, scenario string }
