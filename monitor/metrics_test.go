@@ -205,3 +205,51 @@ func TestMetricsPipelineFollowsReload(t *testing.T) {
 	require.NoError(t, m.Close())
 	require.False(t, running(m))
 }
+
+// BenchmarkMetricsScrape1000VMs: one Prometheus scrape of a monitor with
+// 1,000 VMs (regions ticked once, region verdicts) and 1,000 region-probe
+// bindings: ExportState plus the exposition of ~10,000 series.
+func BenchmarkMetricsScrape1000VMs(b *testing.B) {
+	dir := b.TempDir()
+	var paths []string
+	cfg := Config{Sinks: []SinkConfig{{Kind: "dir", Path: b.TempDir()}}}
+	for i := 0; i < 1000; i++ {
+		p := filepath.Join(dir, strconv.Itoa(i))
+		newRegionFile(b, p)
+		paths = append(paths, p)
+		cfg.VMs = append(cfg.VMs, VMConfig{Name: "vm" + strconv.Itoa(i), Region: p, Labels: map[string]string{"all": "1"}})
+	}
+	cfg.Scenarios = []ScenarioConfig{{Name: "region", Match: map[string]string{"all": "1"}, Probe: ProbeConfig{Kind: ProbeRegion}, Every: "1s", Timeout: "1s", Failures: 1000}}
+	w, err := openRegionWriter(paths)
+	require.NoError(b, err)
+	defer w.close()
+	w.tick()
+	p, err := Check(cfg, CheckOptions{})
+	require.NoError(b, err)
+	m, err := New(context.Background(), p, Options{Workdir: b.TempDir(), Exporter: metrics.NewExporter(nil)})
+	require.NoError(b, err)
+	defer m.Close()
+	go func() {
+		for range m.Events() {
+		}
+	}()
+	require.Eventually(b, func() bool {
+		for _, st := range m.States() {
+			if st.Last == nil {
+				return false
+			}
+		}
+		return len(m.States()) == 1000
+	}, 30*time.Second, 100*time.Millisecond)
+	h := m.MetricsHandler()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var n int
+	for i := 0; i < b.N; i++ {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		n = rec.Body.Len()
+	}
+	b.ReportMetric(float64(n), "bytes/scrape")
+}
