@@ -4,7 +4,6 @@ package monitor
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
-	"github.com/acpidiag/acpidiag/metrics"
 )
 
 // TestE2EBalloonProbe: the real test guest, whose stock virtio_balloon
@@ -33,16 +31,7 @@ func TestE2EBalloonProbe(t *testing.T) {
 	c.Azure = cfg.Azure
 	p, err := Check(c, CheckOptions{})
 	require.NoError(t, err)
-	ex := metrics.NewExporter(nil)
-	m, err := New(context.Background(), p, Options{Workdir: t.TempDir(), Exporter: ex})
-	require.NoError(t, err)
-	defer m.Close()
-	go func() {
-		for range m.Events() {
-		}
-	}()
-	srv := httptest.NewServer(m.MetricsHandler())
-	defer srv.Close()
+	m, url := startScraped(t, p, 0)
 	require.Eventually(t, func() bool {
 		rv, ok := m.RegionVerdict("guest")
 		return ok && rv.State == hostreader.StateAlive
@@ -62,7 +51,7 @@ func TestE2EBalloonProbe(t *testing.T) {
 	}, 60*time.Second, 100*time.Millisecond, "last-update advances (the driver answers)")
 	var s map[string]float64
 	require.Eventually(t, func() bool {
-		s = scrape(t, srv.URL)
+		s = scrape(t, url)
 		return s[`acpidiag_vm_memory_total_bytes{source="balloon",vm="guest"}`] > 0
 	}, 40*time.Second, 200*time.Millisecond, "balloon gauges scraped")
 	total := s[`acpidiag_vm_memory_total_bytes{source="balloon",vm="guest"}`]

@@ -105,6 +105,22 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
+// startScraped starts a monitor for p with an Exporter, drains its
+// events, and serves MetricsHandler; it returns the monitor and the URL.
+func startScraped(t *testing.T, p *Plan, watch time.Duration) (*Monitor, string) {
+	t.Helper()
+	m, err := New(context.Background(), p, Options{Workdir: t.TempDir(), WatchInterval: watch, Exporter: metrics.NewExporter(nil)})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	go func() {
+		for range m.Events() {
+		}
+	}()
+	srv := httptest.NewServer(m.MetricsHandler())
+	t.Cleanup(srv.Close)
+	return m, srv.URL
+}
+
 // TestMetricsScrape runs a monitor with a region VM (the region file
 // written the way the guest's SSDT does) and exec probes, serves its
 // Exporter over HTTP and scrapes it: per-scenario probe results and
@@ -126,20 +142,11 @@ func TestMetricsScrape(t *testing.T) {
 	}, Sinks: []SinkConfig{{Kind: "dir", Path: t.TempDir()}}}
 	p, err := Check(cfg, CheckOptions{})
 	require.NoError(t, err)
-	ex := metrics.NewExporter(nil)
-	m, err := New(context.Background(), p, Options{Workdir: t.TempDir(), WatchInterval: 100 * time.Millisecond, Exporter: ex})
-	require.NoError(t, err)
-	defer m.Close()
-	go func() {
-		for range m.Events() {
-		}
-	}()
-	srv := httptest.NewServer(m.MetricsHandler())
-	defer srv.Close()
+	m, url := startScraped(t, p, 100*time.Millisecond)
 
 	var s map[string]float64
 	require.Eventually(t, func() bool {
-		s = scrape(t, srv.URL)
+		s = scrape(t, url)
 		return s[`acpidiag_scenario_incidents_total{scenario="bad",vm="b"}`] == 1 &&
 			s[`acpidiag_scenario_probes_total{result="pass",scenario="ok",vm="b"}`] >= 3 &&
 			s[`acpidiag_scenario_probe_success{scenario="region",vm="a"}`] == 1 &&
@@ -158,14 +165,14 @@ func TestMetricsScrape(t *testing.T) {
 	// The guest stops ticking: the verdict goes stale and the age grows.
 	w.paused[0].Store(true)
 	require.Eventually(t, func() bool {
-		s = scrape(t, srv.URL)
+		s = scrape(t, url)
 		return s[`acpidiag_vm_verdict{state="stale",vm="a"}`] == 1 && s[`acpidiag_vm_verdict{state="alive",vm="a"}`] == 0
 	}, 10*time.Second, 50*time.Millisecond, "last scrape: %v", s)
 	require.Greater(t, s[`acpidiag_vm_seconds_since_last_tick{vm="a"}`], 0.2)
 
 	// A VM removed from the configuration leaves the scrape.
 	require.NoError(t, m.RemoveVM("b"))
-	s = scrape(t, srv.URL)
+	s = scrape(t, url)
 	for k := range s {
 		require.NotContains(t, k, `vm="b"`)
 	}
