@@ -68,7 +68,7 @@ func TestE2EPanicWithoutPVPanic(t *testing.T) {
 			}
 			i := assertOnePanicked(t, vs)
 			p := vs[i]
-			assert.Equal(t, string(SourceERST), p.Source)
+			assert.Equal(t, SourceERST, p.Source)
 			require.NotNil(t, p.Panic)
 			assert.False(t, p.Panic.PVPanic)
 			assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", p.Panic.PanicLine)
@@ -101,7 +101,7 @@ func TestE2EPanicRebootAlive(t *testing.T) {
 	assert.Equal(t, uint32(1), first.Region.Snapshot.Boots)
 	p, i := vm.waitVerdict(0, e2eBoot, "panicked", func(v Verdict) bool { return v.State == StatePanicked })
 	require.NotNil(t, p.Panic)
-	assert.Equal(t, string(SourceERST), p.Source)
+	assert.Equal(t, SourceERST, p.Source)
 	assert.True(t, p.Panic.PVPanic)
 	assert.Equal(t, "Kernel panic - not syncing: sysrq triggered crash", p.Panic.PanicLine)
 	_, r := vm.waitVerdict(i, 60*time.Second, "QMP RESET", isFrom(StateReset, SourceQMP))
