@@ -88,6 +88,7 @@ func (m *Monitor) feedPipeline(ctx context.Context, p *metrics.Pipeline) {
 				vms = append(vms, v)
 			}
 		}
+		ids := m.azureIdentitiesLocked()
 		m.mu.Unlock()
 		set := make([]metrics.PipelineVM, 0, len(vms))
 		seen := map[string]bool{}
@@ -103,7 +104,7 @@ func (m *Monitor) feedPipeline(ctx context.Context, p *metrics.Pipeline) {
 				known[v.cfg.Name] = info
 			}
 			seen[v.cfg.Name] = true
-			set = append(set, metrics.PipelineVM{Name: v.cfg.Name, Azure: v.cfg.Azure(), QMP: q, Pid: info.pid, RAMBytes: info.ram})
+			set = append(set, metrics.PipelineVM{Name: v.cfg.Name, Azure: ids[v.cfg.Name], QMP: q, Pid: info.pid, RAMBytes: info.ram})
 		}
 		for n := range known {
 			if !seen[n] {
@@ -117,6 +118,18 @@ func (m *Monitor) feedPipeline(ctx context.Context, p *metrics.Pipeline) {
 		case <-t.C:
 		}
 	}
+}
+
+// azureIdentitiesLocked returns each VM's resource_id, host and
+// deployment_id from the current plan: a reload that changes only these
+// leaves the VM's connections alone (VMConfig.equal ignores them), so the
+// running vmRuntime's copy may be older.
+func (m *Monitor) azureIdentitiesLocked() map[string]metrics.VMAzure {
+	ids := make(map[string]metrics.VMAzure, len(m.plan.Config.VMs))
+	for _, v := range m.plan.Config.VMs {
+		ids[v.Name] = v.Azure()
+	}
+	return ids
 }
 
 // qemuProcess asks QEMU for its process id (the thread group of a vCPU

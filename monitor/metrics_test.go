@@ -205,6 +205,18 @@ func TestMetricsPipelineFollowsReload(t *testing.T) {
 	same := m.metrics == first
 	m.mu.Unlock()
 	require.True(t, same, "an unchanged tuple keeps the pipeline (and its open windows)")
+	// A reload that changes only a VM's identity keeps its connections
+	// and the pipeline, and the pipeline gets the new identity.
+	before := m.vms["a"]
+	p2 := doc(true)
+	p2.Config.VMs[0].ResourceID = "/subscriptions/s/vm/a2"
+	require.NoError(t, m.Apply(p2))
+	m.mu.Lock()
+	same = m.metrics == first && m.vms["a"] == before
+	ids := m.azureIdentitiesLocked()
+	m.mu.Unlock()
+	require.True(t, same)
+	require.Equal(t, "/subscriptions/s/vm/a2", ids["a"].Identity("a").ResourceID)
 	require.NoError(t, m.Apply(doc(false)))
 	require.False(t, running(m))
 	require.NoError(t, m.Apply(doc(true)))
