@@ -26,12 +26,7 @@ Exit status: 0 decoded (record-level problems are listed in the output),
 
 // runErst implements "diagread erst". It returns the process exit code.
 func runErst(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("erst", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, erstUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("erst", erstUsage, stderr)
 	asJSON := fs.Bool("json", false, "print JSON (fields documented in docs/erst.md)")
 	summary := fs.Bool("summary", false, "omit the log text")
 	if err := fs.Parse(args); err != nil {

@@ -126,6 +126,36 @@ func (f *regionFileFlags) open(path string, writable bool) (*hostreader.Region, 
 	return hostreader.OpenRegion(path, hostreader.OpenOptions{Offset: f.offset, Size: f.size, Writable: writable})
 }
 
+// newFlagSet returns a subcommand's flag set; its usage prints usage, then
+// the flags, to stderr.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// openForVerdict checks the verdict flags, then the subcommand's own flag
+// check (extra, nil when fine), then opens the region file. On an error it
+// prints "prog: error" to stderr and returns ok false (exit 2).
+func openForVerdict(prog string, rf *regionFileFlags, vf *verdictFlags, path string, writable bool, extra func() error, stderr io.Writer) (r *hostreader.Region, cfg hostreader.VerdictConfig, ok bool) {
+	cfg, err := vf.config()
+	if err == nil {
+		err = extra()
+	}
+	if err == nil {
+		r, err = rf.open(path, writable)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return nil, cfg, false
+	}
+	return r, cfg, true
+}
+
 // oneFile parses flags interleaved with exactly one REGIONFILE; when ok is
 // false the command ends with code.
 func oneFile(fs *flag.FlagSet, args []string, stderr io.Writer, prog string) (path string, code int, ok bool) {
@@ -173,12 +203,7 @@ type readJSON struct {
 }
 
 func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("diagread", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, mainUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("diagread", mainUsage, stderr)
 	asJSON := fs.Bool("json", false, "print JSON (fields documented in docs/cli.md)")
 	failUnlessAlive := fs.Bool("fail-unless-alive", false, "exit 1 unless the verdict is alive")
 	wait := fs.Duration("wait", 10*time.Second, "without a usable host stamp echo, re-read the region for up to this long (0: one snapshot)")
@@ -190,17 +215,13 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	cfg, err := vf.config()
-	if err == nil && *wait < 0 {
-		err = fmt.Errorf("--wait %v is negative", *wait)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "diagread: %v\n", err)
-		return exitBadInput
-	}
-	r, err := rf.open(path, false)
-	if err != nil {
-		fmt.Fprintf(stderr, "diagread: %v\n", err)
+	r, cfg, ok := openForVerdict("diagread", &rf, &vf, path, false, func() error {
+		if *wait < 0 {
+			return fmt.Errorf("--wait %v is negative", *wait)
+		}
+		return nil
+	}, stderr)
+	if !ok {
 		return exitBadInput
 	}
 	defer r.Close()

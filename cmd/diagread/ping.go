@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -27,15 +26,10 @@ type pingJSON struct {
 // Exit 0 on an answer, 1 when none came (the verdict says why), 2 on bad
 // usage or a region that cannot be opened writable.
 func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("diagread ping", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: diagread ping [--timeout D] [--json] [--offset A] [--size N] [--k N] REGIONFILE\n\n"+
-			"Posts a ping into the region's mailbox, waits for the guest's AML to answer it\n"+
-			"at its next tick, and prints the round trip. Exit 0 answered, 1 no answer\n"+
-			"(with the verdict that explains it), 2 bad usage or input.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("diagread ping", "usage: diagread ping [--timeout D] [--json] [--offset A] [--size N] [--k N] REGIONFILE\n\n"+
+		"Posts a ping into the region's mailbox, waits for the guest's AML to answer it\n"+
+		"at its next tick, and prints the round trip. Exit 0 answered, 1 no answer\n"+
+		"(with the verdict that explains it), 2 bad usage or input.\n\n", stderr)
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	asJSON := fs.Bool("json", false, "print JSON (fields documented in docs/cli.md)")
 	var rf regionFileFlags
@@ -46,17 +40,13 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	cfg, err := vf.config()
-	if err == nil && *timeout <= 0 {
-		err = fmt.Errorf("--timeout %v must be positive", *timeout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "diagread ping: %v\n", err)
-		return exitBadInput
-	}
-	r, err := rf.open(path, true)
-	if err != nil {
-		fmt.Fprintf(stderr, "diagread ping: %v\n", err)
+	r, cfg, ok := openForVerdict("diagread ping", &rf, &vf, path, true, func() error {
+		if *timeout <= 0 {
+			return fmt.Errorf("--timeout %v must be positive", *timeout)
+		}
+		return nil
+	}, stderr)
+	if !ok {
 		return exitBadInput
 	}
 	defer r.Close()

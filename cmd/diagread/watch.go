@@ -49,12 +49,7 @@ type watchErrorJSON struct {
 }
 
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, watchUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("watch", watchUsage, stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object per line (fields documented in docs/cli.md)")
 	interval := fs.Duration("interval", time.Second, "poll (and stamp) interval")
 	stamp := fs.Bool("stamp", false, "write the host time into the regions at every interval")
