@@ -166,7 +166,7 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 	defer cancel()
 	_, _, err := runCommand(pctx, 0, cmd, nil, 100)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Less(t, time.Since(start), 3*time.Second)
+	require.Less(t, time.Since(start), 30*time.Second, "killed at the 300 ms timeout, not after the script's 60 s")
 	b, err := os.ReadFile(pidFile)
 	require.NoError(t, err)
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
