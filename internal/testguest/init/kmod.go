@@ -34,6 +34,9 @@ const (
 	// (Debian's default is 120): the detector checks every 2 s and
 	// reports a task in D state for more than 2 s.
 	hungTaskTimeout = "2"
+	// hungTaskWarnings is kernel.hung_task_warnings in mode hungtask
+	// (default 10): three reports, 2 s apart, then the detector is quiet.
+	hungTaskWarnings = "3"
 	// watchdogThresh is kernel.watchdog_thresh in mode softlockup: a CPU
 	// that does not schedule for 2 * 1 s is reported.
 	watchdogThresh = "1"
@@ -51,12 +54,12 @@ const (
 // parameter; an older oops.ko (oops only) would ignore mode=hang and oops.
 var modParamMarker = []byte("parm=mode:")
 
-// testModule returns the test module's path, or an error saying why the
-// mode cannot run.
-func testModule() (string, error) {
-	names, _ := filepath.Glob("/modules/extra/oops*.ko*")
+// testModule returns the path of the test module in dir (the guest's
+// /modules/extra), or an error saying why the mode cannot run.
+func testModule(dir string) (string, error) {
+	names, _ := filepath.Glob(filepath.Join(dir, "oops*.ko*"))
 	if len(names) == 0 {
-		return "", fmt.Errorf("no test module in /modules/extra (scripts/fetch-kernel.sh builds it with make and gcc-12)")
+		return "", fmt.Errorf("no test module in %s (scripts/fetch-kernel.sh builds it with make and gcc-12)", dir)
 	}
 	b, err := os.ReadFile(names[0])
 	if err != nil {
@@ -71,7 +74,7 @@ func testModule() (string, error) {
 // kmodMode loads the test module with mode=modParam for d in a child
 // named comm, after setting the sysctls (path → value).
 func kmodMode(mode, modParam, comm string, d time.Duration, sysctls [][2]string) {
-	path, err := testModule()
+	path, err := testModule("/modules/extra")
 	if err != nil {
 		logf("%s mode: %v; staying alive", mode, err)
 		return
@@ -100,6 +103,7 @@ func hungTaskMode(d time.Duration) {
 	}
 	kmodMode("hungtask", "hang", hungComm, d, [][2]string{
 		{"/proc/sys/kernel/printk", consoleLogLevel},
+		{"/proc/sys/kernel/hung_task_warnings", hungTaskWarnings},
 		{"/proc/sys/kernel/hung_task_timeout_secs", hungTaskTimeout},
 	})
 }
