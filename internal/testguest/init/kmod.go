@@ -71,53 +71,56 @@ func testModule(dir string) (string, error) {
 	return names[0], nil
 }
 
-// kmodMode loads the test module with mode=modParam for d in a child
-// named comm, after setting the sysctls (path → value).
-func kmodMode(mode, modParam, comm string, d time.Duration, sysctls [][2]string) {
+// kmodSpec is how a guest mode uses the test module.
+type kmodSpec struct {
+	param   string        // the module's mode= parameter
+	comm    string        // the loading task's name
+	def     time.Duration // how long without acpidiag.duration
+	sysctls [][2]string   // set first: path, value
+}
+
+// kmodModes: hungtask blocks a task in D state (TASK_UNINTERRUPTIBLE), the
+// hung-task detector reports it; softlockup spins a CPU with preemption
+// disabled, the soft lockup detector reports it.
+var kmodModes = map[string]kmodSpec{
+	"hungtask": {"hang", hungComm, defaultHang, [][2]string{
+		{"/proc/sys/kernel/printk", consoleLogLevel},
+		{"/proc/sys/kernel/hung_task_warnings", hungTaskWarnings},
+		{"/proc/sys/kernel/hung_task_timeout_secs", hungTaskTimeout},
+	}},
+	"softlockup": {"softlockup", spinComm, defaultSpin, [][2]string{
+		{"/proc/sys/kernel/printk", consoleLogLevel},
+		{"/proc/sys/kernel/watchdog_thresh", watchdogThresh},
+	}},
+}
+
+// kmodMode runs a guest mode of kmodModes for d (0: its default): after
+// setting its sysctls, a child named for the job loads the test module
+// with the mode's parameter.
+func kmodMode(mode string, d time.Duration) {
+	spec := kmodModes[mode]
+	if d <= 0 {
+		d = spec.def
+	}
 	path, err := testModule("/modules/extra")
 	if err != nil {
 		logf("%s mode: %v; staying alive", mode, err)
 		return
 	}
-	for _, s := range sysctls {
+	for _, s := range spec.sysctls {
 		if err := os.WriteFile(s[0], []byte(s[1]+"\n"), 0); err != nil {
 			logf("%s mode: cannot set %s=%s: %v", mode, s[0], s[1], err)
 		}
 	}
 	secs := int((d + time.Second - 1) / time.Second)
-	params := fmt.Sprintf("mode=%s seconds=%d", modParam, secs)
-	cmd, err := startChild(kmodArg, path, comm, params)
+	params := fmt.Sprintf("mode=%s seconds=%d", spec.param, secs)
+	cmd, err := startChild(kmodArg, path, spec.comm, params)
 	if err != nil {
 		logf("%s mode: %v", mode, err)
 		return
 	}
-	logf("%s now: task %s pid %d loads %s %s", mode, comm, cmd.Process.Pid, filepath.Base(path), params)
-	go func() { logf("%s over: task %s ended (%v)", mode, comm, cmd.Wait()) }()
-}
-
-// hungTaskMode blocks a task in D state (TASK_UNINTERRUPTIBLE) for d:
-// the hung-task detector reports it.
-func hungTaskMode(d time.Duration) {
-	if d <= 0 {
-		d = defaultHang
-	}
-	kmodMode("hungtask", "hang", hungComm, d, [][2]string{
-		{"/proc/sys/kernel/printk", consoleLogLevel},
-		{"/proc/sys/kernel/hung_task_warnings", hungTaskWarnings},
-		{"/proc/sys/kernel/hung_task_timeout_secs", hungTaskTimeout},
-	})
-}
-
-// softLockupMode spins a CPU with preemption disabled for d: the soft
-// lockup detector reports it.
-func softLockupMode(d time.Duration) {
-	if d <= 0 {
-		d = defaultSpin
-	}
-	kmodMode("softlockup", "softlockup", spinComm, d, [][2]string{
-		{"/proc/sys/kernel/printk", consoleLogLevel},
-		{"/proc/sys/kernel/watchdog_thresh", watchdogThresh},
-	})
+	logf("%s now: task %s pid %d loads %s %s", mode, spec.comm, cmd.Process.Pid, filepath.Base(path), params)
+	go func() { logf("%s over: task %s ended (%v)", mode, spec.comm, cmd.Wait()) }()
 }
 
 // kmodChild names its thread comm and loads the module with params; the

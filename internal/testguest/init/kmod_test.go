@@ -29,3 +29,13 @@ func TestTestModule(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ko, got)
 }
+
+// Every test-module mode is a guest mode, and its task name fits comm.
+func TestKmodModes(t *testing.T) {
+	require.Len(t, kmodModes, 2)
+	for m, spec := range kmodModes {
+		assert.Contains(t, modes, m)
+		assert.LessOrEqual(t, len(spec.comm), 15, "comm %q", spec.comm)
+		assert.Positive(t, spec.def)
+	}
+}

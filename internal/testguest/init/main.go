@@ -377,10 +377,8 @@ func run() {
 		oomMode() // oom.go
 	case "dstate":
 		dstateMode() // dstate.go
-	case "hungtask":
-		hungTaskMode(o.duration) // kmod.go
-	case "softlockup":
-		softLockupMode(o.duration) // kmod.go
+	case "hungtask", "softlockup":
+		kmodMode(o.mode, o.duration) // kmod.go
 	}
 }
 
