@@ -141,7 +141,7 @@ func qemuProcess(ctx context.Context, q *qmp.Client) (pid int, ram uint64) {
 		ThreadID int `json:"thread-id"`
 	}
 	if q.Execute(ctx, "query-cpus-fast", nil, &cpus) == nil && len(cpus) > 0 {
-		pid = tgidOf("/proc", cpus[0].ThreadID)
+		pid, _ = tgidOf("/proc", cpus[0].ThreadID)
 	}
 	var sz struct {
 		Base uint64 `json:"base-memory"`
