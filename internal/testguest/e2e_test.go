@@ -118,3 +118,36 @@ func TestE2EGuestOopsWithoutModule(t *testing.T) {
 	first := v.waitBeat(30*time.Second, 0)
 	v.waitBeat(30*time.Second, first.beat+2)
 }
+
+// TestE2EGuestHungTask: the test module's mode=hang blocks the task
+// acpidiag-hang in TASK_UNINTERRUPTIBLE, and the kernel's own hung-task
+// detector reports it with its stack; PID 1 and its heartbeat go on.
+func TestE2EGuestHungTask(t *testing.T) {
+	t.Parallel()
+	if requireKernel(t).OopsModule == "" {
+		t.Skip("no test module in the kernel cache (scripts/fetch-kernel.sh needs make and gcc-12 to build it)")
+	}
+	v := bootGuest(t, 1, BootArgs(ModeHungTask, time.Second))
+	v.waitConsole(bootTimeout, "acpidiag-guest: hungtask now: task acpidiag-hang pid ",
+		"INFO: task acpidiag-hang:", "task:acpidiag-hang   state:D", "acpidiag_hang+")
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
+	require.NotContains(t, v.Console(), "Oops")
+}
+
+// TestE2EGuestSoftLockup: the test module's mode=softlockup spins CPU 0
+// with preemption off for 6 s; the soft lockup detector reports it, then
+// the guest goes on.
+func TestE2EGuestSoftLockup(t *testing.T) {
+	t.Parallel()
+	if requireKernel(t).OopsModule == "" {
+		t.Skip("no test module in the kernel cache (scripts/fetch-kernel.sh needs make and gcc-12 to build it)")
+	}
+	v := bootGuest(t, 1, BootArgs(ModeSoftLockup, time.Second, Duration(6*time.Second)))
+	v.waitConsole(bootTimeout, "acpidiag-guest: softlockup now: task acpidiag-spin pid ",
+		"watchdog: BUG: soft lockup - CPU#0 stuck for ", "[acpidiag-spin:", "acpidiag_softlockup+",
+		"acpidiag_oops: soft lockup over after 6s", "acpidiag-guest: softlockup over: task acpidiag-spin ended")
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
+	require.NotContains(t, v.Console(), "Kernel panic")
+}
