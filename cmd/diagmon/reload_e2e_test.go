@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -218,7 +219,9 @@ func writeScript(t *testing.T, dir, name, body string) string {
 //  3. the first VM is removed while its incident's diagnostics run (a
 //     slow script diagnostic): the script is cancelled, the bundle is still
 //     written with the cancelled item and the items not run marked, and
-//     diagmon goes on;
+//     diagmon goes on; the SysRq capture before the script left the
+//     guest's console loglevel where it booted (6, from QEMU's -append;
+//     read back in the guest);
 //  4. the second VM is removed: its scenarios stop (no more probe lines);
 //  5. SIGTERM: diagmon exits 0, without a panic.
 func TestE2EDiagmonReload(t *testing.T) {
@@ -237,7 +240,10 @@ func TestE2EDiagmonReload(t *testing.T) {
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 
-	a := bootReloadGuest(t, "a", k.Vmlinuz, ird.Path, testguest.BootArgs("alive", 0, "acpidiag.shell=1"))
+	// a boots with console loglevel 6: its SysRq capture raises it to 8,
+	// and diagmon sets 6 back (from QEMU's -append, as nothing is
+	// configured).
+	a := bootReloadGuest(t, "a", k.Vmlinuz, ird.Path, testguest.BootArgs("alive", 0, "acpidiag.shell=1", "loglevel=6"))
 	b := bootReloadGuest(t, "b", k.Vmlinuz, ird.Path, testguest.BootArgs("alive", 0, "acpidiag.shell=1"))
 	waitTicking(t, a, 150*time.Second)
 	waitTicking(t, b, 150*time.Second)
@@ -260,7 +266,7 @@ func TestE2EDiagmonReload(t *testing.T) {
 	scA := monitor.ScenarioConfig{Name: "flag", VMs: []string{"a"},
 		Probe: monitor.ProbeConfig{Kind: monitor.ProbeExec, Command: []string{flagA}}, Every: "1s", Timeout: "1s",
 		Failures: failuresA, Cooldown: "1h",
-		Diagnostics: []monitor.DiagSpec{{Kind: monitor.DiagHost}, {Kind: monitor.DiagQMP},
+		Diagnostics: []monitor.DiagSpec{{Kind: monitor.DiagHost}, {Kind: monitor.DiagQMP}, {Kind: monitor.DiagSysRq, Key: "w"},
 			{Kind: monitor.DiagScript, Command: []string{slow}, Timeout: "3m"}, {Kind: monitor.DiagRegion}}}
 	scB := monitor.ScenarioConfig{Name: "flip", VMs: []string{"b"},
 		Probe: monitor.ProbeConfig{Kind: monitor.ProbeExec, Command: []string{flipB}}, Every: "500ms", Timeout: "500ms",
@@ -337,6 +343,9 @@ func TestE2EDiagmonReload(t *testing.T) {
 	}
 	require.Empty(t, byDiag["host"].Error)
 	require.Empty(t, byDiag["qmp"].Error)
+	require.Empty(t, byDiag["sysrq:w"].Error)
+	require.NotNil(t, man.LogLevel, "the SysRq capture's loglevel is recorded")
+	require.Equal(t, monitor.ManifestLogLevel{Raised: 8, Restored: 6, From: "qemu -append loglevel=6"}, *man.LogLevel)
 	require.Contains(t, byDiag["script:slow.sh"].Error, "context canceled", "the running script was cancelled")
 	require.Contains(t, byDiag["region"].Error, "not run", "what had not started is marked not run")
 	require.Equal(t, failuresA, man.Failures)
@@ -349,6 +358,22 @@ func TestE2EDiagmonReload(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, beforeReload, 1, "the failures before the reload count toward the incident (first failure %s, reload %s): %+v",
 		firstFail, reloadAt, man.ProbeHistory)
+
+	// The guest's console loglevel is 6 again (a's console is free now
+	// that a is removed).
+	con, err := qemuhook.DialConsole(context.Background(), a.vm.Serial, 0)
+	require.NoError(t, err)
+	defer con.Close()
+	pm := con.Mark()
+	_, err = con.Write([]byte("cat /proc/sys/kernel/printk\n"))
+	require.NoError(t, err)
+	pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	pout, err := con.WaitFor(pctx, pm, "\n# ")
+	cancel()
+	require.NoError(t, err, "%q", pout)
+	lv := regexp.MustCompile(`(?m)^([0-9]+)\s+[0-9]+\s+[0-9]+\s+[0-9]+`).FindSubmatch(pout)
+	require.NotNil(t, lv, "%q", pout)
+	require.Equal(t, "6", string(lv[1]), "console loglevel after the SysRq capture: %q", pout)
 
 	// b goes on after a's removal (its flip scenario keeps reporting).
 	mark4 := d.count()
