@@ -82,8 +82,12 @@ type Monitor struct {
 	limits  atomic.Pointer[Limits]
 	sched   *scheduler
 
-	mu       sync.Mutex
-	plan     *Plan
+	mu   sync.Mutex
+	plan *Plan
+	// sinks are guarded by sinkMu, not mu: a delivery holds sinkMu for
+	// reading, so a reload that replaces the sinks waits for deliveries in
+	// progress before it closes the old ones (lock order: mu, then sinkMu).
+	sinkMu   sync.RWMutex
 	sinks    []Sink
 	vms      map[string]*vmRuntime
 	bindings map[bindKey]*binding
@@ -168,16 +172,13 @@ func (m *Monitor) Apply(p *Plan) error {
 	m.mu.Lock()
 	same := m.plan != nil && sameSinks(m.plan.Config.Sinks, p.Config.Sinks)
 	m.mu.Unlock()
-	var replaced []Sink
-	created := false
-	if sinks == nil && same {
-		sinks = m.sinks // unchanged: keep them (an http sink's spool is opened once)
-	} else if sinks == nil {
+	keep, created := sinks == nil && same, false // unchanged: keep them (an http sink's spool is opened once)
+	if sinks == nil && !same {
 		var err error
 		if sinks, err = SinksFromConfig(p.Config.Sinks); err != nil {
 			return err
 		}
-		replaced, created = m.sinks, true
+		created = true
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -189,14 +190,21 @@ func (m *Monitor) Apply(p *Plan) error {
 		}
 		return errors.New("monitor: closed")
 	}
-	for _, s := range replaced {
-		s.Close()
+	if !keep {
+		m.sinkMu.Lock() // waits for the deliveries in progress
+		replaced := m.sinks
+		m.sinks = sinks
+		m.sinkMu.Unlock()
+		if created {
+			for _, s := range replaced {
+				s.Close()
+			}
+		}
 	}
 	old := m.plan
 	m.plan = p
 	lim := p.Limits
 	m.limits.Store(&lim)
-	m.sinks = sinks
 	if old == nil || old.Limits.Diagnostics != p.Limits.Diagnostics {
 		m.diagSem = make(chan struct{}, p.Limits.Diagnostics)
 	}
@@ -549,7 +557,11 @@ func (m *Monitor) Close() error {
 	m.cancel()
 	m.watcher.Close()
 	var err error
-	for _, s := range m.sinks {
+	m.sinkMu.Lock()
+	sinks := m.sinks
+	m.sinks = nil
+	m.sinkMu.Unlock()
+	for _, s := range sinks {
 		if e := s.Close(); e != nil && err == nil {
 			err = e
 		}
