@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -387,7 +388,7 @@ func sameScenario(a, b *Scenario) bool {
 		return false
 	}
 	ac, bc := a.Config, b.Config
-	return fmt.Sprintf("%+v|%v|%v", ac.Probe, ac.Diagnostics, ac.Probe.Index) == fmt.Sprintf("%+v|%v|%v", bc.Probe, bc.Diagnostics, bc.Probe.Index)
+	return ac.Probe.equal(bc.Probe) && slices.EqualFunc(ac.Diagnostics, bc.Diagnostics, DiagSpec.equal)
 }
 
 // VMs returns the names of the VMs the monitor holds, sorted.
