@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,6 +110,10 @@ type ProbeConfig struct {
 	MaxAge string `json:"max_age,omitempty"`
 }
 
+// equal compares two probe configurations by value (the index by the
+// number it points to, not by its address).
+func (p ProbeConfig) equal(o ProbeConfig) bool { return reflect.DeepEqual(p, o) }
+
 // DiagSpec names one diagnostic. In JSON it is a string ("sysrq:t",
 // "registers", "script:/path/to/exe") or an object
 // {"kind": "script", "command": [...], "timeout": "20s"}.
@@ -117,6 +122,10 @@ type DiagSpec struct {
 	Key     string   `json:"key,omitempty"`     // sysrq
 	Command []string `json:"command,omitempty"` // script
 	Timeout string   `json:"timeout,omitempty"` // script (default 30s) or any diagnostic
+}
+
+func (d DiagSpec) equal(o DiagSpec) bool {
+	return d.Kind == o.Kind && d.Key == o.Key && d.Timeout == o.Timeout && slices.Equal(d.Command, o.Command)
 }
 
 // UnmarshalJSON accepts the string and the object form.

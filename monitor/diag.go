@@ -129,7 +129,6 @@ func AllDiagnostics(v VMConfig) []DiagSpec {
 // diagnose runs the incident's diagnostics into a bundle and delivers it.
 func (m *Monitor) diagnose(ctx context.Context, v *vmRuntime, inc *Incident) (*BundleResult, error) {
 	m.mu.Lock()
-	sinks := m.sinks
 	passthrough := m.plan.Config.ManifestPassthrough
 	m.mu.Unlock()
 	lim := m.planLimits()
@@ -166,9 +165,13 @@ func (m *Monitor) diagnose(ctx context.Context, v *vmRuntime, inc *Incident) (*B
 	b := &Bundle{ID: inc.ID, Dir: dir, Manifest: mf}
 	var errs []error
 	// Delivery uses its own context: a removed VM still gets its bundle.
+	// It goes to the sinks in force now: a reload during the diagnostics
+	// may have replaced (and closed) the ones in force when they started.
 	dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, s := range sinks {
+	m.sinkMu.RLock()
+	defer m.sinkMu.RUnlock()
+	for _, s := range m.sinks {
 		loc, err := s.Deliver(dctx, b)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sink %s: %w", s.Name(), err))

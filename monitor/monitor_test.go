@@ -623,3 +623,40 @@ func TestConsoleProbeNeverLeavesHalfTypedInput(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	require.Equal(t, "upt"+lineKill, string(<-got), "the half line is killed")
 }
+
+// TestReloadKeepsUnchangedSlotIndexScenario: a reload of the same file
+// keeps a slot-by-index scenario's binding (and so its state). The probe
+// was compared by its printed form, which holds the address of the
+// parsed index: every reload restarted the binding.
+func TestReloadKeepsUnchangedSlotIndexScenario(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "region")
+	newRegionFile(t, reg)
+	js := []byte(`{"vms": [{"name": "a", "region": "` + reg + `"}],
+		"scenarios": [{"name": "app", "vms": ["a"], "probe": {"kind": "slot", "index": 0}, "every": "50ms", "timeout": "50ms",
+		               "diagnostics": [{"kind": "region", "timeout": "5s"}, "host"]}]}`)
+	c, err := ParseConfig(js)
+	require.NoError(t, err)
+	tm := startMonitor(t, c)
+	require.Eventually(t, func() bool { st, _ := tm.State("a", "app"); return st.Runs >= 2 }, 5*time.Second, 10*time.Millisecond)
+	binding := func() *binding {
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		return tm.bindings[bindKey{"a", "app"}]
+	}
+	before := binding()
+	c2, err := ParseConfig(js) // the same file read again: a new *int for the index
+	require.NoError(t, err)
+	c2.Sinks = []SinkConfig{{Kind: "dir", Path: tm.sinkDir, Pack: true}}
+	p2, err := Check(c2, CheckOptions{})
+	require.NoError(t, err)
+	require.NoError(t, tm.Apply(p2))
+	require.Same(t, before, binding(), "an unchanged slot-by-index scenario keeps its binding")
+
+	one := 1
+	c2.Scenarios[0].Probe.Index = &one
+	p3, err := Check(c2, CheckOptions{})
+	require.NoError(t, err)
+	require.NoError(t, tm.Apply(p3))
+	require.NotSame(t, before, binding(), "a changed index restarts the binding")
+}
