@@ -166,7 +166,7 @@ func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport 
 		if err != nil {
 			t.Error = err.Error()
 		} else {
-			first[i] = sample{time.Now(), st.utime + st.stime, readSchedstat(o.Proc, c.ThreadID)}
+			first[i] = sample{time.Now(), st.utime + st.stime, readSchedstat(o.Proc, c.ThreadID, fail)}
 		}
 		h.VCPUs = append(h.VCPUs, t)
 	}
@@ -202,7 +202,7 @@ func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport 
 		t.SampleMs = dt.Milliseconds()
 		if dt > 0 {
 			t.CPUPercent = float64(st.utime+st.stime-first[i].ticks) / clockTicks / dt.Seconds() * 100
-			if r0, r1 := first[i].runnable, readSchedstat(o.Proc, t.ThreadID); r0 >= 0 && r1 >= r0 {
+			if r0, r1 := first[i].runnable, readSchedstat(o.Proc, t.ThreadID, fail); r0 >= 0 && r1 >= r0 {
 				t.RunnablePercent = float64(r1-r0) / float64(dt.Nanoseconds()) * 100
 			}
 		}
@@ -211,14 +211,17 @@ func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport 
 }
 
 // readSchedstat returns run + run-queue wait time in ns from
-// /proc/TID/schedstat, -1 when unavailable.
-func readSchedstat(proc string, tid int) int64 {
-	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(tid), "schedstat"))
+// /proc/TID/schedstat, -1 when unavailable (no schedstat file: a kernel
+// without CONFIG_SCHED_INFO) or undecodable (reported through fail).
+func readSchedstat(proc string, tid int, fail func(string, ...any)) int64 {
+	path := filepath.Join(proc, strconv.Itoa(tid), "schedstat")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1
 	}
 	n, err := parseSchedstat(b)
 	if err != nil {
+		fail("%s: %v", path, err)
 		return -1
 	}
 	return n

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -219,3 +220,29 @@ func TestProcParsers(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestCollectHostNamesUndecodableProc: CollectHost over a proc root with
+// damaged files keeps what it read raw and lists one error per file,
+// naming the file and field (it used to take them silently).
+func TestCollectHostNamesUndecodableProc(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, body string) {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(root, name), []byte(body), 0o644))
+	}
+	write("loadavg", "0.5 0.4 0.3 1/x 99\n")
+	write("pressure/cpu", "some avg10=1.00 avg60=2.00 avg300=3.00 total=4\n")
+	write("pressure/io", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=-1 avg300=0.00 total=0\n")
+	write("meminfo", "MemTotal: 1000 kB\nMemFree: lots kB\n")
+	h := CollectHost(context.Background(), nil, HostOptions{Proc: root})
+	require.Equal(t, "0.5 0.4 0.3 1/x 99", h.LoadAvg, "the raw line is kept")
+	require.Nil(t, h.Load)
+	require.Equal(t, PSI{Some: &PSILine{Avg10: 1, Avg60: 2, Avg300: 3, TotalUs: 4}}, h.PSI["cpu"])
+	require.NotContains(t, h.PSI, "io")
+	require.Equal(t, int64(1000), h.Memory["MemTotal"])
+	require.Equal(t, []string{
+		`loadavg field 4 (runnable/threads): "1/x" is not N/M`,
+		`pressure/io full avg60: "-1" is not a percentage`,
+		`meminfo MemFree (line 2): "lots" is not a non-negative decimal number`,
+	}, h.Errors)
+}
