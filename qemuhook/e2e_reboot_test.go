@@ -142,8 +142,7 @@ func TestE2EPanicRebootAlive(t *testing.T) {
 // that the periodic read cannot report the record in the test's time:
 // without the boot count path there is no panicked verdict at all.
 func TestE2EBootCountReadsERST(t *testing.T) {
-	t.Parallel()
-	checkNoLeak(t)
+	t.Parallel() // (so no checkNoLeak: it counts the goroutines of every test running)
 	dir := shortTempDir(t)
 	cfg := guestConfig(t, dir, testguest.BootArgs(testguest.ModePanic, 3*time.Second, testguest.NoPVPanic, testguest.LastBoot(1)))
 	cfg.AllowReboot = true
