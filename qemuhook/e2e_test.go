@@ -462,10 +462,15 @@ func TestE2EAlive(t *testing.T) {
 			assert.Equal(t, uint32(1), first.Boots)
 			logNumber(t, "boot_to_first_tick_"+string(c.machine)+"_"+string(c.firmware), "%.2fs", first.At.Sub(vm.launched).Seconds())
 
-			mean, longest, _ := vm.measurePeriod(6)
-			logNumber(t, "tick_period_1s_"+string(c.machine)+"_"+string(c.firmware), "mean %v max %v over 6 ticks", mean.Round(time.Millisecond), longest.Round(time.Millisecond))
-			assert.InDelta(t, vm.rc.Tick.Seconds(), mean.Seconds(), 0.1*vm.rc.Tick.Seconds(),
-				"mean tick interval %v vs configured %v", mean, vm.rc.Tick)
+			mean, longest, median := vm.measurePeriod(6)
+			logNumber(t, "tick_period_1s_"+string(c.machine)+"_"+string(c.firmware), "mean %v median %v max %v over 6 ticks",
+				mean.Round(time.Millisecond), median.Round(time.Millisecond), longest.Round(time.Millisecond))
+			// The median single interval: one tick the loaded host held
+			// back (seen: a 1.55 s interval, mean 1.075 s under load 9)
+			// moves a 6-tick mean by a tenth of its delay, not the median.
+			require.Positive(t, median, "no two consecutive ticks seen")
+			assert.InDelta(t, vm.rc.Tick.Seconds(), median.Seconds(), 0.1*vm.rc.Tick.Seconds(),
+				"median tick interval %v vs configured %v (mean %v)", median, vm.rc.Tick, mean)
 
 			// The application heartbeat slot (written by the guest's /init
 			// through the ivshmem BAR) is judged alive.
