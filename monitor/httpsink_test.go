@@ -149,7 +149,9 @@ func TestReloadChangingSinksWhileDiagnosticsRun(t *testing.T) {
 	a, b := newServer(), newServer()
 	dir := t.TempDir()
 	started := filepath.Join(dir, "started")
-	slow := script(t, dir, "slow.sh", "touch "+started+"; sleep 1; echo done")
+	proceed := filepath.Join(dir, "proceed")
+	// The diagnostic runs until the test has reloaded (at most 30 s).
+	slow := script(t, dir, "slow.sh", "touch "+started+"; i=0; while [ ! -e "+proceed+" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo done")
 	fail := []string{script(t, dir, "fail.sh", "exit 1")}
 	sc := execScenario("f", "v", fail, "100ms", 1, "1h", "script:"+slow)
 	cfg := Config{VMs: []VMConfig{{Name: "v"}}, Scenarios: []ScenarioConfig{sc},
@@ -190,8 +192,11 @@ func TestReloadChangingSinksWhileDiagnosticsRun(t *testing.T) {
 	if err := m.Apply(p2); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(proceed, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var bundle *Event
-	for deadline = time.Now().Add(15 * time.Second); bundle == nil; time.Sleep(20 * time.Millisecond) {
+	for deadline = time.Now().Add(40 * time.Second); bundle == nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			mu.Lock()
 			t.Fatalf("no bundle event: %+v", events)
