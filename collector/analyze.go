@@ -223,7 +223,10 @@ type hit struct {
 // find returns the first line matching re in the artifacts, in order.
 // The pattern's literals (lits) filter first: an artifact holding none of
 // them is not split into lines, a line holding none is not matched.
-func find(b *Bundle, arts []string, re *regexp.Regexp) *hit {
+func find(b *Bundle, arts []string, re *regexp.Regexp) *hit { return findExcept(b, arts, re, nil) }
+
+// findExcept is find skipping the lines that also match except (nil: none).
+func findExcept(b *Bundle, arts []string, re, except *regexp.Regexp) *hit {
 	lits := literals[re]
 	has := func(s string) bool {
 		if len(lits) == 0 {
@@ -245,7 +248,7 @@ func find(b *Bundle, arts []string, re *regexp.Regexp) *hit {
 			if !has(l) {
 				continue
 			}
-			if m := re.FindStringSubmatch(l); m != nil {
+			if m := re.FindStringSubmatch(l); m != nil && (except == nil || !except.MatchString(l)) {
 				return &hit{art: a, lines: lines, i: i, m: m}
 			}
 		}
@@ -282,6 +285,10 @@ var literals = map[*regexp.Regexp][]string{
 	reDState: {"state:D"},
 	reOOM:    {"Out of memory: Killed process ", "invoked oom-killer"},
 }
+
+// isOops reports whether a line starts an oops report (a soft lockup's
+// "BUG: soft lockup" does not: it is a lockup, and the kernel lives on).
+func isOops(l string) bool { return reOops.MatchString(l) && !reSoft.MatchString(l) }
 
 // strip removes the printk timestamp so frame patterns match.
 func strip(l string) string { return reStamp.ReplaceAllString(l, "") }
@@ -330,7 +337,8 @@ func (panicAnalyzer) Name() string { return "builtin:panic" }
 func (panicAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) {
 	arts := textArtifacts(b)
 	h := find(b, arts, rePanic)
-	oops := find(b, arts, reOops)
+	// "watchdog: BUG: soft lockup - ..." is the lockup analyzer's, not an oops.
+	oops := findExcept(b, arts, reOops, reSoft)
 	if h == nil {
 		if oops == nil {
 			// The VM's timeline may say panicked (pvpanic) without any text.
@@ -355,10 +363,10 @@ func (panicAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error) 
 	// The oops (or the trace) before the panic line, in the same artifact.
 	first, last := h.i, h.i
 	for j := h.i; j >= 0 && j > h.i-120; j-- {
-		if reOops.MatchString(h.lines[j]) {
+		if isOops(h.lines[j]) {
 			// "BUG: ..." comes a few lines before "Oops: ...": take the first.
 			for k := j - 1; k >= 0 && k >= j-6; k-- {
-				if reOops.MatchString(h.lines[k]) {
+				if isOops(h.lines[k]) {
 					j = k
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,23 +88,50 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 		// manual: no scenario; diagmon diag's Diagnose after wait.
 		manual bool
 		wait   time.Duration
+		// details the diagnosis must carry: key → a substring of its value
+		// (who and where; "where" is location and frames together: the
+		// timer interrupt that reports a soft lockup may land in the
+		// module's loop or in the delay it calls).
+		details map[string]string
 	}{
 		{"panic", testguest.BootArgs("panic", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 1,
-			[]string{"host", "region", "qmp", "erst", "console"}, ClassPanic, false, 0},
+			[]string{"host", "region", "qmp", "erst", "console"}, ClassPanic, false, 0, nil},
 		{"livelock", testguest.BootArgs("livelock", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
-			[]string{"host", "sysrq:l", "region", "qmp"}, ClassLockup, false, 0},
+			[]string{"host", "sysrq:l", "region", "qmp"}, ClassLockup, false, 0, nil},
 		{"uhang", testguest.BootArgs("uhang", 8*time.Second, "acpidiag.app=1"), monitor.ProbeConfig{Kind: monitor.ProbeSlot, Tag: "testapp"}, 2,
-			[]string{"host", "region", "qmp", "console", "sysrq:w"}, ClassUserspaceHang, false, 0},
+			[]string{"host", "region", "qmp", "console", "sysrq:w"}, ClassUserspaceHang, false, 0, nil},
 		{"poweroff", testguest.BootArgs("poweroff", 8*time.Second), monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
-			[]string{"host", "region", "qmp", "console"}, ClassPoweredOff, false, 0},
+			[]string{"host", "region", "qmp", "console"}, ClassPoweredOff, false, 0, nil},
 		{"oom", testguest.BootArgs("oom", 3*time.Second), monitor.ProbeConfig{}, 0,
-			[]string{"host", "region", "console", "sysrq:m"}, ClassOOM, true, 25 * time.Second},
+			[]string{"host", "region", "console", "sysrq:m"}, ClassOOM, true, 25 * time.Second, nil},
 		{"dstate", testguest.BootArgs("dstate", 3*time.Second), monitor.ProbeConfig{}, 0,
-			[]string{"host", "region", "console", "sysrq:w"}, ClassHungTask, true, 12 * time.Second},
+			[]string{"host", "region", "console", "sysrq:w"}, ClassHungTask, true, 12 * time.Second, nil},
+		// A task in TASK_UNINTERRUPTIBLE (the test module's mode=hang):
+		// the kernel's hung-task report and SysRq w name it and its stack.
+		{"hungtask", testguest.BootArgs(testguest.ModeHungTask, 3*time.Second), monitor.ProbeConfig{}, 0,
+			[]string{"host", "region", "console", "sysrq:w"}, ClassHungTask, true, 15 * time.Second,
+			map[string]string{"task": "acpidiag-hang", "frames": "acpidiag_hang+"}},
+		// A CPU spinning with preemption off (mode=softlockup, 20 s): the
+		// kernel's soft lockup report names the CPU, the task and where;
+		// the tick stops meanwhile (1 vCPU), so the region probe fails.
+		{"softlockup", testguest.BootArgs(testguest.ModeSoftLockup, 8*time.Second, testguest.Duration(20*time.Second)),
+			monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
+			[]string{"host", "region", "qmp", "console", "sysrq:l"}, ClassLockup, false, 0,
+			map[string]string{"kind": "soft", "cpu": "0", "task": "acpidiag-spin:", "where": "acpidiag_softlockup+"}},
 	}
 	keep := os.Getenv("ACPIDIAG_KEEP_BUNDLES")
+	// These guest modes load the test module (internal/testguest/oopsmod).
+	needsModule := map[string]bool{"hungtask": true, "softlockup": true}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if needsModule[c.name] {
+				if k, err := testguest.Kernel(); err == nil && k.OopsModule == "" {
+					if fixtures.InCI() {
+						t.Fatal("the test module is required under CI (scripts/fetch-kernel.sh builds it with make and gcc-12)")
+					}
+					t.Skip("the kernel cache has no test module (scripts/fetch-kernel.sh builds it with make and gcc-12)")
+				}
+			}
 			st, srv := newServer(t, StoreOptions{})
 			_, vm := bootGuest(t, c.args)
 			var diags []monitor.DiagSpec
@@ -196,6 +224,15 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 			for _, f := range d.Analysis.Findings {
 				if f.Class != c.class && f.Confidence >= HighConfidence {
 					t.Errorf("wrong class at high confidence: %s %.2f %s", f.Class, f.Confidence, f.Summary)
+				}
+			}
+			for k, sub := range c.details {
+				v := d.Analysis.Diagnosis.Details[k]
+				if k == "where" {
+					v = d.Analysis.Diagnosis.Details["location"] + " < " + d.Analysis.Diagnosis.Details["frames"]
+				}
+				if !strings.Contains(v, sub) {
+					t.Errorf("diagnosis detail %s = %q, want it to contain %q (details %v)", k, v, sub, d.Analysis.Diagnosis.Details)
 				}
 			}
 		})

@@ -95,12 +95,12 @@ func TestCheckJudgesSlots(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	v, err := Check(ctx, r, VerdictConfig{}, 3*time.Second)
+	v, err := Check(ctx, r, VerdictConfig{}, 60*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, StateAlive, v.State)
 	assert.Equal(t, SlotAlive, v.Slots[0].State)
 	assert.Equal(t, SlotStale, v.Slots[5].State)
-	assert.Less(t, time.Since(now), 2*time.Second, "judged within K slot periods, not the whole wait")
+	assert.Less(t, time.Since(now), 30*time.Second, "judged within K slot periods (150 ms), not the whole wait (60 s)")
 	var text bytes.Buffer
 	require.NoError(t, v.WriteText(&text))
 	assert.Contains(t, text.String(), `slot 5:      stale tag "db"`)

@@ -79,20 +79,18 @@ func (r *Region) SnapshotAt(at time.Time) (s Snapshot, err error) {
 		r.readSeqlocked(&s)
 		return s, nil
 	}
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if p := recover(); p != nil {
-			fe, ok := p.(interface{ Addr() uintptr })
-			if !ok {
-				panic(p)
-			}
-			s = Snapshot{At: at, Avail: r.avail}
-			err = fmt.Errorf("%w: %s at address %#x (was the file truncated?)", ErrFault, r.name, fe.Addr())
-		}
-	}()
-	r.readSeqlocked(&s)
+	if err := r.readMapped(&s); err != nil {
+		return Snapshot{At: at, Avail: r.avail}, err
+	}
 	return s, nil
+}
+
+// readMapped is readSeqlocked on the mapping, with a memory fault turned
+// into ErrFault (Region.endFaultGuard).
+func (r *Region) readMapped(s *Snapshot) (err error) {
+	defer r.endFaultGuard(debug.SetPanicOnFault(true), &err)
+	r.readSeqlocked(s)
+	return nil
 }
 
 func (r *Region) readSeqlocked(s *Snapshot) {

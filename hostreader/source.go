@@ -239,19 +239,33 @@ func (r *Region) guard(f func()) (err error) {
 		f()
 		return nil
 	}
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if p := recover(); p != nil {
-			fe, ok := p.(interface{ Addr() uintptr })
-			if !ok {
-				panic(p)
-			}
-			err = fmt.Errorf("%w: %s at address %#x (was the file truncated?)", ErrFault, r.name, fe.Addr())
-		}
-	}()
+	defer r.endFaultGuard(debug.SetPanicOnFault(true), &err)
 	f()
 	return nil
+}
+
+// endFaultGuard ends an access to the mapping begun with
+// old := debug.SetPanicOnFault(true), and must be deferred directly by the
+// function making the access (recover works only there):
+//
+//	defer r.endFaultGuard(debug.SetPanicOnFault(true), &err)
+//
+// It restores the fault mode and turns a memory fault of the mapping
+// (SIGBUS after the file was truncated) into ErrFault in *err; any other
+// panic goes on. It is the one copy of that logic for guard and for the
+// snapshot path, which cannot take guard's closure: a closure over the
+// snapshot would move it to the heap (BenchmarkSnapshotVerdict: 0
+// allocs/op), while a deferred method call with a pointer argument does
+// not.
+func (r *Region) endFaultGuard(old bool, err *error) {
+	debug.SetPanicOnFault(old)
+	if p := recover(); p != nil {
+		fe, ok := p.(interface{ Addr() uintptr })
+		if !ok {
+			panic(p)
+		}
+		*err = fmt.Errorf("%w: %s at address %#x (was the file truncated?)", ErrFault, r.name, fe.Addr())
+	}
 }
 
 // StampHostTime writes now (milliseconds since the Unix epoch) into the

@@ -1,10 +1,10 @@
 package metrics
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -156,44 +156,54 @@ func ReadHostMemory(pid int) (HostMemory, error) {
 func readHostMemory(procRoot, cgroupRoot string, pid int) (HostMemory, error) {
 	var h HostMemory
 	status := filepath.Join(procRoot, strconv.Itoa(pid), "status")
-	f, err := os.Open(status)
+	b, err := os.ReadFile(status)
 	if err != nil {
 		return h, fmt.Errorf("metrics: host view of pid %d: %w", pid, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	found := false
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
-			continue
-		}
-		fs := strings.Fields(rest)
-		if len(fs) != 2 || fs[1] != "kB" {
-			return h, fmt.Errorf("metrics: %s: VmRSS line %q is not \"N kB\"", status, clip([]byte(rest)))
-		}
-		kb, err := strconv.ParseUint(fs[0], 10, 64)
-		if err != nil || kb > math.MaxUint64>>10 {
-			return h, fmt.Errorf("metrics: %s: VmRSS %q is not a size in kB", status, fs[0])
-		}
-		h.RSSBytes, found = kb<<10, true
-		break
-	}
-	if !found {
-		return h, fmt.Errorf("metrics: %s: no VmRSS line (a kernel thread, or the process exited)", status)
+	if h.RSSBytes, err = parseVmRSS(b); err != nil {
+		return h, fmt.Errorf("metrics: %s: %w", status, err)
 	}
 	if b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cgroup")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if p, ok := strings.CutPrefix(line, "0::"); ok && !strings.Contains(p, "..") {
-				if mb, err := os.ReadFile(filepath.Join(cgroupRoot, p, "memory.current")); err == nil {
-					if n, err := strconv.ParseUint(strings.TrimSpace(string(mb)), 10, 64); err == nil {
-						h.CgroupBytes, h.CgroupPath = n, p
-					}
+		if p, ok := parseCgroup2Path(b); ok {
+			if mb, err := os.ReadFile(filepath.Join(cgroupRoot, p, "memory.current")); err == nil {
+				if n, err := strconv.ParseUint(strings.TrimSpace(string(mb)), 10, 64); err == nil {
+					h.CgroupBytes, h.CgroupPath = n, p
 				}
 			}
 		}
 	}
 	return h, nil
+}
+
+// parseVmRSS returns the VmRSS line of /proc/PID/status in bytes.
+func parseVmRSS(b []byte) (uint64, error) {
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		fs := strings.Fields(rest)
+		if len(fs) != 2 || fs[1] != "kB" {
+			return 0, fmt.Errorf("VmRSS line %q is not \"N kB\"", clip([]byte(rest)))
+		}
+		kb, err := strconv.ParseUint(fs[0], 10, 64)
+		if err != nil || kb > math.MaxUint64>>10 {
+			return 0, fmt.Errorf("VmRSS %q is not a size in kB", clip([]byte(fs[0])))
+		}
+		return kb << 10, nil
+	}
+	return 0, errors.New("no VmRSS line (a kernel thread, or the process exited)")
+}
+
+// parseCgroup2Path returns the cgroup v2 path ("0::/PATH") of
+// /proc/PID/cgroup; a path that climbs ("..") is refused.
+func parseCgroup2Path(b []byte) (string, bool) {
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok && strings.HasPrefix(p, "/") && !strings.Contains(p, "..") {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // Sample returns the host view as a MemorySample for a VM of totalBytes

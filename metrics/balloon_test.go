@@ -205,3 +205,30 @@ func TestFindBalloonRealQEMU(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseHostMemory: /proc/PID/status (VmRSS) and /proc/PID/cgroup
+// decoders never panic; a refusal names VmRSS; a path never climbs.
+// Seeds: this process's real files.
+func FuzzParseHostMemory(f *testing.F) {
+	for _, p := range []string{"/proc/self/status", "/proc/self/cgroup"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("Name:\tqemu\nVmRSS:\t18446744073709551615 kB\n"))
+	f.Add([]byte("0::/../../etc\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rss, err := parseVmRSS(b)
+		if err != nil {
+			require.Contains(t, err.Error(), "VmRSS")
+			require.Less(t, len(err.Error()), 400) // 64 bytes quoted at most
+		} else {
+			require.Zero(t, rss%1024)
+		}
+		if p, ok := parseCgroup2Path(b); ok {
+			require.True(t, strings.HasPrefix(p, "/"))
+			require.NotContains(t, p, "..")
+			require.NotContains(t, p, "\n")
+		}
+	})
+}

@@ -40,6 +40,9 @@ type Manifest struct {
 	Timeline  []TimelineEntry `json:"timeline"`
 	Artifacts []Artifact      `json:"artifacts"`
 	Limits    ManifestLimits  `json:"limits"`
+	// LogLevel is set when SysRq captures raised the guest's console
+	// loglevel: the level set back and where it came from.
+	LogLevel *ManifestLogLevel `json:"loglevel,omitempty"`
 	// TotalBytes is the sum of the artifact sizes (the memory dump, which
 	// has its own cap, excluded).
 	TotalBytes int64 `json:"total_bytes"`

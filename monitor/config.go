@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,6 +110,10 @@ type ProbeConfig struct {
 	MaxAge string `json:"max_age,omitempty"`
 }
 
+// equal compares two probe configurations by value (the index by the
+// number it points to, not by its address).
+func (p ProbeConfig) equal(o ProbeConfig) bool { return reflect.DeepEqual(p, o) }
+
 // DiagSpec names one diagnostic. In JSON it is a string ("sysrq:t",
 // "registers", "script:/path/to/exe") or an object
 // {"kind": "script", "command": [...], "timeout": "20s"}.
@@ -117,6 +122,10 @@ type DiagSpec struct {
 	Key     string   `json:"key,omitempty"`     // sysrq
 	Command []string `json:"command,omitempty"` // script
 	Timeout string   `json:"timeout,omitempty"` // script (default 30s) or any diagnostic
+}
+
+func (d DiagSpec) equal(o DiagSpec) bool {
+	return d.Kind == o.Kind && d.Key == o.Key && d.Timeout == o.Timeout && slices.Equal(d.Command, o.Command)
 }
 
 // UnmarshalJSON accepts the string and the object form.
@@ -208,8 +217,10 @@ type Limits struct {
 	// refused when the guest's RAM is larger); 0 refuses "memory" in check.
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
 	// RestoreLogLevel is the console loglevel (SysRq 0-9) sent after SysRq
-	// captures, which raise it to 8 (default 4: the loglevel of a quiet
-	// boot; the host cannot read the guest's previous one).
+	// captures, which raise it to 8. The host cannot read the guest's
+	// current level, so unset means: the level the guest booted with when
+	// QEMU's -append sets it (loglevel=N, quiet, debug; BootLogLevel),
+	// else DefaultRestoreLogLevel (4, a quiet boot's level).
 	RestoreLogLevel *int `json:"restore_loglevel,omitempty"`
 	// DiagnosticTimeout bounds each diagnostic without its own timeout
 	// (default 20s).
@@ -225,7 +236,7 @@ const (
 	DefaultBundleBytes       = 16 << 20
 	DefaultArtifactBytes     = 4 << 20
 	DefaultConsoleBytes      = 64 << 10
-	DefaultRestoreLogLevel   = 4
+	DefaultRestoreLogLevel   = 4 // when unset and QEMU's -append does not say (BootLogLevel)
 	DefaultDiagnosticTimeout = 20 * time.Second
 	DefaultHistory           = 32
 )
@@ -245,10 +256,6 @@ func (l Limits) norm() Limits {
 	}
 	if l.ConsoleBytes <= 0 {
 		l.ConsoleBytes = DefaultConsoleBytes
-	}
-	if l.RestoreLogLevel == nil {
-		v := DefaultRestoreLogLevel
-		l.RestoreLogLevel = &v
 	}
 	if l.History <= 0 {
 		l.History = DefaultHistory

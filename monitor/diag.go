@@ -129,7 +129,6 @@ func AllDiagnostics(v VMConfig) []DiagSpec {
 // diagnose runs the incident's diagnostics into a bundle and delivers it.
 func (m *Monitor) diagnose(ctx context.Context, v *vmRuntime, inc *Incident) (*BundleResult, error) {
 	m.mu.Lock()
-	sinks := m.sinks
 	passthrough := m.plan.Config.ManifestPassthrough
 	m.mu.Unlock()
 	lim := m.planLimits()
@@ -166,9 +165,13 @@ func (m *Monitor) diagnose(ctx context.Context, v *vmRuntime, inc *Incident) (*B
 	b := &Bundle{ID: inc.ID, Dir: dir, Manifest: mf}
 	var errs []error
 	// Delivery uses its own context: a removed VM still gets its bundle.
+	// It goes to the sinks in force now: a reload during the diagnostics
+	// may have replaced (and closed) the ones in force when they started.
 	dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, s := range sinks {
+	m.sinkMu.RLock()
+	defer m.sinkMu.RUnlock()
+	for _, s := range m.sinks {
 		loc, err := s.Deliver(dctx, b)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sink %s: %w", s.Name(), err))
@@ -212,23 +215,26 @@ func (r *diagRun) restoreLogLevel(ctx context.Context) {
 	r.sysrq = false
 	q, con := r.v.qmp(), r.v.console()
 	start := time.Now()
-	a := Artifact{Diagnostic: "sysrq:loglevel", Started: start.UTC()}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	level, from := restoreLevel(cctx, r.lim, q, "/proc")
+	ll := &ManifestLogLevel{Raised: 8, Restored: level, From: from}
 	if q == nil || con == nil {
-		a.Error = "no QMP or console connection: loglevel not restored"
+		ll.Error = "no QMP or console connection: loglevel not restored"
 	} else {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		r.v.conMu.Lock()
-		_, err := qemuhook.SysRq(cctx, q, con, byte('0'+*r.lim.RestoreLogLevel),
+		_, err := qemuhook.SysRq(cctx, q, con, byte('0'+level),
 			qemuhook.SysRqOptions{NoRaiseLogLevel: true, Chardev: r.v.cfg.SerialChardev, Quiet: 200 * time.Millisecond})
 		r.v.conMu.Unlock()
-		cancel()
 		if err != nil {
-			a.Error = "restoring the console loglevel: " + err.Error()
+			ll.Error = fmt.Sprintf("restoring the console loglevel %d (%s): %v", level, from, err)
 		}
 	}
-	if a.Error != "" {
-		a.Duration = time.Since(start)
-		r.bw.add(a, nil)
+	r.bw.mu.Lock()
+	r.bw.man.LogLevel = ll
+	r.bw.mu.Unlock()
+	if ll.Error != "" {
+		r.bw.add(Artifact{Diagnostic: "sysrq:loglevel", Started: start.UTC(), Duration: time.Since(start), Error: ll.Error}, nil)
 	}
 }
 

@@ -203,6 +203,10 @@ func TestE2EUserspaceHang(t *testing.T) {
 	t.Logf("host: vCPU 0 thread %d state %s %.0f%% CPU, runnable %.0f%%; QEMU rss %d MB", host.VCPUs[0].ThreadID, host.VCPUs[0].State,
 		host.VCPUs[0].CPUPercent, host.VCPUs[0].RunnablePercent, host.QEMU.RSSBytes>>20)
 	require.Contains(t, readArtifact(t, dir, "console.txt"), "hanging userspace now")
+	// The loglevel raised for SysRq is set back to the boot's (loglevel=4
+	// in QEMU's -append; nothing configured).
+	require.NotNil(t, m.LogLevel)
+	require.Equal(t, ManifestLogLevel{Raised: 8, Restored: 4, From: "qemu -append loglevel=4"}, *m.LogLevel)
 	for _, a := range m.Artifacts {
 		require.Empty(t, a.Error, "%s", a.Diagnostic)
 	}

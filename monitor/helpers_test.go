@@ -23,7 +23,14 @@ import (
 // an application's heartbeat slot 0 (tag "app"). It is the writer the
 // monitor tests and the 1,000-VM benchmark use: the region's format is
 // the real one (package region), only the writer is not a guest.
+//
+// close may come while run's goroutine is in the middle of a tick (a test
+// that fails with require runs its deferred cancel and close at once): mu
+// keeps the unmapping out of a tick, else the tick writes to unmapped
+// memory and the whole test binary dies of SIGSEGV, hiding the failure.
 type regionWriter struct {
+	mu      sync.RWMutex // tick: read; close: write
+	closed  bool
 	maps    [][]byte
 	paused  []atomic.Bool
 	appStop []atomic.Bool
@@ -74,6 +81,11 @@ func word(b []byte, off int) *uint32 {
 
 // tick does one tick on every region that is not paused.
 func (w *regionWriter) tick() {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return
+	}
 	soff, _ := region.SlotOffset(0)
 	for i, b := range w.maps {
 		if w.paused[i].Load() {
@@ -106,6 +118,12 @@ func (w *regionWriter) run(ctx context.Context, period time.Duration) {
 }
 
 func (w *regionWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
 	for _, b := range w.maps {
 		syscall.Munmap(b)
 	}
@@ -185,4 +203,23 @@ func script(t *testing.T, dir, name, body string) string {
 	p := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755))
 	return p
+}
+
+// TestRegionWriterCloseWhileTicking: closing the writer while its run
+// goroutine ticks (as a failing test's deferred calls do) must not write
+// to the unmapped region (it crashed the test binary with SIGSEGV under
+// load, in TestIncidentBundle).
+func TestRegionWriterCloseWhileTicking(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "region")
+	for i := 0; i < 200; i++ {
+		w, err := openRegionWriter([]string{p})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.run(ctx, time.Microsecond) }()
+		time.Sleep(50 * time.Microsecond)
+		w.close() // before cancel: the goroutine is ticking now
+		cancel()
+		<-done
+	}
 }

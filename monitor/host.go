@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,8 +32,10 @@ type HostOptions struct {
 // process and its vCPU threads.
 type HostReport struct {
 	Time     time.Time           `json:"time"`
-	LoadAvg  string              `json:"loadavg,omitempty"`
-	Pressure map[string]string   `json:"pressure,omitempty"` // /proc/pressure/{cpu,memory,io}
+	LoadAvg  string              `json:"loadavg,omitempty"`  // /proc/loadavg as read
+	Load     *LoadAvg            `json:"load,omitempty"`     // /proc/loadavg decoded
+	Pressure map[string]string   `json:"pressure,omitempty"` // /proc/pressure/{cpu,memory,io} as read
+	PSI      map[string]PSI      `json:"psi,omitempty"`      // the same, decoded
 	Memory   map[string]int64    `json:"memory_kib,omitempty"`
 	Disks    map[string]DiskFree `json:"disks,omitempty"`
 	QEMU     *ProcInfo           `json:"qemu,omitempty"`
@@ -93,29 +94,31 @@ func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport 
 	fail := func(format string, a ...any) { h.Errors = append(h.Errors, fmt.Sprintf(format, a...)) }
 	if b, err := os.ReadFile(filepath.Join(o.Proc, "loadavg")); err == nil {
 		h.LoadAvg = strings.TrimSpace(string(b))
+		if l, err := parseLoadAvg(b); err == nil {
+			h.Load = &l
+		} else {
+			fail("%v", err)
+		}
 	} else {
 		fail("loadavg: %v", err)
 	}
 	for _, k := range []string{"cpu", "memory", "io"} {
 		if b, err := os.ReadFile(filepath.Join(o.Proc, "pressure", k)); err == nil {
 			h.Pressure[k] = strings.TrimSpace(string(b))
+			if p, err := parsePressure(k, b); err == nil {
+				if h.PSI == nil {
+					h.PSI = map[string]PSI{}
+				}
+				h.PSI[k] = p
+			} else {
+				fail("%v", err)
+			}
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(o.Proc, "meminfo")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			k, rest, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "MemTotal", "MemFree", "MemAvailable", "SwapTotal", "SwapFree", "Cached", "Dirty":
-				f := strings.Fields(rest)
-				if len(f) > 0 {
-					if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-						h.Memory[k] = n
-					}
-				}
-			}
+		var err error
+		if h.Memory, err = parseMeminfo(b); err != nil {
+			fail("%v", err)
 		}
 	} else {
 		fail("meminfo: %v", err)
@@ -154,13 +157,16 @@ func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport 
 	for i, c := range cpus {
 		t := VCPUThread{CPUIndex: c.Index, ThreadID: c.ThreadID}
 		if pid == 0 {
-			pid = tgidOf(o.Proc, c.ThreadID)
+			var err error
+			if pid, err = tgidOf(o.Proc, c.ThreadID); err != nil && !errors.Is(err, os.ErrNotExist) {
+				fail("vCPU thread %d: %v", c.ThreadID, err)
+			}
 		}
 		st, err := readStat(filepath.Join(o.Proc, strconv.Itoa(c.ThreadID), "stat"))
 		if err != nil {
 			t.Error = err.Error()
 		} else {
-			first[i] = sample{time.Now(), st.utime + st.stime, readSchedstat(filepath.Join(o.Proc, strconv.Itoa(c.ThreadID), "schedstat"))}
+			first[i] = sample{time.Now(), st.utime + st.stime, readSchedstat(o.Proc, c.ThreadID, fail)}
 		}
 		h.VCPUs = append(h.VCPUs, t)
 	}
@@ -196,7 +202,7 @@ func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport 
 		t.SampleMs = dt.Milliseconds()
 		if dt > 0 {
 			t.CPUPercent = float64(st.utime+st.stime-first[i].ticks) / clockTicks / dt.Seconds() * 100
-			if r0, r1 := first[i].runnable, readSchedstat(filepath.Join(o.Proc, strconv.Itoa(t.ThreadID), "schedstat")); r0 >= 0 && r1 >= r0 {
+			if r0, r1 := first[i].runnable, readSchedstat(o.Proc, t.ThreadID, fail); r0 >= 0 && r1 >= r0 {
 				t.RunnablePercent = float64(r1-r0) / float64(dt.Nanoseconds()) * 100
 			}
 		}
@@ -205,82 +211,47 @@ func CollectHost(ctx context.Context, q *qmp.Client, o HostOptions) *HostReport 
 }
 
 // readSchedstat returns run + run-queue wait time in ns from
-// /proc/.../schedstat, -1 when unavailable.
-func readSchedstat(path string) int64 {
+// /proc/TID/schedstat, -1 when unavailable (no schedstat file: a kernel
+// without CONFIG_SCHED_INFO) or undecodable (reported through fail).
+func readSchedstat(proc string, tid int, fail func(string, ...any)) int64 {
+	path := filepath.Join(proc, strconv.Itoa(tid), "schedstat")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
+	n, err := parseSchedstat(b)
+	if err != nil {
+		fail("%s: %v", path, err)
 		return -1
 	}
-	run, err1 := strconv.ParseInt(f[0], 10, 64)
-	wait, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return run + wait
+	return n
 }
 
-type procStat struct {
-	comm         string
-	state        string
-	utime, stime int64
-	threads      int
-	rssPages     int64
-}
-
-// readStat parses /proc/PID/stat (or task/TID/stat). The comm field may
-// hold spaces and parentheses: fields are taken after the last ')'.
+// readStat reads /proc/PID/stat (or task/TID/stat).
 func readStat(path string) (procStat, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return procStat{}, err
 	}
-	return parseStat(b)
-}
-
-func parseStat(b []byte) (procStat, error) {
-	var s procStat
-	open := bytes.IndexByte(b, '(')
-	end := bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return s, errors.New("stat: no (comm)")
-	}
-	s.comm = string(b[open+1 : end])
-	f := strings.Fields(string(b[end+1:]))
-	// f[0] is field 3 (state); utime is field 14, stime 15, threads 20, rss 24.
-	if len(f) < 22 {
-		return s, fmt.Errorf("stat: %d fields after comm, want at least 22", len(f))
-	}
-	s.state = f[0]
-	var err error
-	num := func(i int) int64 {
-		n, e := strconv.ParseInt(f[i], 10, 64)
-		if e != nil && err == nil {
-			err = fmt.Errorf("stat field %d: %q", i+3, f[i])
-		}
-		return n
-	}
-	s.utime, s.stime = num(11), num(12)
-	s.threads = int(num(17))
-	s.rssPages = num(21)
-	return s, err
-}
-
-func tgidOf(proc string, tid int) int {
-	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(tid), "status"))
+	st, err := parseStat(b)
 	if err != nil {
-		return 0
+		return st, fmt.Errorf("%s: %w", path, err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
+	return st, nil
+}
+
+// tgidOf returns the process a thread belongs to (/proc/TID/status).
+func tgidOf(proc string, tid int) (int, error) {
+	path := filepath.Join(proc, strconv.Itoa(tid), "status")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
 	}
-	return 0
+	n, err := parseStatusTgid(b)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
 }
 
 func procInfo(proc string, pid int) (*ProcInfo, error) {

@@ -176,9 +176,9 @@ func (m *Monitor) redeliver(done []*Bundle, partial []string) {
 		os.RemoveAll(dir)
 		m.emit(Event{Type: EventWarning, Detail: "removed the unfinished bundle " + filepath.Base(dir) + " of a previous run (its diagnostics were interrupted)"})
 	}
-	m.mu.Lock()
+	m.sinkMu.RLock()
+	defer m.sinkMu.RUnlock()
 	sinks := m.sinks
-	m.mu.Unlock()
 	for _, b := range done {
 		var locs []string
 		failed := false

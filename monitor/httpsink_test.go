@@ -122,3 +122,112 @@ func TestRedeliveryAfterKillBetweenSinks(t *testing.T) {
 		t.Errorf("posts %v", posts)
 	}
 }
+
+// TestReloadChangingSinksWhileDiagnosticsRun: a reload that replaces the
+// http sink while an incident's diagnostics run. The incident's bundle
+// goes to the sinks in force when it is delivered (the new one); it used
+// to go to the sink captured when the diagnostics started, closed by the
+// reload meanwhile ("deliver: spool closed"), and was lost.
+func TestReloadChangingSinksWhileDiagnosticsRun(t *testing.T) {
+	type server struct {
+		*httptest.Server
+		mu    sync.Mutex
+		posts map[string]int
+	}
+	newServer := func() *server {
+		s := &server{posts: map[string]int{}}
+		s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			s.mu.Lock()
+			s.posts[r.Header.Get("Idempotency-Key")]++
+			s.mu.Unlock()
+			w.WriteHeader(http.StatusCreated)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := newServer(), newServer()
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	proceed := filepath.Join(dir, "proceed")
+	// The diagnostic runs until the test has reloaded (at most 30 s).
+	slow := script(t, dir, "slow.sh", "touch "+started+"; i=0; while [ ! -e "+proceed+" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo done")
+	fail := []string{script(t, dir, "fail.sh", "exit 1")}
+	sc := execScenario("f", "v", fail, "100ms", 1, "1h", "script:"+slow)
+	cfg := Config{VMs: []VMConfig{{Name: "v"}}, Scenarios: []ScenarioConfig{sc},
+		Sinks: []SinkConfig{{Kind: "http", URL: a.URL, Spool: filepath.Join(dir, "spool-a")}}}
+	p, err := Check(cfg, CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(context.Background(), p, Options{Workdir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var mu sync.Mutex
+	var events []Event
+	go func() {
+		for e := range m.Events() {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the incident's diagnostics did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cfg.Sinks = []SinkConfig{{Kind: "http", URL: b.URL, Spool: filepath.Join(dir, "spool-b")}}
+	p2, err := Check(cfg, CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(p2); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(proceed, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var bundle *Event
+	for deadline = time.Now().Add(40 * time.Second); bundle == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("no bundle event: %+v", events)
+		}
+		mu.Lock()
+		for i := range events {
+			if events[i].Type == EventBundle {
+				bundle = &events[i]
+			}
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	for _, e := range events {
+		if e.Type == EventError {
+			t.Errorf("error event: %+v", e)
+		}
+	}
+	mu.Unlock()
+	if !strings.Contains(bundle.Path, b.URL) {
+		t.Errorf("bundle went to %q, want the new sink %s", bundle.Path, b.URL)
+	}
+	for deadline = time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b.mu.Lock()
+		n := b.posts[bundle.Incident]
+		b.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new sink got %d POSTs of %s (old sink: %v)", n, bundle.Incident, a.posts)
+		}
+	}
+}

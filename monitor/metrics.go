@@ -137,12 +137,7 @@ func (m *Monitor) azureIdentitiesLocked() map[string]metrics.VMAzure {
 func qemuProcess(ctx context.Context, q *qmp.Client) (pid int, ram uint64) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var cpus []struct {
-		ThreadID int `json:"thread-id"`
-	}
-	if q.Execute(ctx, "query-cpus-fast", nil, &cpus) == nil && len(cpus) > 0 {
-		pid = tgidOf("/proc", cpus[0].ThreadID)
-	}
+	pid, _ = qemuPID(ctx, q, "/proc")
 	var sz struct {
 		Base uint64 `json:"base-memory"`
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -82,8 +83,12 @@ type Monitor struct {
 	limits  atomic.Pointer[Limits]
 	sched   *scheduler
 
-	mu       sync.Mutex
-	plan     *Plan
+	mu   sync.Mutex
+	plan *Plan
+	// sinks are guarded by sinkMu, not mu: a delivery holds sinkMu for
+	// reading, so a reload that replaces the sinks waits for deliveries in
+	// progress before it closes the old ones (lock order: mu, then sinkMu).
+	sinkMu   sync.RWMutex
 	sinks    []Sink
 	vms      map[string]*vmRuntime
 	bindings map[bindKey]*binding
@@ -168,16 +173,13 @@ func (m *Monitor) Apply(p *Plan) error {
 	m.mu.Lock()
 	same := m.plan != nil && sameSinks(m.plan.Config.Sinks, p.Config.Sinks)
 	m.mu.Unlock()
-	var replaced []Sink
-	created := false
-	if sinks == nil && same {
-		sinks = m.sinks // unchanged: keep them (an http sink's spool is opened once)
-	} else if sinks == nil {
+	keep, created := sinks == nil && same, false // unchanged: keep them (an http sink's spool is opened once)
+	if sinks == nil && !same {
 		var err error
 		if sinks, err = SinksFromConfig(p.Config.Sinks); err != nil {
 			return err
 		}
-		replaced, created = m.sinks, true
+		created = true
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -189,14 +191,21 @@ func (m *Monitor) Apply(p *Plan) error {
 		}
 		return errors.New("monitor: closed")
 	}
-	for _, s := range replaced {
-		s.Close()
+	if !keep {
+		m.sinkMu.Lock() // waits for the deliveries in progress
+		replaced := m.sinks
+		m.sinks = sinks
+		m.sinkMu.Unlock()
+		if created {
+			for _, s := range replaced {
+				s.Close()
+			}
+		}
 	}
 	old := m.plan
 	m.plan = p
 	lim := p.Limits
 	m.limits.Store(&lim)
-	m.sinks = sinks
 	if old == nil || old.Limits.Diagnostics != p.Limits.Diagnostics {
 		m.diagSem = make(chan struct{}, p.Limits.Diagnostics)
 	}
@@ -379,7 +388,7 @@ func sameScenario(a, b *Scenario) bool {
 		return false
 	}
 	ac, bc := a.Config, b.Config
-	return fmt.Sprintf("%+v|%v|%v", ac.Probe, ac.Diagnostics, ac.Probe.Index) == fmt.Sprintf("%+v|%v|%v", bc.Probe, bc.Diagnostics, bc.Probe.Index)
+	return ac.Probe.equal(bc.Probe) && slices.EqualFunc(ac.Diagnostics, bc.Diagnostics, DiagSpec.equal)
 }
 
 // VMs returns the names of the VMs the monitor holds, sorted.
@@ -549,7 +558,11 @@ func (m *Monitor) Close() error {
 	m.cancel()
 	m.watcher.Close()
 	var err error
-	for _, s := range m.sinks {
+	m.sinkMu.Lock()
+	sinks := m.sinks
+	m.sinks = nil
+	m.sinkMu.Unlock()
+	for _, s := range sinks {
 		if e := s.Close(); e != nil && err == nil {
 			err = e
 		}

@@ -3,6 +3,7 @@
 package qemuhook
 
 import (
+	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -46,7 +47,19 @@ func median(xs []float64) float64 {
 // thermal zone's polling on and off in turn, so both halves see the same
 // host load; the region's tick count proves each window's state. It then
 // times reads of the zone's temp file (each runs _TMP) against reads of
-// its type file (no AML): the difference is the guest time of one _TMP.
+// its type file (no AML), the fastest single read of each out of 1000:
+// the difference is the guest time of one _TMP.
+//
+// The host load (other VMs, other test runs on 2 cores) slows the vCPU
+// down by up to 10x in a 500 ms window, and makes the tick itself dearer
+// from the host's side (each _TMP's port I/O takes QEMU's global lock,
+// whose holder a loaded host preempts): loop slowdowns of 9 % and 22 %
+// (median, ±5 % standard error) were seen with two busy loops on the 2
+// host cores and a livelocked 2-vCPU VM beside it, against 1-4 % before.
+// So the guest-CPU bound is on the _TMP time, from the fastest single
+// reads, which no host load can make faster or slower than the
+// undisturbed cost; the loop slowdown only has a gross bound (the tick
+// eating half of the vCPU) and is logged.
 func TestE2ETickCPUCost(t *testing.T) {
 	t.Parallel()
 	vm := startE2E(t, e2eSpec{Machine: MachineQ35, Firmware: FirmwareSeaBIOS,
@@ -82,6 +95,9 @@ func TestE2ETickCPUCost(t *testing.T) {
 		on += onTicks[i]
 		off += offTicks[i]
 		assert.LessOrEqual(t, offTicks[i], int64(1), "ticks in the 'off' windows: %v", offTicks)
+		// Not much more often than the 100 ms period (5 per window, one
+		// more on enabling, an extra _TMP now and then).
+		assert.LessOrEqual(t, onTicks[i], int64(10), "ticks in the 'on' windows: %v", onTicks)
 	}
 	assert.GreaterOrEqual(t, on, int64(2*len(onTicks)), "ticks in the 'on' windows: %v", onTicks)
 	assert.LessOrEqual(t, off, int64(len(offTicks)/2), "ticks in the 'off' windows: %v", offTicks)
@@ -103,19 +119,27 @@ func TestE2ETickCPUCost(t *testing.T) {
 	sort.Float64s(sorted)
 	loopCost := median(costs)
 	t.Logf("per-pair loop slowdown with the 100 ms tick on (%%): %.2f", sorted)
-	logNumber(t, "tick_cpu_cost_loop_100ms", "%.2f%% median over %d on/off pairs of 500 ms (range %.2f..%.2f%%); ticks per on window %v",
-		loopCost, len(costs), sorted[0], sorted[len(sorted)-1], onTicks)
+	// How precisely this run can tell the median: the standard error of
+	// a median, from the spread of the pairs (MAD, normal scale).
+	dev := make([]float64, len(costs))
+	for i, c := range costs {
+		dev[i] = math.Abs(c - loopCost)
+	}
+	seMedian := 1.2533 * 1.4826 * median(dev) / math.Sqrt(float64(len(costs)))
+	logNumber(t, "tick_cpu_cost_loop_100ms", "%.2f%% median over %d on/off pairs of 500 ms (range %.2f..%.2f%%, standard error %.2f%%); ticks per on window %v",
+		loopCost, len(costs), sorted[0], sorted[len(sorted)-1], seMedian, onTicks)
 
 	m := spinReadLine.FindStringSubmatch(con)
 	require.NotNil(t, m, "read cost line")
 	temp, typ := time.Duration(atoi(t, m[1])), time.Duration(atoi(t, m[2]))
+	require.Positive(t, typ, "fastest type read")
 	perTMP := temp - typ
 	require.Positive(t, perTMP, "reading temp (runs _TMP) must cost more than reading type")
 	pct := 100 * perTMP.Seconds() / (100 * time.Millisecond).Seconds()
-	logNumber(t, "tmp_guest_time", "%v per _TMP (temp read %v, type read %v): %.2f%% of a vCPU at 10 Hz, %.3f%% at 1 Hz",
+	logNumber(t, "tmp_guest_time", "%v per _TMP (fastest temp read %v, fastest type read %v): %.2f%% of a vCPU at 10 Hz, %.3f%% at 1 Hz",
 		perTMP, temp, typ, pct, pct/10)
 	// Sanity (not an issue bound): a 10 Hz tick must not eat a sizeable
-	// part of a vCPU.
+	// part of a vCPU: 5 % is over 3x the _TMP time ever measured.
 	assert.Less(t, pct, 5.0)
-	assert.Less(t, loopCost, 5.0)
+	assert.Less(t, loopCost, 50.0, "loop slowdown with the tick on (standard error of the median %.2f%%)", seMedian)
 }

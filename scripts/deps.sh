@@ -6,7 +6,7 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v iasl >/dev/null || need+=(acpica-tools)
 command -v acpiexec >/dev/null || need+=(acpica-tools)
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
-# make + gcc-12 build the test guest's oops module against the kernel headers
+# make + gcc-12 build the test guest's test module (modes oops, hungtask, softlockup) against the kernel headers
 command -v make >/dev/null || need+=(make)
 command -v gcc-12 >/dev/null || need+=(gcc-12)
 # node + npm run Azurite, the table service the metrics tests use (scripts/azurite.sh)

@@ -11,11 +11,14 @@
 # no root needed unless the apt lists are missing (then apt-get update runs).
 #
 # Optionally (when make and gcc-12 are installed) it also builds the tiny
-# oops module internal/testguest/oopsmod against the matching Debian headers
+# test module internal/testguest/oopsmod against the matching Debian headers
 # (linux-headers-*, linux-kbuild-*, extracted, not installed) into
-# kernel/extra/oops.ko, for the guest's acpidiag.mode=oops. Without them the
-# cache is still complete and the oops mode is unavailable. To rebuild the
-# cache, remove the kernel/ directory.
+# kernel/extra/oops.ko, for the guest's acpidiag.mode=oops, hungtask and
+# softlockup. Without them the cache is still complete and those modes are
+# unavailable. The module is keyed on a SHA-256 of its source
+# (kernel/extra/oops.ko.src): when the source changes, a run on a complete
+# cache rebuilds only the module. To rebuild the whole cache, remove the
+# kernel/ directory.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -40,8 +43,90 @@ complete() {
 		grep -q '^module=modules/virtio_balloon' "$manifest" # caches from before the balloon modules are refreshed
 }
 
+oopssrc="$here/../internal/testguest/oopsmod"
+
+# oops_src_hash prints the SHA-256 of the test module's source (every file
+# of oopsmod, by name, in order): the key of kernel/extra/oops.ko.
+oops_src_hash() {
+	(cd "$oopssrc" && for f in $(ls | LC_ALL=C sort); do
+		[ -f "$f" ] || continue
+		echo "$f $(wc -c <"$f")"
+		cat "$f"
+	done) | sha256sum | cut -d' ' -f1
+}
+
+# oops_current reports whether the cached module was built from this source.
+oops_current() {
+	[ -s "$dest/extra/oops.ko" ] && [ "$(cat "$dest/extra/oops.ko.src" 2>/dev/null)" = "$(oops_src_hash)" ]
+}
+
+# can_build_oops reports whether the module can be built here.
+can_build_oops() {
+	[ -f "$oopssrc/acpidiag_oops.c" ] && command -v make >/dev/null && command -v gcc-12 >/dev/null
+}
+
+# build_oops builds internal/testguest/oopsmod against the Debian headers of
+# $version into $dest/extra/oops.ko (copy-then-rename) and records the
+# source hash in $dest/extra/oops.ko.src. Returns non-zero (with a reason
+# logged) when it cannot.
+build_oops() {
+	local src="$oopssrc"
+	[ -f "$src/acpidiag_oops.c" ] || { log "oops module: skipped: $src/acpidiag_oops.c not found"; return 1; }
+	if ! command -v make >/dev/null || ! command -v gcc-12 >/dev/null; then
+		log "oops module: skipped: needs make and gcc-12 (apt-get install make gcc-12); acpidiag.mode=oops, hungtask and softlockup will be unavailable"
+		return 1
+	fi
+	local hdr="linux-headers-$version" deps hash
+	hash="$(oops_src_hash)"
+	deps="$(apt-cache depends "$hdr" 2>/dev/null | sed -n 's/^ *Depends: \(linux-\(headers\|kbuild\)-[^ ]*\)$/\1/p')"
+	log "oops module: downloading $hdr $(echo $deps)"
+	mkdir -p "$work/h"
+	(cd "$work/h" && apt-get download -q "$hdr" $deps >/dev/null 2>&1) || { log "oops module: skipped: apt-get download $hdr failed"; return 1; }
+	local d
+	for d in "$work"/h/*.deb; do dpkg-deb -x "$d" "$work/h/root"; done
+	local kdir="$work/h/root/usr/src/$hdr"
+	[ -f "$kdir/Makefile" ] || { log "oops module: skipped: no $kdir/Makefile"; return 1; }
+	# The Debian Makefile includes the -common headers by absolute path.
+	sed -i "s|/usr/src/|$work/h/root/usr/src/|g" "$kdir/Makefile"
+	mkdir -p "$work/oops"
+	cp "$src/acpidiag_oops.c" "$src/Kbuild" "$work/oops/"
+	if ! make -C "$kdir" M="$work/oops" modules >"$work/oops/build.log" 2>&1; then
+		log "oops module: skipped: build failed:"
+		tail -n 20 "$work/oops/build.log" | sed 's/^/fetch-kernel:   /'
+		return 1
+	fi
+	mkdir -p "$dest/extra"
+	# copy-then-rename: a guest build reading the module meanwhile never sees a partial file;
+	# the source key is written last, so an interrupted run rebuilds.
+	cp "$work/oops/acpidiag_oops.ko" "$dest/extra/.oops.ko.tmp" && mv "$dest/extra/.oops.ko.tmp" "$dest/extra/oops.ko"
+	echo "$hash" >"$dest/extra/.oops.ko.src.tmp" && mv "$dest/extra/.oops.ko.src.tmp" "$dest/extra/oops.ko.src"
+	log "oops module: $dest/extra/oops.ko (source $hash)"
+}
+
 if complete; then
-	log "cache is complete, nothing to do: $(grep '^version=' "$manifest" | cut -d= -f2) in $dest"
+	version="$(grep '^version=' "$manifest" | cut -d= -f2)"
+	if oops_current; then
+		log "cache is complete, nothing to do: $version in $dest"
+		exit 0
+	fi
+	if ! can_build_oops; then
+		if [ -s "$dest/extra/oops.ko" ]; then
+			log "warning: $dest/extra/oops.ko was not built from the current internal/testguest/oopsmod and make/gcc-12 are missing: kept as it is (the guest refuses modes it lacks)"
+		fi
+		log "cache is complete, nothing to do: $version in $dest"
+		exit 0
+	fi
+	# Only the module is stale (or missing): rebuild it, name it in the manifest.
+	log "test module source changed (or module missing): rebuilding only $dest/extra/oops.ko"
+	work="$(mktemp -d "${TMPDIR:-/tmp}/acpidiag-kernel.XXXXXX")"
+	trap 'rm -rf "$work"' EXIT
+	chmod 755 "$work"
+	build_oops || exit 0
+	if ! grep -q '^oops_module=' "$manifest"; then
+		{ grep -v '^# oops module not built' "$manifest"; echo "oops_module=extra/oops.ko"; } >"$manifest.tmp"
+		mv "$manifest.tmp" "$manifest"
+	fi
+	log "done: $version cached in $dest"
 	exit 0
 fi
 
@@ -125,40 +210,11 @@ for name in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virti
 	log "module: $dest/modules/$(basename "$f")"
 done
 
-# build_oops builds internal/testguest/oopsmod against the Debian headers of
-# $version into $dest/extra/oops.ko. Returns non-zero (with a reason logged)
-# when it cannot.
-build_oops() {
-	local src="$here/../internal/testguest/oopsmod"
-	[ -f "$src/acpidiag_oops.c" ] || { log "oops module: skipped: $src/acpidiag_oops.c not found"; return 1; }
-	if ! command -v make >/dev/null || ! command -v gcc-12 >/dev/null; then
-		log "oops module: skipped: needs make and gcc-12 (apt-get install make gcc-12); acpidiag.mode=oops will be unavailable"
-		return 1
-	fi
-	local hdr="linux-headers-$version" deps
-	deps="$(apt-cache depends "$hdr" 2>/dev/null | sed -n 's/^ *Depends: \(linux-\(headers\|kbuild\)-[^ ]*\)$/\1/p')"
-	log "oops module: downloading $hdr $(echo $deps)"
-	mkdir -p "$work/h"
-	(cd "$work/h" && apt-get download -q "$hdr" $deps >/dev/null 2>&1) || { log "oops module: skipped: apt-get download $hdr failed"; return 1; }
-	local d
-	for d in "$work"/h/*.deb; do dpkg-deb -x "$d" "$work/h/root"; done
-	local kdir="$work/h/root/usr/src/$hdr"
-	[ -f "$kdir/Makefile" ] || { log "oops module: skipped: no $kdir/Makefile"; return 1; }
-	# The Debian Makefile includes the -common headers by absolute path.
-	sed -i "s|/usr/src/|$work/h/root/usr/src/|g" "$kdir/Makefile"
-	mkdir -p "$work/oops"
-	cp "$src/acpidiag_oops.c" "$src/Kbuild" "$work/oops/"
-	if ! make -C "$kdir" M="$work/oops" modules >"$work/oops/build.log" 2>&1; then
-		log "oops module: skipped: build failed:"
-		tail -n 20 "$work/oops/build.log" | sed 's/^/fetch-kernel:   /'
-		return 1
-	fi
-	mkdir -p "$dest/extra"
-	cp "$work/oops/acpidiag_oops.ko" "$dest/extra/oops.ko"
+if build_oops; then
 	echo "oops_module=extra/oops.ko" >>"$tmpman"
-	log "oops module: $dest/extra/oops.ko"
-}
-build_oops || echo "# oops module not built (see fetch-kernel output)" >>"$tmpman"
+else
+	echo "# oops module not built (see fetch-kernel output)" >>"$tmpman"
+fi
 
 mv "$tmpman" "$manifest"
 log "done: $version cached in $dest"

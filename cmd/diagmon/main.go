@@ -57,7 +57,10 @@ const usage = `usage:
 
 run    runs the scenarios until SIGINT/SIGTERM; one line per probe state
        change and per incident/bundle (--json: JSON lines); SIGHUP reloads
-       the configuration (unchanged VMs are left alone). --metrics-listen
+       the configuration (unchanged VMs and scenarios are left alone, a
+       removed VM's running diagnostics are cut short and its bundle still
+       written; a file that fails check is refused and the running
+       configuration kept, the error naming the key path). --metrics-listen
        serves Prometheus metrics on http://ADDR/metrics (per VM and per
        scenario; memory gauges when the "azure" tuple is configured).
 check  validates the configuration: every error names its key path.

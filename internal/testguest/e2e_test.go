@@ -20,6 +20,15 @@ var debugLine = regexp.MustCompile(`acpidiag-guest: region: magic=`)
 
 func countDebug(v *vm) int { return len(debugLine.FindAllStringIndex(v.Console(), -1)) }
 
+// requireTestModule skips when the kernel cache has no test module
+// (internal/testguest/oopsmod; modes oops, hungtask, softlockup).
+func requireTestModule(t *testing.T) {
+	t.Helper()
+	if requireKernel(t).OopsModule == "" {
+		t.Skip("no test module in the kernel cache (scripts/fetch-kernel.sh needs make and gcc-12 to build it)")
+	}
+}
+
 // TestE2EGuestLivelock: every CPU is taken by a FIFO 99 loop, so PID 1 (a
 // normal-priority process) starves: its heartbeat and debug lines stop.
 func TestE2EGuestLivelock(t *testing.T) {
@@ -77,9 +86,7 @@ func TestE2EGuestPoweroff(t *testing.T) {
 // child of PID 1; PID 1, its heartbeat and the kernel survive.
 func TestE2EGuestOops(t *testing.T) {
 	t.Parallel()
-	if requireKernel(t).OopsModule == "" {
-		t.Skip("no oops module in the kernel cache (scripts/fetch-kernel.sh needs make and gcc-12 to build it)")
-	}
+	requireTestModule(t)
 	v := bootGuest(t, 1, BootArgs(ModeOops, time.Second))
 	v.waitConsole(bootTimeout, "acpidiag-guest: oopsing now",
 		"BUG: kernel NULL pointer dereference, address: 0000000000000000", "Oops: 0002 [#1]",
@@ -92,9 +99,7 @@ func TestE2EGuestOops(t *testing.T) {
 // TestE2EGuestOopsPanic: with oops=panic the oops panics the kernel.
 func TestE2EGuestOopsPanic(t *testing.T) {
 	t.Parallel()
-	if requireKernel(t).OopsModule == "" {
-		t.Skip("no oops module in the kernel cache (scripts/fetch-kernel.sh needs make and gcc-12 to build it)")
-	}
+	requireTestModule(t)
 	v := bootGuest(t, 1, BootArgs(ModeOops, time.Second, "oops=panic"))
 	v.waitConsole(bootTimeout, "acpidiag-guest: oopsing now")
 	require.NoError(t, v.waitExit(bootTimeout))
@@ -117,4 +122,33 @@ func TestE2EGuestOopsWithoutModule(t *testing.T) {
 	v.waitConsole(bootTimeout, "acpidiag-guest: oops mode: no oops module in /modules/extra; staying alive")
 	first := v.waitBeat(30*time.Second, 0)
 	v.waitBeat(30*time.Second, first.beat+2)
+}
+
+// TestE2EGuestHungTask: the test module's mode=hang blocks the task
+// acpidiag-hang in TASK_UNINTERRUPTIBLE, and the kernel's own hung-task
+// detector reports it with its stack; PID 1 and its heartbeat go on.
+func TestE2EGuestHungTask(t *testing.T) {
+	t.Parallel()
+	requireTestModule(t)
+	v := bootGuest(t, 1, BootArgs(ModeHungTask, time.Second))
+	v.waitConsole(bootTimeout, "acpidiag-guest: hungtask now: task acpidiag-hang pid ",
+		"INFO: task acpidiag-hang:", "task:acpidiag-hang   state:D", "acpidiag_hang+")
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
+	require.NotContains(t, v.Console(), "Oops")
+}
+
+// TestE2EGuestSoftLockup: the test module's mode=softlockup spins CPU 0
+// with preemption off for 6 s; the soft lockup detector reports it, then
+// the guest goes on.
+func TestE2EGuestSoftLockup(t *testing.T) {
+	t.Parallel()
+	requireTestModule(t)
+	v := bootGuest(t, 1, BootArgs(ModeSoftLockup, time.Second, Duration(6*time.Second)))
+	v.waitConsole(bootTimeout, "acpidiag-guest: softlockup now: task acpidiag-spin pid ",
+		"watchdog: BUG: soft lockup - CPU#0 stuck for ", "[acpidiag-spin:", "acpidiag_softlockup+",
+		"acpidiag_oops: soft lockup over after 6s", "acpidiag-guest: softlockup over: task acpidiag-spin ended")
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
+	require.NotContains(t, v.Console(), "Kernel panic")
 }

@@ -56,12 +56,40 @@ const (
 	ModeOOM = "oom"
 	// ModeDState blocks a task in the kernel in D state for good (a
 	// process whose vfork child never execs: its thread waits in
-	// wait_for_vfork_done); SysRq w shows it. The guest lives on.
+	// wait_for_vfork_done); SysRq w shows it. The guest lives on. The
+	// kernel's hung-task detector ignores this wait (it is killable, not
+	// TASK_UNINTERRUPTIBLE): for its report use ModeHungTask. This mode
+	// needs no test module.
 	ModeDState = "dstate"
+	// ModeHungTask blocks a task in TASK_UNINTERRUPTIBLE for
+	// acpidiag.duration (Duration; default 5m): a child process named
+	// "acpidiag-hang" loads the test module (KernelFiles.OopsModule) with
+	// mode=hang, whose init sleeps uninterruptibly. The guest sets
+	// kernel.hung_task_timeout_secs=2 and console loglevel 7, so the
+	// kernel prints "INFO: task acpidiag-hang:PID blocked for more than 2
+	// seconds." with the task's stack (in acpidiag_hang) on the console;
+	// SysRq w lists it too. PID 1, its shell and the tick go on. Without
+	// the module (or with one built from an older source) the guest says
+	// so and stays alive.
+	ModeHungTask = "hungtask"
+	// ModeSoftLockup spins a CPU with preemption disabled for
+	// acpidiag.duration (default 20s): a child process named
+	// "acpidiag-spin" loads the test module with mode=softlockup. The
+	// guest sets kernel.watchdog_thresh=1 and console loglevel 7, so after
+	// 2 s the kernel prints "watchdog: BUG: soft lockup - CPU#N stuck for
+	// Ns! [acpidiag-spin:PID]" with the registers (RIP in the module's
+	// delay loop) and the trace. On a 1-vCPU guest everything else, the
+	// AML tick included, stops meanwhile; afterwards the guest goes on.
+	ModeSoftLockup = "softlockup"
 )
 
+// Duration returns a BootArgs extra word setting how long ModeHungTask
+// and ModeSoftLockup last (rounded up to whole seconds, at least 1 s).
+func Duration(d time.Duration) string { return "acpidiag.duration=" + d.String() }
+
 // Modes lists every guest mode.
-var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin, ModeOOM, ModeDState}
+var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin, ModeOOM, ModeDState,
+	ModeHungTask, ModeSoftLockup}
 
 // NoPVPanic is a BootArgs extra word: the guest does not load its pvpanic
 // modules, so a panic raises no GUEST_PANICKED and leaves only the
@@ -92,9 +120,10 @@ type KernelFiles struct {
 	Modules []string
 	// Version is the kernel release, e.g. "6.1.0-56-amd64".
 	Version string
-	// OopsModule is the path of the oops-on-load module built from
-	// internal/testguest/oopsmod for ModeOops, or "" when fetch-kernel.sh
-	// could not build it (no make/gcc-12).
+	// OopsModule is the path of the test module built from
+	// internal/testguest/oopsmod (mode=oops on load by default, or hang or
+	// softlockup) for ModeOops, ModeHungTask and ModeSoftLockup, or ""
+	// when fetch-kernel.sh could not build it (no make/gcc-12).
 	OopsModule string
 }
 

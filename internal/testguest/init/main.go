@@ -73,12 +73,16 @@ func main() {
 		dstateChild()
 		return
 	}
+	if len(os.Args) == 5 && os.Args[1] == kmodArg {
+		kmodChild(os.Args[2], os.Args[3], os.Args[4])
+		return
+	}
 	if len(os.Args) == 2 && os.Args[1] == oomArg {
 		oomChild()
 		return
 	}
 	if len(os.Args) == 3 && os.Args[1] == oopsArg {
-		if err := finitModule(os.Args[2]); err != nil {
+		if err := finitModule(os.Args[2], ""); err != nil {
 			fmt.Fprintf(os.Stdout, "%soops module %s: %v\n", prefix, os.Args[2], err)
 			os.Exit(1)
 		}
@@ -130,9 +134,12 @@ type options struct {
 	lastBoot int
 	// shell answers console lines (acpidiag.shell, shell.go).
 	shell bool
+	// duration is how long modes hungtask and softlockup last
+	// (acpidiag.duration; 0: the mode's default, kmod.go).
+	duration time.Duration
 }
 
-var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom", "dstate"}
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom", "dstate", "hungtask", "softlockup"}
 
 func defaultOptions() options {
 	return options{
@@ -173,6 +180,16 @@ func parseOptions(cmdline string) (options, []string) {
 				continue
 			}
 			o.mode = v
+		case "acpidiag.duration":
+			d, err := time.ParseDuration(v)
+			if err == nil && d < time.Second {
+				err = errors.New("below 1s")
+			}
+			if err != nil {
+				bad(k, v, err)
+				continue
+			}
+			o.duration = d
 		case "acpidiag.after", "acpidiag.app_period", "acpidiag.debug_period", "acpidiag.diagbeat_period", "acpidiag.healthy_for":
 			d, err := time.ParseDuration(v)
 			if err == nil && d < 0 {
@@ -360,6 +377,8 @@ func run() {
 		oomMode() // oom.go
 	case "dstate":
 		dstateMode() // dstate.go
+	case "hungtask", "softlockup":
+		kmodMode(o.mode, o.duration) // kmod.go
 	}
 }
 
@@ -410,7 +429,7 @@ func loadModules(dir string, skip func(name string) bool) {
 	for len(pending) > 0 {
 		var next []string
 		for _, p := range pending {
-			if err := finitModule(p); err != nil {
+			if err := finitModule(p, ""); err != nil {
 				lastErr[p] = err
 				next = append(next, p)
 				continue
@@ -427,7 +446,9 @@ func loadModules(dir string, skip func(name string) bool) {
 	}
 }
 
-func finitModule(path string) error {
+// finitModule loads the module at path with the parameter string params
+// ("" for none).
+func finitModule(path, params string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -437,7 +458,7 @@ func finitModule(path string) error {
 	if strings.HasSuffix(path, ".xz") || strings.HasSuffix(path, ".zst") || strings.HasSuffix(path, ".gz") {
 		flags |= unix.MODULE_INIT_COMPRESSED_FILE
 	}
-	err = unix.FinitModule(int(f.Fd()), "", flags)
+	err = unix.FinitModule(int(f.Fd()), params, flags)
 	if errors.Is(err, unix.EEXIST) {
 		return nil
 	}

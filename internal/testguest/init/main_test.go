@@ -24,12 +24,13 @@ func TestParseOptionsAll(t *testing.T) {
 	o, problems := parseOptions("console=ttyS0 acpidiag.mode=livelock acpidiag.after=2500ms acpidiag.app_period=100ms " +
 		"acpidiag.app_slot=7 acpidiag.app_tag=12345678 acpidiag.debug=1 acpidiag.debug_period=1s acpidiag.app=0 " +
 		"acpidiag.pvpanic=0 acpidiag.last_boot=2 " +
-		"acpidiag.diagbeat=1 acpidiag.diagbeat_period=2s acpidiag.healthy_for=0s acpidiag.diagbeat_region=fixed:0x10000000\n")
+		"acpidiag.diagbeat=1 acpidiag.diagbeat_period=2s acpidiag.healthy_for=0s acpidiag.diagbeat_region=fixed:0x10000000 " +
+		"acpidiag.duration=90s\n")
 	require.Empty(t, problems)
 	assert.Equal(t, options{
 		mode: "livelock", after: 2500 * time.Millisecond, app: false, appPeriod: 100 * time.Millisecond,
 		appSlot: 7, appTag: "12345678", debug: true, debugPeriod: time.Second, pvpanic: false, lastBoot: 2,
-		diagbeat: true, diagbeatPeriod: 2 * time.Second, diagbeatRegion: "fixed:0x10000000",
+		diagbeat: true, diagbeatPeriod: 2 * time.Second, diagbeatRegion: "fixed:0x10000000", duration: 90 * time.Second,
 	}, o)
 }
 
@@ -47,6 +48,8 @@ func TestParseOptionsBadValuesKeepDefaults(t *testing.T) {
 		{"acpidiag.last_boot=-1", "negative boot count"},
 		{"acpidiag.last_boot=two", `bad option acpidiag.last_boot="two"`},
 		{"acpidiag.typo=1", "unknown option acpidiag.typo"},
+		{"acpidiag.duration=500ms", "below 1s"},
+		{"acpidiag.duration=long", `bad option acpidiag.duration="long"`},
 	} {
 		t.Run(tc.word, func(t *testing.T) {
 			o, problems := parseOptions("console=ttyS0 " + tc.word)
@@ -78,5 +81,6 @@ func FuzzParseOptions(f *testing.F) {
 		assert.True(t, o.appSlot >= 0 && o.appSlot < 8, "slot %d", o.appSlot)
 		assert.LessOrEqual(t, len(o.appTag), 8)
 		assert.GreaterOrEqual(t, o.lastBoot, 0)
+		assert.True(t, o.duration == 0 || o.duration >= time.Second, "duration %s", o.duration)
 	})
 }

@@ -9,10 +9,11 @@ import (
 // oomArg is argv[1] of the child that exhausts memory: /init oomArg.
 const oomArg = "--acpidiag-oom"
 
-// startChild starts /init arg as a child process (the oom and dstate
-// modes' throw-away processes), its output on the console.
-func startChild(arg string) (*exec.Cmd, error) {
-	cmd := exec.Command("/init", arg)
+// startChild starts /init args... as a child process (the oom, dstate,
+// hungtask and softlockup modes' throw-away processes), its output on the
+// console.
+func startChild(args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command("/init", args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd, cmd.Start()
 }

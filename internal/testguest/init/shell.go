@@ -42,6 +42,14 @@ func shellLine(line string, now time.Time, uptime, loadavg string) (out string, 
 		return prefix + "hanging userspace now (shell stops answering, busy loops at normal priority)\n", true
 	case strings.HasPrefix(cmd, "echo "):
 		return strings.TrimPrefix(cmd, "echo ") + "\n# ", false
+	case strings.HasPrefix(cmd, "cat /proc/"):
+		// Read-only /proc files, e.g. /proc/sys/kernel/printk (the console
+		// loglevel the monitor restores after SysRq captures).
+		b, err := os.ReadFile(strings.TrimPrefix(cmd, "cat "))
+		if err != nil {
+			return "cat: " + err.Error() + "\n# ", false
+		}
+		return string(b) + "# ", false
 	}
 	return "sh: " + strconv.Quote(cmd) + ": not found\n# ", false
 }
@@ -51,7 +59,7 @@ func shellLine(line string, now time.Time, uptime, loadavg string) (out string, 
 // "shell on the console" the monitor's console probe talks to
 // (acpidiag.shell=1).
 func runShell(hb *heartbeat) {
-	consolef("shell: answering console lines (uptime, echo, hang)")
+	consolef("shell: answering console lines (uptime, echo, cat /proc/..., hang)")
 	in := bufio.NewReader(os.Stdin)
 	for {
 		line, err := in.ReadString('\n')

@@ -24,6 +24,15 @@ func TestShellLine(t *testing.T) {
 	if _, hang := shellLine("hang\n", now, "", ""); !hang {
 		t.Fatal("hang must hang")
 	}
+	if out, _ := shellLine("cat /proc/self/stat\n", now, "", ""); !strings.Contains(out, ") ") || !strings.HasSuffix(out, "# ") {
+		t.Fatalf("cat /proc: %q", out)
+	}
+	if out, _ := shellLine("cat /proc/nonexistent\n", now, "", ""); !strings.HasPrefix(out, "cat: ") {
+		t.Fatalf("cat missing: %q", out)
+	}
+	if out, _ := shellLine("cat /etc/passwd\n", now, "", ""); !strings.Contains(out, "not found") {
+		t.Fatalf("cat outside /proc: %q", out)
+	}
 	if out, _ := shellLine("uptime\n", now, "", ""); !strings.Contains(out, "load average: ?, ?, ?") {
 		t.Fatalf("missing /proc data: %q", out)
 	}

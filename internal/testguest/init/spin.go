@@ -19,7 +19,10 @@ import (
 // time, with the ACPI thermal zones' polling switched on and off in turn
 // (/sys/class/thermal/thermal_zoneN/mode), so both halves see the same
 // host load. Then it times reads of the zone's temp file (each one runs
-// _TMP) against reads of its type file (no AML). Console lines:
+// _TMP) against reads of its type file (no AML), each the fastest single
+// read of spinReads (the host can only make a read slower by descheduling
+// the vCPU; a whole batch of reads is rarely left alone on a loaded host,
+// one read of about a millisecond often is). Console lines:
 //
 //	acpidiag-guest: spin: round=N tick=on|off iterations=I ns=T ticks=K
 //	acpidiag-guest: spin: read temp_ns=A type_ns=B calls=C
@@ -31,7 +34,7 @@ import (
 const (
 	spinRounds = 24
 	spinWindow = 500 * time.Millisecond
-	spinReads  = 200
+	spinReads  = 1000
 )
 
 func spinCost(bar *diagbeat.Region) {
@@ -114,23 +117,21 @@ func spinFor(d time.Duration) (uint64, time.Duration) {
 	}
 }
 
-// readCost returns the fastest of 5 batches of spinReads reads of path,
-// per read.
+// readCost returns the fastest of spinReads single reads of path (open,
+// read, close).
 func readCost(path string) time.Duration {
 	best := time.Duration(-1)
 	buf := make([]byte, 64)
-	for b := 0; b < 5; b++ {
+	for i := 0; i < spinReads; i++ {
 		start := time.Now()
-		for i := 0; i < spinReads; i++ {
-			f, err := os.Open(path)
-			if err != nil {
-				logf("spin: %v", err)
-				return -1
-			}
-			_, _ = f.Read(buf)
-			f.Close()
+		f, err := os.Open(path)
+		if err != nil {
+			logf("spin: %v", err)
+			return -1
 		}
-		if el := time.Since(start) / spinReads; best < 0 || el < best {
+		_, _ = f.Read(buf)
+		f.Close()
+		if el := time.Since(start); best < 0 || el < best {
 			best = el
 		}
 	}
