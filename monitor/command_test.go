@@ -156,11 +156,11 @@ func TestPhaseSlotGrid(t *testing.T) {
 		require.Less(t, p, 10*time.Second)
 		slots[p] = true
 	}
-	require.Greater(t, len(slots), 150, "1,000 bindings spread over the 200 slots of 10 s")
+	require.Greater(t, len(slots), 90, "1,000 bindings spread over the 100 slots of 10 s")
 	offGrid := 0
 	for i := 0; i < 100; i++ {
-		p := phase(fmt.Sprintf("vm%04d", i), "region", 130*time.Millisecond)
-		require.Less(t, p, 130*time.Millisecond)
+		p := phase(fmt.Sprintf("vm%04d", i), "region", 1130*time.Millisecond)
+		require.Less(t, p, 1130*time.Millisecond)
 		if p%slotGrid != 0 {
 			offGrid++
 		}

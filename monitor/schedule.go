@@ -140,14 +140,16 @@ type job struct {
 const timerSlack = 20 * time.Millisecond
 
 // slotGrid is the grid of the bindings' phases when their period is a
-// multiple of it (phase): the runs of a 10 s period fall into 200 slots,
+// multiple of it (phase): the runs of a 10 s period fall into 100 slots,
 // and the scheduler wakes once per slot with every run of the slot due
 // exactly then, instead of once per timerSlack with runs up to timerSlack
-// late. With 3,000 bindings every 10 s that is 20 wake-ups a second of 15
-// runs each, and the start lag is the wake-up's own latency. A wake-up of
-// the idle process (thread switches, timers) costs more CPU than the
-// probes it runs: the slots are what keeps the 1,000-VM monitor's CPU low.
-const slotGrid = 50 * time.Millisecond
+// late. With 3,000 bindings every 10 s that is 10 wake-ups a second of 30
+// runs each, and the start lag is the wake-up's own latency (plus, for an
+// exec probe, the forks queued before its own). A wake-up of the idle
+// process (thread switches, timers) costs more CPU than the probes it
+// runs: the slots are what keeps the 1,000-VM monitor's CPU low (50 ms
+// slots: 1.7-1.9 % of a core; 100 ms: 1.4-1.5 %; docs/numbers.md).
+const slotGrid = 100 * time.Millisecond
 
 // execPoll is how long the loop sleeps at most while exec probes are in
 // progress: it reaps them when it wakes (most often earlier, for runs
