@@ -4,20 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
-	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/metrics"
@@ -148,14 +141,24 @@ func runProbe(ctx context.Context, timeout time.Duration, v *vmRuntime, s *Scena
 		return "running", nil
 	case ProbeBalloon:
 		return probeBalloon(ctx, v, pc, st)
-	case ProbeExec:
-		out, _, err := runCommand(ctx, timeout, pc.Command, nil, 4096)
-		if err != nil {
-			return "", probeErr(ProbeExec, err, "%s (output %s)", pc.Command[0], hostreader.EscapeLog(string(lastLine(out))))
-		}
-		return "exit 0", nil
+	case ProbeExec: // the scheduler runs exec probes itself (startExec); this is for direct calls
+		out, _, err := runCommand(ctx, timeout, pc.Command, nil, execOutputMax)
+		return execResult(pc, out, err)
 	}
 	return "", probeErr(pc.Kind, nil, "unknown probe kind")
+}
+
+// execOutputMax is how much of an exec probe's output is kept (its last
+// line goes into the failure).
+const execOutputMax = 4096
+
+// execResult is an exec probe's outcome from its command's output and
+// error.
+func execResult(pc ProbeConfig, out []byte, err error) (string, error) {
+	if err != nil {
+		return "", probeErr(ProbeExec, err, "%s (output %s)", pc.Command[0], hostreader.EscapeLog(string(lastLine(out))))
+	}
+	return "exit 0", nil
 }
 
 // currentRegionVerdict returns the VM's latest region verdict; none yet
@@ -356,82 +359,4 @@ func probeDisk(pc ProbeConfig, st *probeState) (string, error) {
 		return "", probeErr(ProbeDisk, nil, "counter %d and stamp %d did not advance", counter, stamp)
 	}
 	return fmt.Sprintf("counter %d stamp %d", counter, stamp), nil
-}
-
-// runCommand runs argv in its own process group; when ctx ends or
-// timeout (if > 0) passes, the whole group is killed (SIGKILL), so
-// children of the command die with it, and so are stragglers left when the
-// command itself exits. It returns up to max bytes of the combined
-// stdout+stderr (total is the whole size).
-//
-// It uses os.StartProcess directly (no os/exec: no copying goroutines, no
-// pipe): the output goes to an anonymous memory file (memfd) that is read
-// after the command exits, so a background child keeping stdout open does
-// not hold the probe. The monitor runs 100 such commands a second in the
-// 1,000-VM benchmark; this path is what it costs.
-func runCommand(ctx context.Context, timeout time.Duration, argv []string, env []string, max int) (out []byte, total int64, err error) {
-	path := argv[0]
-	if !strings.Contains(path, "/") {
-		if path, err = exec.LookPath(path); err != nil {
-			return nil, 0, err
-		}
-	}
-	if env == nil {
-		env = os.Environ()
-	}
-	fd, err := unix.MemfdCreate("acpidiag-exec", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, 0, fmt.Errorf("memfd: %w", err)
-	}
-	mf := os.NewFile(uintptr(fd), "acpidiag-exec")
-	defer mf.Close()
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer devnull.Close()
-	p, err := os.StartProcess(path, argv, &os.ProcAttr{Env: env, Files: []*os.File{devnull, mf, mf},
-		Sys: &syscall.SysProcAttr{Setpgid: true}})
-	if err != nil {
-		return nil, 0, err
-	}
-	pid := p.Pid
-	var timedOut atomic.Bool
-	kill := func() { syscall.Kill(-pid, syscall.SIGKILL) } //nolint:errcheck // group may be gone
-	stop := context.AfterFunc(ctx, kill)
-	var t *time.Timer
-	if timeout > 0 {
-		t = time.AfterFunc(timeout, func() { timedOut.Store(true); kill() })
-	}
-	st, werr := p.Wait()
-	stop()
-	if t != nil {
-		t.Stop()
-	}
-	kill() // stragglers; ESRCH when none
-	if fi, err := mf.Stat(); err == nil {
-		total = fi.Size()
-	}
-	n := int64(max)
-	if total < n {
-		n = total
-	}
-	out = make([]byte, n)
-	if k, err := mf.ReadAt(out, 0); err != nil && !errors.Is(err, io.EOF) {
-		out = out[:k]
-	}
-	switch {
-	case ctx.Err() != nil:
-		return out, total, fmt.Errorf("%w (process group killed)", ctx.Err())
-	case timedOut.Load():
-		return out, total, fmt.Errorf("%w after %s (process group killed)", context.DeadlineExceeded, timeout)
-	case werr != nil:
-		return out, total, werr
-	case !st.Success():
-		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return out, total, fmt.Errorf("killed by signal %s", ws.Signal())
-		}
-		return out, total, fmt.Errorf("exit status %d", st.ExitCode())
-	}
-	return out, total, nil
 }
