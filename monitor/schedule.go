@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,6 +258,9 @@ func (s *scheduler) loop() {
 			}
 		}
 		now = time.Now()
+		// A command the spawner adds after reapExecs looked must not wait
+		// for a late wake-up: until wakeAt is known the spawner pokes.
+		s.wakeAt.Store(math.MaxInt64)
 		wait = min(wait, s.reapExecs(now))
 		s.wakeAt.Store(int64(now.Sub(s.epoch) + wait))
 		t.Reset(wait)
