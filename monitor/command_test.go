@@ -145,9 +145,9 @@ func TestRunCommandKilledBySignal(t *testing.T) {
 	require.EqualError(t, err, "killed by signal terminated")
 }
 
-// TestPhaseSlotGrid: a period that is a multiple of slotGrid gives phases
-// on the grid, spread over its slots; another period gives any phase
-// within it.
+// TestPhaseSlotGrid: a period that is a multiple of slotGrid (and at
+// least minSlots of them) gives phases on the grid, spread over its slots;
+// another period, or a short one, gives any phase within it.
 func TestPhaseSlotGrid(t *testing.T) {
 	slots := map[time.Duration]bool{}
 	for i := 0; i < 1000; i++ {
@@ -157,15 +157,17 @@ func TestPhaseSlotGrid(t *testing.T) {
 		slots[p] = true
 	}
 	require.Greater(t, len(slots), 90, "1,000 bindings spread over the 100 slots of 10 s")
-	offGrid := 0
-	for i := 0; i < 100; i++ {
-		p := phase(fmt.Sprintf("vm%04d", i), "region", 1130*time.Millisecond)
-		require.Less(t, p, 1130*time.Millisecond)
-		if p%slotGrid != 0 {
-			offGrid++
+	for _, every := range []time.Duration{1130 * time.Millisecond, 500 * time.Millisecond, 200 * time.Millisecond} {
+		offGrid := map[time.Duration]bool{}
+		for i := 0; i < 100; i++ {
+			p := phase(fmt.Sprintf("vm%04d", i), "region", every)
+			require.Less(t, p, every)
+			if p%slotGrid != 0 {
+				offGrid[p] = true
+			}
 		}
+		require.Greater(t, len(offGrid), 50, "every %s: phases anywhere in the period", every)
 	}
-	require.Greater(t, offGrid, 50)
 }
 
 // TestScheduledOnSlotGrid: runs of a binding whose period is a multiple
@@ -174,7 +176,7 @@ func TestPhaseSlotGrid(t *testing.T) {
 func TestScheduledOnSlotGrid(t *testing.T) {
 	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "a"}, {Name: "b"}}, Scenarios: []ScenarioConfig{
 		{Name: "t", VMs: []string{"a", "b"}, Probe: ProbeConfig{Kind: ProbeExec, Command: []string{"true"}},
-			Every: "200ms", Timeout: "200ms", Failures: 1},
+			Every: "1s", Timeout: "1s", Failures: 1},
 	}})
 	for _, vm := range []string{"a", "b"} {
 		require.Eventually(t, func() bool {

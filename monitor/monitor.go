@@ -576,13 +576,14 @@ func (m *Monitor) Close() error {
 // phase is a binding's fixed offset within its period: a hash of the VM
 // and scenario names, so 1,000 VMs do not fire in the same millisecond and
 // a reload does not move an unchanged binding. When every is a multiple
-// of slotGrid the phase is one of its every/slotGrid slots (see slotGrid).
+// of slotGrid with at least minSlots slots the phase is one of those
+// slots (see slotGrid); shorter periods keep their bindings apart.
 func phase(vm, scenario string, every time.Duration) time.Duration {
 	h := fnv.New64a()
 	h.Write([]byte(vm))
 	h.Write([]byte{0})
 	h.Write([]byte(scenario))
-	if every%slotGrid == 0 {
+	if every%slotGrid == 0 && every >= minSlots*slotGrid {
 		return time.Duration(h.Sum64()%uint64(every/slotGrid)) * slotGrid
 	}
 	return time.Duration(h.Sum64() % uint64(every))

@@ -152,6 +152,11 @@ const timerSlack = 20 * time.Millisecond
 // slots: 1.7-1.9 % of a core; 100 ms: 1.4-1.5 %; docs/numbers.md).
 const slotGrid = 100 * time.Millisecond
 
+// minSlots is how many slots a period needs for its bindings to go on
+// the slot grid: periods under 1 s keep phases anywhere in the period, so
+// the bindings of a short period do not all fall into one or two slots.
+const minSlots = 10
+
 // execPoll is how long the loop sleeps at most while exec probes are in
 // progress: it reaps them when it wakes (most often earlier, for runs
 // that are due).
