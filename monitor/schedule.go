@@ -149,7 +149,7 @@ const timerSlack = 20 * time.Millisecond
 // exec probe, the forks queued before its own). A wake-up of the idle
 // process (thread switches, timers) costs more CPU than the probes it
 // runs: the slots are what keeps the 1,000-VM monitor's CPU low (50 ms
-// slots: 1.7-1.9 % of a core; 100 ms: 1.4-1.5 %; docs/numbers.md).
+// slots: 1.7-1.9 % of a core; 100 ms: 1.4-1.7 %; docs/numbers.md).
 const slotGrid = 100 * time.Millisecond
 
 // minSlots is how many slots a period needs for its bindings to go on
