@@ -4,52 +4,27 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/acpidiag/acpidiag/monitor"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/ssdt"
-)
-
-var (
-	initrdOnce sync.Once
-	initrd     testguest.Initramfs
-	initrdErr  error
 )
 
 // bootGuest starts the real test guest under QEMU (TCG, 1 vCPU) with the
 // channel, ERST, pvpanic, QMP and serial sockets.
 func bootGuest(t *testing.T, appendArgs string) (*qemuhook.Process, monitor.VMConfig) {
 	t.Helper()
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatalf("guest kernel required under CI: %v", err)
-		}
-		t.Skipf("guest kernel not cached: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	initrdOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		initrd, initrdErr = testguest.Build(ctx, "")
-	})
-	if initrdErr != nil {
-		t.Fatal(initrdErr)
-	}
+	k, initrd := guesttest.Require(t)
 	dir, err := os.MkdirTemp("", "dcol") // short: socket paths
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ package metrics
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -25,8 +24,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
@@ -81,19 +80,9 @@ func within(t *testing.T, what string, got, wantKB int64, tol float64) {
 }
 
 func TestE2EBalloonWindows(t *testing.T) {
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatalf("guest kernel required under CI: %v", err)
-		}
-		t.Skipf("guest kernel not cached: %v", err)
-	}
-	require.NoError(t, err)
+	k, ird := guesttest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	ird, err := testguest.Build(ctx, "")
-	require.NoError(t, err)
 	az := startAzurite(t)
 
 	dir, err := os.MkdirTemp("", "acpidiag-me2e-")

@@ -5,28 +5,20 @@ package monitor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/ssdt"
-)
-
-var (
-	initrdOnce sync.Once
-	initrd     testguest.Initramfs
-	initrdErr  error
 )
 
 // bootGuest starts the real test guest under QEMU (TCG, 1 vCPU) with the
@@ -34,21 +26,7 @@ var (
 // the process and the VM's monitor configuration.
 func bootGuest(t *testing.T, appendArgs string) (*qemuhook.Process, VMConfig) {
 	t.Helper()
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatalf("guest kernel required under CI: %v", err)
-		}
-		t.Skipf("guest kernel not cached: %v", err)
-	}
-	require.NoError(t, err)
-	initrdOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		initrd, initrdErr = testguest.Build(ctx, "")
-	})
-	require.NoError(t, initrdErr)
+	k, initrd := guesttest.Require(t)
 	dir, err := os.MkdirTemp("", "dmon") // short: socket paths
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })

@@ -4,6 +4,7 @@ package qemuhook
 
 import (
 	"context"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -54,7 +55,7 @@ func TestE2ESummaryAfterQEMUKilled(t *testing.T) {
 // QEMU died of SIGBUS at the guest's first write into a hole, and the
 // panic log was lost.)
 func TestE2EPanicLogSurvivesFullDisk(t *testing.T) {
-	k, ird := requireGuest(t)
+	k, ird := guesttest.Require(t)
 	dir := smallTmpfs(t, 512<<10)
 	rc := ssdt.DefaultConfig()
 	ch, err := NewChannel(dir, rc, MachineQ35)

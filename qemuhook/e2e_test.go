@@ -22,6 +22,7 @@ package qemuhook
 import (
 	"context"
 	"fmt"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,7 +86,7 @@ type e2eVM struct {
 
 func startE2E(t *testing.T, sp e2eSpec) *e2eVM {
 	t.Helper()
-	k, ird := requireGuest(t)
+	k, ird := guesttest.Require(t)
 	dir := shortTempDir(t)
 	rc := ssdt.DefaultConfig()
 	if sp.Tick != 0 {

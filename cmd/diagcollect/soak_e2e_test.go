@@ -22,18 +22,6 @@ import (
 	"github.com/acpidiag/acpidiag/monitor/deliver"
 )
 
-// buildTool builds one of the repository's commands into dir.
-func buildTool(t *testing.T, dir, name string) string {
-	t.Helper()
-	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
-	cmd.Dir = fixtures.RepoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, b)
-	}
-	return out
-}
-
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -119,8 +107,7 @@ func TestE2ESoakDelivery(t *testing.T) {
 		}
 		down = d
 	}
-	bin := t.TempDir()
-	diagmon, diagcollect := buildTool(t, bin, "diagmon"), buildTool(t, bin, "diagcollect")
+	diagmon, diagcollect := fixtures.BuildCommand(t, "diagmon"), fixtures.BuildCommand(t, "diagcollect")
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	store, spool, dirSink, work := filepath.Join(dir, "store"), filepath.Join(dir, "spool"), filepath.Join(dir, "reports"), filepath.Join(dir, "work")

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,20 +13,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/fixtures"
-	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 )
 
 // TestE2EDiagmonDemo runs `diagmon demo` against the real test guest: the
 // console probe passes, the guest's userspace hangs, one bundle appears.
 func TestE2EDiagmonDemo(t *testing.T) {
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	if _, err := testguest.Kernel(); errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	guesttest.Kernel(t)
 	dir, err := os.MkdirTemp("", "dmd")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)

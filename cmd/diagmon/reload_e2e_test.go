@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/hostreader"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/acpidiag/acpidiag/monitor"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/ssdt"
@@ -225,20 +225,8 @@ func writeScript(t *testing.T, dir, name, body string) string {
 //  4. the second VM is removed: its scenarios stop (no more probe lines);
 //  5. SIGTERM: diagmon exits 0, without a panic.
 func TestE2EDiagmonReload(t *testing.T) {
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	require.NoError(t, err)
-	ird, err := testguest.Build(context.Background(), "")
-	require.NoError(t, err)
-	bin := filepath.Join(t.TempDir(), "diagmon")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	k, ird := guesttest.Require(t)
+	bin := fixtures.BuildCommand(t, "diagmon")
 
 	// a boots with console loglevel 6: its SysRq capture raises it to 8,
 	// and diagmon sets 6 back (from QEMU's -append, as nothing is

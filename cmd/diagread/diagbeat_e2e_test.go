@@ -17,6 +17,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 )
 
 // diagreadOut is the part of diagread's and diagread ping's --json output
@@ -57,21 +58,10 @@ func (o diagreadOut) slot(i int) (state, tag string) {
 // resource2, fixed through /dev/mem).
 func TestE2EDiagbeat(t *testing.T) {
 	qemu := fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) && !fixtures.InCI() {
-		t.Skipf("guest kernel not cached: %v", err)
-	}
-	require.NoError(t, err)
+	k, ird := guesttest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	ird, err := testguest.Build(ctx, "")
-	require.NoError(t, err)
-	bin := t.TempDir()
-	for _, cmd := range []string{"ssdtgen", "diagread"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "github.com/acpidiag/acpidiag/cmd/"+cmd).CombinedOutput()
-		require.NoError(t, err, "go build %s: %s", cmd, out)
-	}
-	ssdtgen, diagread := filepath.Join(bin, "ssdtgen"), filepath.Join(bin, "diagread")
+	ssdtgen, diagread := fixtures.BuildCommand(t, "ssdtgen"), fixtures.BuildCommand(t, "diagread")
 
 	for _, tc := range []struct {
 		name, region string

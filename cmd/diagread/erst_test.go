@@ -180,11 +180,7 @@ func TestDiagreadErstBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "diagread")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(fixtures.RepoRoot(), "cmd", "diagread")
-	outb, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", outb)
+	bin := fixtures.BuildCommand(t, "diagread")
 	for name, lines := range erstExpected(t) {
 		cmd := exec.Command(bin, "erst", backing(t, name))
 		var stdout, stderr bytes.Buffer
@@ -202,7 +198,7 @@ func TestDiagreadErstBinary(t *testing.T) {
 		}
 	}
 	bad := exec.Command(bin, "erst", filepath.Join(t.TempDir(), "missing"))
-	err = bad.Run()
+	err := bad.Run()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, 2, ee.ExitCode())

@@ -244,12 +244,7 @@ func buildDiagread(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "diagread")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(fixtures.RepoRoot(), "cmd", "diagread")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
+	return fixtures.BuildCommand(t, "diagread")
 }
 
 func TestDiagreadBinaryRead(t *testing.T) {

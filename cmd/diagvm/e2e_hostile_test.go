@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,31 +22,12 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 )
-
-func buildCmdBinary(t *testing.T, name string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(fixtures.RepoRoot(), "cmd", name)
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
-}
 
 func hostileGuestFiles(t *testing.T) (kernel, initrd string) {
 	t.Helper()
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	require.NoError(t, err)
-	ird, err := testguest.Build(context.Background(), "")
-	require.NoError(t, err)
+	k, ird := guesttest.Require(t)
 	return k.Vmlinuz, ird.Path
 }
 
@@ -140,7 +120,7 @@ func firstUntilAlive(t *testing.T, ch <-chan string, within time.Duration) []str
 // and alive follows. Without --keep-qemu, QEMU dies with diagvm.
 func TestE2ENewStamperAfterKill(t *testing.T) {
 	kernel, initrd := hostileGuestFiles(t)
-	diagvm, diagread := buildCmdBinary(t, "diagvm"), buildCmdBinary(t, "diagread")
+	diagvm, diagread := fixtures.BuildCommand(t, "diagvm"), fixtures.BuildCommand(t, "diagread")
 	dir, err := os.MkdirTemp("", "dvk")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)

@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,25 +20,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/acpidiag/acpidiag/qemuhook"
 )
 
 // guestFiles returns the test guest's kernel and initramfs paths.
 func guestFiles(t *testing.T) (string, string) {
 	t.Helper()
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	require.NoError(t, err)
-	ird, err := testguest.Build(context.Background(), "")
-	require.NoError(t, err)
+	k, ird := guesttest.Require(t)
 	return k.Vmlinuz, ird.Path
 }
 

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/acpidiag/acpidiag/qemuhook"
 	"github.com/acpidiag/acpidiag/ssdt"
 )
@@ -174,17 +174,7 @@ func TestAttachCLIReconnect(t *testing.T) {
 // TestRunCLIRealGuest boots the test guest with diagvm run; the guest
 // powers off after a few seconds alive.
 func TestRunCLIRealGuest(t *testing.T) {
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	require.NoError(t, err)
-	ird, err := testguest.Build(context.Background(), "")
-	require.NoError(t, err)
+	k, ird := guesttest.Require(t)
 	dir, err := os.MkdirTemp("", "dv")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)

@@ -104,9 +104,7 @@ func TestDecodeUsage(t *testing.T) {
 // "ssdtgen decode" on the q35 DSDT (start-up, read, decode, print);
 // compare with BenchmarkProcessIaslDisassembleQ35.
 func BenchmarkProcessDecodeQ35(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "ssdtgen")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(b, err, "%s", out)
+	bin := fixtures.BuildCommand(b, "ssdtgen")
 	dsdt := filepath.Join(fixtures.Real(b), "tables", "q35_seabios_default", "DSDT.dat")
 	for b.Loop() {
 		cmd := exec.Command(bin, "decode", dsdt)

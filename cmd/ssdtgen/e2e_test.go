@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -25,22 +25,11 @@ import (
 // the backing file. Both placements.
 func TestE2ECLIChannel(t *testing.T) {
 	qemu := fixtures.RequireTool(t, "qemu-system-x86_64")
-	k, err := testguest.Kernel()
-	if errors.Is(err, testguest.ErrNoKernel) && !fixtures.InCI() {
-		t.Skipf("guest kernel not cached: %v", err)
-	}
-	require.NoError(t, err)
+	k, ird := guesttest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel) // the parallel subtests outlive this function's body
-	ird, err := testguest.Build(ctx, "")
-	require.NoError(t, err)
 
-	bin := t.TempDir()
-	for _, cmd := range []string{"ssdtgen", "diagread"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "github.com/acpidiag/acpidiag/cmd/"+cmd).CombinedOutput()
-		require.NoError(t, err, "go build %s: %s", cmd, out)
-	}
-	ssdtgen, diagread := filepath.Join(bin, "ssdtgen"), filepath.Join(bin, "diagread")
+	ssdtgen, diagread := fixtures.BuildCommand(t, "ssdtgen"), fixtures.BuildCommand(t, "diagread")
 
 	for _, tc := range []struct {
 		name, region string

@@ -20,10 +20,7 @@ import (
 // binary.
 func buildBinary(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ssdtgen")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
+	return fixtures.BuildCommand(t, "ssdtgen")
 }
 
 func runBin(t testing.TB, bin string, args ...string) (stdout, stderr string, code int) {

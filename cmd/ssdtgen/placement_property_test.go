@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/region"
 )
 
@@ -41,9 +41,7 @@ func randomPlacementFlags(r *rand.Rand) []string {
 // --dry-run stops before QEMU), over random flag sets.
 func TestPlacementFlagsAgreeEverywhere(t *testing.T) {
 	ssdtgen := buildBinary(t)
-	diagvm := filepath.Join(t.TempDir(), "diagvm")
-	out, err := exec.Command("go", "build", "-o", diagvm, "../diagvm").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	diagvm := fixtures.BuildCommand(t, "diagvm")
 	dir := t.TempDir()
 	kernel := filepath.Join(dir, "vmlinuz") // --dry-run only checks that it is readable
 	require.NoError(t, os.WriteFile(kernel, []byte("not a kernel"), 0o644))

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,21 +12,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acpidiag/acpidiag/fixtures"
-	"github.com/acpidiag/acpidiag/internal/testguest"
+	"github.com/acpidiag/acpidiag/internal/testguest/guesttest"
 	"github.com/acpidiag/acpidiag/qemuhook"
 )
 
 // TestRunDemo runs the demo (real guest, real QEMU) with a short panic
 // delay and JSON output, and checks the story it tells.
 func TestRunDemo(t *testing.T) {
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	if _, err := testguest.Kernel(); errors.Is(err, testguest.ErrNoKernel) {
-		if fixtures.InCI() {
-			t.Fatalf("guest kernel required under CI: %v", err)
-		}
-		t.Skipf("guest kernel not cached: %v", err)
-	}
+	guesttest.Kernel(t)
 	var out, con bytes.Buffer
 	sum, err := Run(context.Background(), &out, Options{PanicAfter: 2 * time.Second, JSON: true, Console: &con})
 	require.NoError(t, err, out.String())
