@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -141,7 +142,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, read
 		fmt.Fprintf(stderr, "diagcollect serve: %v\n", err)
 		return exitError
 	}
-	srv := &http.Server{Handler: collector.NewServer(st, opts), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
+	// The server's own complaints (a refused TLS handshake, a client that
+	// hung up) go to this command's stderr, not to the process-wide log.
+	srv := &http.Server{Handler: collector.NewServer(st, opts), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig,
+		ErrorLog: log.New(stderr, "diagcollect serve: ", log.LstdFlags)}
 	scheme := "http"
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
