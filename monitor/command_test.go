@@ -195,3 +195,47 @@ func TestScheduledOnSlotGrid(t *testing.T) {
 		require.Zero(t, (g+s.epochWall)%int64(slotGrid))
 	}
 }
+
+// TestExecStartedWhileLoopStoresWakeUp: the spawner starts a command
+// after the loop's reap looked at the list and before the loop stored its
+// wake-up time (the hooks hold the loop in that window until the spawner
+// is done). The loop must still reap the command within a poll interval,
+// not at the binding's next run 10 s later (before 29110d5 it slept the
+// whole period: the spawner read the old, past wake-up time and did not
+// poke; the command's timeout went unenforced meanwhile).
+func TestExecStartedWhileLoopStoresWakeUp(t *testing.T) {
+	round := make(chan struct{}, 1)
+	hooks := &schedHooks{
+		spawnerRound: func() {
+			select {
+			case round <- struct{}{}:
+			default:
+			}
+		},
+		beforeWakeAt: func(spawned bool) {
+			if spawned {
+				select {
+				case <-round:
+				case <-time.After(5 * time.Second):
+				}
+			}
+		},
+	}
+	p, err := Check(Config{VMs: []VMConfig{{Name: "a"}}, Scenarios: []ScenarioConfig{
+		{Name: "t", VMs: []string{"a"}, Probe: ProbeConfig{Kind: ProbeExec, Command: []string{"true"}},
+			Every: "10s", Timeout: "5s", Failures: 1},
+	}, Sinks: []SinkConfig{{Kind: "dir", Path: t.TempDir()}}}, CheckOptions{})
+	require.NoError(t, err)
+	m, err := New(context.Background(), p, Options{Workdir: t.TempDir(), hooks: hooks})
+	require.NoError(t, err)
+	defer m.Close()
+	require.Eventually(t, func() bool {
+		st, _ := m.State("a", "t")
+		return st.Runs >= 1
+	}, 25*time.Second, 20*time.Millisecond)
+	st, _ := m.State("a", "t")
+	require.True(t, st.Last.OK, "%+v", st.Last)
+	// A poll interval is 100 ms; 2 s leaves room for a loaded host and
+	// is far from the 10 s period the bug waited.
+	require.Less(t, st.Last.Duration, 2*time.Second, "the command was reaped %s after it started", st.Last.Duration)
+}

@@ -35,6 +35,9 @@ type Options struct {
 	// metrics pipeline, when the plan has the "azure" tuple, feeds it the
 	// memory gauges.
 	Exporter *metrics.Exporter
+
+	// hooks are the scheduler's test hooks (nil outside tests).
+	hooks *schedHooks
 }
 
 // Event is something the monitor reports: a probe state change, an

@@ -129,6 +129,21 @@ type scheduler struct {
 	execs   []*execRun
 	spawnGo chan struct{} // wakes the spawner
 	wakeAt  atomic.Int64  // when the loop wakes next (scheduler epoch ns)
+
+	hooks *schedHooks // nil outside tests
+}
+
+// schedHooks let a test hold the loop and the spawner at the points where
+// they race, to make a two-statement window as wide as the test needs.
+// They are set through Options (unexported) and nil in production.
+type schedHooks struct {
+	// beforeWakeAt runs in the loop after it reaped the commands and
+	// before it stores its wake-up time; spawned says whether this round
+	// handed commands to the spawner.
+	beforeWakeAt func(spawned bool)
+	// spawnerRound runs in the spawner after a round's commands started
+	// and it decided whether to poke the loop.
+	spawnerRound func()
 }
 
 type job struct {
@@ -168,7 +183,7 @@ const workerIdle = 30 * time.Second
 func newScheduler(m *Monitor) *scheduler {
 	epoch := time.Now()
 	s := &scheduler{m: m, epoch: epoch, epochWall: epoch.UnixNano(), wake: make(chan struct{}, 1), work: make(chan job), done: make(chan struct{}),
-		spawnGo: make(chan struct{}, 1)}
+		spawnGo: make(chan struct{}, 1), hooks: m.opts.hooks}
 	s.wg.Add(2)
 	go s.loop()
 	go s.spawner()
@@ -267,6 +282,9 @@ func (s *scheduler) loop() {
 		// for a late wake-up: until wakeAt is known the spawner pokes.
 		s.wakeAt.Store(math.MaxInt64)
 		wait = min(wait, s.reapExecs(now))
+		if s.hooks != nil && s.hooks.beforeWakeAt != nil {
+			s.hooks.beforeWakeAt(spawn)
+		}
 		s.wakeAt.Store(int64(now.Sub(s.epoch) + wait))
 		t.Reset(wait)
 		select {
@@ -335,6 +353,9 @@ func (s *scheduler) spawner() {
 		// when it would sleep past a poll interval.
 		if !latest.IsZero() && s.wakeAt.Load() > int64(latest.Add(execPoll).Sub(s.epoch)) {
 			s.poke()
+		}
+		if s.hooks != nil && s.hooks.spawnerRound != nil {
+			s.hooks.spawnerRound()
 		}
 	}
 }
