@@ -13,8 +13,6 @@ import (
 
 	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/qemuhook"
-	"github.com/acpidiag/acpidiag/qmp"
-	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 func TestDecodeBalloonStats(t *testing.T) {
@@ -106,21 +104,10 @@ func TestStallTracker(t *testing.T) {
 // guest reports nothing, the sampler falls back to the host view of the
 // real QEMU process with one warning, and the stall tracker calls it.
 func TestBalloonRealQEMUNoDriver(t *testing.T) {
-	fixtures.RequireTool(t, "qemu-system-x86_64")
-	dir, err := os.MkdirTemp("", "acpidiag-m-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
-	require.NoError(t, err)
-	cfg := qemuhook.Config{MemoryMB: 128, Workdir: dir, Balloon: true, Channel: ch, QMPSocket: filepath.Join(dir, "qmp")}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	p, err := qemuhook.Start(ctx, cfg, qemuhook.StartOptions{})
-	require.NoError(t, err)
-	defer p.Kill()
-	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
-	require.NoError(t, err)
-	defer q.Close()
+	vm := startQEMU(ctx, t, 128, true)
+	p, q := vm.P, vm.Q
 	path, found, err := FindBalloon(ctx, q)
 	require.NoError(t, err)
 	require.True(t, found)
@@ -172,20 +159,10 @@ func TestFindBalloonRealQEMU(t *testing.T) {
 		{"none", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir, err := os.MkdirTemp("", "acpidiag-m-")
-			require.NoError(t, err)
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
-			require.NoError(t, err)
-			cfg := qemuhook.Config{MemoryMB: 64, Workdir: dir, Channel: ch, QMPSocket: filepath.Join(dir, "qmp"), Extra: append([]string{"-S"}, tc.extra...)}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			p, err := qemuhook.Start(ctx, cfg, qemuhook.StartOptions{})
-			require.NoError(t, err)
-			defer p.Kill()
-			q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
-			require.NoError(t, err)
-			defer q.Close()
+			vm := startQEMU(ctx, t, 64, false, append([]string{"-S"}, tc.extra...)...)
+			p, q := vm.P, vm.Q
 			path, found, err := FindBalloon(ctx, q)
 			require.NoError(t, err)
 			if tc.want == "" {

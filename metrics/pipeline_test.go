@@ -13,9 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acpidiag/acpidiag/fixtures"
-	"github.com/acpidiag/acpidiag/qemuhook"
-	"github.com/acpidiag/acpidiag/qmp"
-	"github.com/acpidiag/acpidiag/ssdt"
 )
 
 // TestPipelineRealQEMUAzurite: the whole pipeline on a real QEMU (balloon
@@ -24,20 +21,10 @@ import (
 func TestPipelineRealQEMUAzurite(t *testing.T) {
 	fixtures.RequireTool(t, "qemu-system-x86_64")
 	az := startAzurite(t)
-	dir, err := os.MkdirTemp("", "acpidiag-mp-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ch, err := qemuhook.NewChannel(dir, ssdt.DefaultConfig(), "q35")
-	require.NoError(t, err)
-	cfg := qemuhook.Config{MemoryMB: 96, Workdir: dir, Balloon: true, Channel: ch, QMPSocket: filepath.Join(dir, "qmp")}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := qemuhook.Start(ctx, cfg, qemuhook.StartOptions{})
-	require.NoError(t, err)
-	defer p.Kill()
-	q, err := qmp.Dial(ctx, cfg.QMPSocket, qmp.Options{})
-	require.NoError(t, err)
-	defer q.Close()
+	vm := startQEMU(ctx, t, 96, true)
+	dir, p, q := vm.Dir, vm.P, vm.Q
 
 	mc, err := ParseConfig([]byte(`{"diagnostics":{"storage_account":"devstoreaccount1","storage_account_sas":"` + az.SAS(t, allPerms, time.Hour) +
 		`","endpoint":"` + az.Endpoint + `","metrics":{"sample_interval":"15","transfer_interval":"60"}}}`))
