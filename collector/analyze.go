@@ -257,14 +257,19 @@ func findExcept(b *Bundle, arts []string, re, except *regexp.Regexp) *hit {
 }
 
 var (
-	rePanic  = regexp.MustCompile(`Kernel panic - not syncing: (.*)$`)
-	reOops   = regexp.MustCompile(`(BUG: .*|Oops: .*|general protection fault.*|kernel BUG at .*)$`)
-	reRIP    = regexp.MustCompile(`RIP: ([0-9a-f]{4}):(\S+)`)
-	reFrame  = regexp.MustCompile(`^\s*(?:\[[ \d.]+\]\s*)?(?:\? )?([A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)(?: \[\w+\])?\s*$`)
-	reStamp  = regexp.MustCompile(`^(?:<\d>)?\[\s*\d+\.\d+\]\s?`)
-	reSoft   = regexp.MustCompile(`soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.*?)\]`)
-	reHard   = regexp.MustCompile(`(?i)hard LOCKUP on cpu (\d+)`)
-	reRCU    = regexp.MustCompile(`rcu: INFO: (\w+) (?:self-)?detected stalls? on CPUs?/tasks`)
+	rePanic = regexp.MustCompile(`Kernel panic - not syncing: (.*)$`)
+	reOops  = regexp.MustCompile(`(BUG: .*|Oops: .*|general protection fault.*|kernel BUG at .*)$`)
+	reRIP   = regexp.MustCompile(`RIP: ([0-9a-f]{4}):(\S+)`)
+	reFrame = regexp.MustCompile(`^\s*(?:\[[ \d.]+\]\s*)?(?:\? )?([A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)(?: \[\w+\])?\s*$`)
+	reStamp = regexp.MustCompile(`^(?:<\d>)?\[\s*\d+\.\d+\]\s?`)
+	reSoft  = regexp.MustCompile(`soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.*?)\]`)
+	reHard  = regexp.MustCompile(`(?i)hard LOCKUP on cpu (\d+)`)
+	reRCU   = regexp.MustCompile(`rcu: INFO: (\w+) (?:self-)?detected stalls? on CPUs?/tasks`)
+	// reRCUTasks is the stall report's list of the tasks that block the
+	// grace period ("rcu: \tTasks blocked on level-0 rcu_node (CPUs 0-0): P83 P90").
+	reRCUTasks = regexp.MustCompile(`Tasks blocked on level-\d+ rcu_node \(CPUs [\d-]+\): ((?:P\d+\s*)+)`)
+	// reTask is sched_show_task's header ("task:NAME state:R running task ... pid:83").
+	reTask   = regexp.MustCompile(`task:(\S+)\s+state:(\S+).*\bpid:\s*(\d+)`)
 	reNMI    = regexp.MustCompile(`NMI backtrace for cpu (\d+)`)
 	reComm   = regexp.MustCompile(`CPU: (\d+) PID: (\d+) Comm: (\S+)`)
 	reHung   = regexp.MustCompile(`INFO: task (\S+):(\d+) blocked for more than (\d+) seconds`)
@@ -296,8 +301,6 @@ func strip(l string) string { return reStamp.ReplaceAllString(l, "") }
 // frames returns up to n stack frames after line i (a "Call Trace:" or
 // the header line), and the index of the last line used.
 func frames(lines []string, i, n int) ([]string, int) {
-	var out []string
-	last := i
 	start := -1
 	for j := i; j < len(lines) && j < i+80; j++ {
 		if strings.Contains(lines[j], "Call Trace:") {
@@ -308,7 +311,19 @@ func frames(lines []string, i, n int) ([]string, int) {
 	if start < 0 {
 		return nil, i
 	}
-	for j := start + 1; j < len(lines) && j < start+60 && len(out) < n; j++ {
+	out, last := framesFrom(lines, start+1, n)
+	if len(out) == 0 {
+		last = i
+	}
+	return out, last
+}
+
+// framesFrom returns up to n stack frames from line start on (lines
+// before the first frame skipped), and the index of the last line used.
+func framesFrom(lines []string, start, n int) ([]string, int) {
+	var out []string
+	last := start
+	for j := start; j < len(lines) && j < start+60 && len(out) < n; j++ {
 		l := strip(lines[j])
 		if strings.Contains(l, "<TASK>") || strings.Contains(l, "<IRQ>") || strings.Contains(l, "</IRQ>") || strings.HasPrefix(strings.TrimSpace(l), "? ") {
 			continue
@@ -401,7 +416,12 @@ var noiseFrames = map[string]bool{"dump_stack_lvl": true, "dump_stack": true, "p
 // topFrames returns up to 5 frames of the trace after line i, the
 // reporting and scheduler frames left out, and the last line used.
 func topFrames(lines []string, i int) ([]string, int) {
-	fr, l := frames(lines, i, 12)
+	return keepFrames(frames(lines, i, 12))
+}
+
+// keepFrames leaves the reporting and scheduler frames out of fr and keeps
+// at most 5; l passes through.
+func keepFrames(fr []string, l int) ([]string, int) {
 	var kept []string
 	for _, f := range fr {
 		name, _, _ := strings.Cut(f, "+")
@@ -455,6 +475,75 @@ func oopsWhere(lines []string, i int, d map[string]string, userRIP bool) (string
 	return s, last
 }
 
+// rcuStall reads RCU's stall report at h: the grace period's flavor, the
+// tasks that block it (a reader preempted in its read-side section) and
+// where the stalled context was. The report is printed from the timer
+// tick, so its stack dump starts with the reporter's own interrupt frames:
+// the place that matters is the interrupted one, after "</IRQ>".
+func rcuStall(h *hit) Finding {
+	f := Finding{Class: ClassLockup, Confidence: 0.75, Details: map[string]string{"kind": "rcu-stall", "flavor": h.m[1]}}
+	last := h.i
+	who := ""
+	for j := h.i + 1; j < len(h.lines) && j < h.i+8; j++ {
+		if m := reRCUTasks.FindStringSubmatch(h.lines[j]); m != nil {
+			pids := strings.Fields(strings.ReplaceAll(m[1], "P", " "))
+			f.Details["blocked_pids"] = strings.Join(pids, " ")
+			last = j
+			break
+		}
+	}
+	for j := h.i + 1; j < len(h.lines) && j < h.i+12; j++ {
+		if m := reTask.FindStringSubmatch(h.lines[j]); m != nil {
+			f.Details["task"], f.Details["pid"] = m[1], m[3]
+			who = fmt.Sprintf(": task %s (pid %s) holds up the grace period", m[1], m[3])
+			last = max(last, j)
+			break
+		}
+	}
+	where, l := interruptedWhere(h.lines, h.i, f.Details)
+	f.Summary = "RCU stall (" + h.m[1] + ")" + who + where
+	f.Evidence = []Evidence{ev(h, h.i, max(last, l))}
+	return f
+}
+
+// interruptedWhere is oopsWhere for a report printed from an interrupt:
+// when the trace after line i has an "<IRQ>" part, the location is the
+// kernel RIP saved after its "</IRQ>" and the frames are those below it;
+// otherwise it is oopsWhere.
+func interruptedWhere(lines []string, i int, d map[string]string) (string, int) {
+	start := -1
+	for j := i; j < len(lines) && j < i+80; j++ {
+		if strings.Contains(lines[j], "Call Trace:") {
+			start = j
+			break
+		}
+	}
+	if start < 0 {
+		return oopsWhere(lines, i, d, false)
+	}
+	for j := start + 1; j < len(lines) && j < start+60; j++ {
+		if !strings.Contains(lines[j], "</IRQ>") {
+			continue
+		}
+		for k := j + 1; k < len(lines) && k < j+6; k++ {
+			m := reRIP.FindStringSubmatch(lines[k])
+			if m == nil || m[1] != "0010" {
+				continue
+			}
+			d["location"] = m[2]
+			s, last := " at "+m[2], k
+			if kept, l := keepFrames(framesFrom(lines, k+1, 12)); len(kept) > 0 {
+				d["frames"] = strings.Join(kept, " < ")
+				s += " in " + kept[0]
+				last = l
+			}
+			return s, last
+		}
+		break
+	}
+	return oopsWhere(lines, i, d, false)
+}
+
 type lockupAnalyzer struct{}
 
 func (lockupAnalyzer) Name() string { return "builtin:lockup" }
@@ -477,11 +566,7 @@ func (lockupAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error)
 		out = append(out, f)
 	}
 	if h := find(b, arts, reRCU); h != nil && len(out) == 0 {
-		f := Finding{Class: ClassLockup, Confidence: 0.75, Details: map[string]string{"kind": "rcu-stall"}}
-		where, last := oopsWhere(h.lines, h.i, f.Details, false)
-		f.Summary = "RCU stall (" + h.m[1] + ")" + where
-		f.Evidence = []Evidence{ev(h, h.i, last)}
-		out = append(out, f)
+		out = append(out, rcuStall(h))
 	}
 	if len(out) == 0 {
 		if f, ok := livelock(b); ok {

@@ -93,10 +93,17 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 			monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
 			[]string{"host", "region", "qmp", "console", "sysrq:l"}, ClassLockup, false, 0,
 			map[string]string{"kind": "soft", "cpu": "0", "task": "acpidiag-spin:", "where": "acpidiag_softlockup+"}},
+		// A reader that holds RCU back (mode=rcustall, 20 s, stall
+		// timeout 3 s): RCU's stall report names the blocked task and
+		// its stack; the guest goes on (the reader yields the CPU), so
+		// the diagnostics are asked for by hand.
+		{"rcustall", testguest.BootArgs(testguest.ModeRCUStall, 3*time.Second, testguest.Duration(20*time.Second)), monitor.ProbeConfig{}, 0,
+			[]string{"host", "region", "console"}, ClassLockup, true, 12 * time.Second,
+			map[string]string{"kind": "rcu-stall", "task": "acpidiag-rcu", "where": "acpidiag_rcustall+"}},
 	}
 	keep := os.Getenv("ACPIDIAG_KEEP_BUNDLES")
 	// These guest modes load the test module (internal/testguest/oopsmod).
-	needsModule := map[string]bool{"hungtask": true, "softlockup": true}
+	needsModule := map[string]bool{"hungtask": true, "softlockup": true, "rcustall": true}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if needsModule[c.name] {

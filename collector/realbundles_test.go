@@ -53,8 +53,10 @@ func TestAnalyzersOnRealBundles(t *testing.T) {
 }
 
 // TestAnalyzersRealHungTaskAndSoftLockup: on the real bundles of the test
-// module's hang and softlockup modes the diagnosis names who and where
-// (fixtures/bundles, provenance in fixtures/README.md). The soft lockup's
+// module's hang, softlockup and rcustall modes the diagnosis names who and
+// where (fixtures/bundles, provenance in fixtures/README.md). The RCU
+// stall's where is the interrupted task's (the report's own trace starts
+// in the timer interrupt that printed it). The soft lockup's
 // "watchdog: BUG: soft lockup" line is no oops: no kernel-panic finding at
 // all (the panic analyzer took it for one, at 0.5, before).
 func TestAnalyzersRealHungTaskAndSoftLockup(t *testing.T) {
@@ -67,8 +69,11 @@ func TestAnalyzersRealHungTaskAndSoftLockup(t *testing.T) {
 		{"20261129T132457.311Z-guest-softlockup-1430ad", ClassLockup,
 			map[string]string{"kind": "soft", "cpu": "0", "task": "acpidiag-spin:83", "location": "delay_tsc+0x33/0xa0",
 				"frames": "acpidiag_softlockup+0x6c/0xf6a < acpidiag_oops_init+"}},
+		{"20261129T155916.953Z-guest-manual-113b97", ClassLockup,
+			map[string]string{"kind": "rcu-stall", "flavor": "rcu_preempt", "blocked_pids": "83", "task": "acpidiag-rcu", "pid": "83",
+				"location": "delay_tsc+0x33/0xa0", "frames": "acpidiag_rcustall+0x67/0xedb < acpidiag_oops_init+"}},
 	} {
-		t.Run(c.class, func(t *testing.T) {
+		t.Run(c.id, func(t *testing.T) {
 			a, err := AnalyzeDir(context.Background(), filepath.Join(fixtures.Dir(), "bundles", c.id), Builtin())
 			if err != nil {
 				t.Fatal(err)

@@ -81,15 +81,27 @@ const (
 	// delay loop) and the trace. On a 1-vCPU guest everything else, the
 	// AML tick included, stops meanwhile; afterwards the guest goes on.
 	ModeSoftLockup = "softlockup"
+	// ModeRCUStall holds a grace period back for acpidiag.duration
+	// (default 20s): a child process named "acpidiag-rcu" loads the test
+	// module with mode=rcustall, whose init takes rcu_read_lock, asks for
+	// a grace period and busy-waits yielding the CPU. The guest sets
+	// rcupdate.rcu_cpu_stall_timeout=3 and console loglevel 7, so after
+	// 3 s the kernel prints "rcu: INFO: rcu_preempt detected stalls on
+	// CPUs/tasks:" naming the task (P<pid>) with its stack (in
+	// acpidiag_rcustall). The rest of the guest, the AML tick included,
+	// goes on. (A hard lockup, the other cause of RCU stalls, cannot be
+	// made real here: its detector needs a PMU NMI that TCG lacks.)
+	ModeRCUStall = "rcustall"
 )
 
-// Duration returns a BootArgs extra word setting how long ModeHungTask
-// and ModeSoftLockup last (rounded up to whole seconds, at least 1 s).
+// Duration returns a BootArgs extra word setting how long ModeHungTask,
+// ModeSoftLockup and ModeRCUStall last (rounded up to whole seconds, at
+// least 1 s).
 func Duration(d time.Duration) string { return "acpidiag.duration=" + d.String() }
 
 // Modes lists every guest mode.
 var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin, ModeOOM, ModeDState,
-	ModeHungTask, ModeSoftLockup}
+	ModeHungTask, ModeSoftLockup, ModeRCUStall}
 
 // NoPVPanic is a BootArgs extra word: the guest does not load its pvpanic
 // modules, so a panic raises no GUEST_PANICKED and leaves only the
@@ -122,7 +134,7 @@ type KernelFiles struct {
 	Version string
 	// OopsModule is the path of the test module built from
 	// internal/testguest/oopsmod (mode=oops on load by default, or hang or
-	// softlockup) for ModeOops, ModeHungTask and ModeSoftLockup, or ""
+	// softlockup) for ModeOops, ModeHungTask, ModeSoftLockup and ModeRCUStall, or ""
 	// when fetch-kernel.sh could not build it (no make/gcc-12).
 	OopsModule string
 }

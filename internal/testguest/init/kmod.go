@@ -30,6 +30,7 @@ const (
 	// 15 bytes): the "who" of the kernel's reports.
 	hungComm = "acpidiag-hang"
 	spinComm = "acpidiag-spin"
+	rcuComm  = "acpidiag-rcu"
 	// hungTaskTimeout is kernel.hung_task_timeout_secs in mode hungtask
 	// (Debian's default is 120): the detector checks every 2 s and
 	// reports a task in D state for more than 2 s.
@@ -40,6 +41,10 @@ const (
 	// watchdogThresh is kernel.watchdog_thresh in mode softlockup: a CPU
 	// that does not schedule for 2 * 1 s is reported.
 	watchdogThresh = "1"
+	// rcuStallTimeout is rcupdate.rcu_cpu_stall_timeout in mode rcustall
+	// (default 21 s, at least 3): a grace period held up for 3 s is
+	// reported.
+	rcuStallTimeout = "3"
 	// consoleLogLevel is the console loglevel both modes set: the reports'
 	// stacks are printed at KERN_INFO (hung task) and the default level
 	// (soft lockup registers and trace), which loglevel=4 hides.
@@ -52,11 +57,14 @@ const (
 
 // modParamMarker is in the .modinfo of a test module that has the mode
 // parameter; an older oops.ko (oops only) would ignore mode=hang and oops.
+// The parameter's description that follows it names the modes the module
+// knows.
 var modParamMarker = []byte("parm=mode:")
 
 // testModule returns the path of the test module in dir (the guest's
-// /modules/extra), or an error saying why the mode cannot run.
-func testModule(dir string) (string, error) {
+// /modules/extra) when it knows the module mode param, or an error saying
+// why the mode cannot run.
+func testModule(dir, param string) (string, error) {
 	names, _ := filepath.Glob(filepath.Join(dir, "oops*.ko*"))
 	if len(names) == 0 {
 		return "", fmt.Errorf("no test module in %s (scripts/fetch-kernel.sh builds it with make and gcc-12)", dir)
@@ -65,8 +73,14 @@ func testModule(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !bytes.Contains(b, modParamMarker) {
+	i := bytes.Index(b, modParamMarker)
+	if i < 0 {
 		return "", fmt.Errorf("%s has no mode parameter (built from an older internal/testguest/oopsmod: run scripts/fetch-kernel.sh)", filepath.Base(names[0]))
+	}
+	desc, _, _ := bytes.Cut(b[i+len(modParamMarker):], []byte{0})
+	if !bytes.Contains(desc, []byte(param)) {
+		return "", fmt.Errorf("%s has no mode=%s (its modes: %q; built from an older internal/testguest/oopsmod: run scripts/fetch-kernel.sh)",
+			filepath.Base(names[0]), param, desc)
 	}
 	return names[0], nil
 }
@@ -81,7 +95,9 @@ type kmodSpec struct {
 
 // kmodModes: hungtask blocks a task in D state (TASK_UNINTERRUPTIBLE), the
 // hung-task detector reports it; softlockup spins a CPU with preemption
-// disabled, the soft lockup detector reports it.
+// disabled, the soft lockup detector reports it; rcustall holds an RCU
+// read lock across a grace period it asked for, RCU's stall detector
+// reports it ("rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:").
 var kmodModes = map[string]kmodSpec{
 	"hungtask": {"hang", hungComm, defaultHang, [][2]string{
 		{"/proc/sys/kernel/printk", consoleLogLevel},
@@ -91,6 +107,10 @@ var kmodModes = map[string]kmodSpec{
 	"softlockup": {"softlockup", spinComm, defaultSpin, [][2]string{
 		{"/proc/sys/kernel/printk", consoleLogLevel},
 		{"/proc/sys/kernel/watchdog_thresh", watchdogThresh},
+	}},
+	"rcustall": {"rcustall", rcuComm, defaultSpin, [][2]string{
+		{"/proc/sys/kernel/printk", consoleLogLevel},
+		{"/sys/module/rcupdate/parameters/rcu_cpu_stall_timeout", rcuStallTimeout},
 	}},
 }
 
@@ -102,7 +122,7 @@ func kmodMode(mode string, d time.Duration) {
 	if d <= 0 {
 		d = spec.def
 	}
-	path, err := testModule("/modules/extra")
+	path, err := testModule("/modules/extra", spec.param)
 	if err != nil {
 		logf("%s mode: %v; staying alive", mode, err)
 		return

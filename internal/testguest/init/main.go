@@ -134,12 +134,12 @@ type options struct {
 	lastBoot int
 	// shell answers console lines (acpidiag.shell, shell.go).
 	shell bool
-	// duration is how long modes hungtask and softlockup last
+	// duration is how long modes hungtask, softlockup and rcustall last
 	// (acpidiag.duration; 0: the mode's default, kmod.go).
 	duration time.Duration
 }
 
-var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom", "dstate", "hungtask", "softlockup"}
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom", "dstate", "hungtask", "softlockup", "rcustall"}
 
 func defaultOptions() options {
 	return options{
@@ -377,7 +377,7 @@ func run() {
 		oomMode() // oom.go
 	case "dstate":
 		dstateMode() // dstate.go
-	case "hungtask", "softlockup":
+	case "hungtask", "softlockup", "rcustall":
 		kmodMode(o.mode, o.duration) // kmod.go
 	}
 }

@@ -18,8 +18,16 @@
  *                    lockup detector reports "watchdog: BUG: soft lockup -
  *                    CPU#C stuck for Ns! [COMM:PID]" after 2 *
  *                    watchdog_thresh seconds (boot with watchdog_thresh=1).
+ *   mode=rcustall    hold an RCU read lock for seconds=N, busy but yielding
+ *                    the CPU (cond_resched), after asking for a grace
+ *                    period: the grace period cannot end, and RCU's stall
+ *                    detector reports "rcu: INFO: rcu_preempt detected
+ *                    stalls on CPUs/tasks:" with this task among the
+ *                    blocked ones and its stack, after
+ *                    rcupdate.rcu_cpu_stall_timeout seconds (set it to 3).
+ *                    The rest of the guest runs on.
  *
- * hang and softlockup end after N seconds; the init then fails with
+ * hang, softlockup and rcustall end after N seconds; the init then fails with
  * -ECANCELED so the module does not stay loaded and can be loaded again.
  */
 #include <linux/delay.h>
@@ -29,16 +37,17 @@
 #include <linux/moduleparam.h>
 #include <linux/preempt.h>
 #include <linux/printk.h>
+#include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/string.h>
 
 static char *mode = "oops";
 module_param(mode, charp, 0444);
-MODULE_PARM_DESC(mode, "oops (default), hang or softlockup");
+MODULE_PARM_DESC(mode, "oops (default), hang, softlockup or rcustall");
 
 static uint seconds = 60;
 module_param(seconds, uint, 0444);
-MODULE_PARM_DESC(seconds, "how long hang and softlockup last (default 60)");
+MODULE_PARM_DESC(seconds, "how long hang, softlockup and rcustall last (default 60)");
 
 /* acpidiag_hang sleeps uninterruptibly: the frame the blocking stack names. */
 static noinline void acpidiag_hang(unsigned int secs)
@@ -68,6 +77,26 @@ static noinline void acpidiag_softlockup(unsigned int secs)
 	pr_err("acpidiag_oops: soft lockup over after %us\n", secs);
 }
 
+/*
+ * acpidiag_rcustall is an RCU reader that does not end: a preemptible-RCU
+ * reader may be preempted, so the task yields the CPU while it holds the
+ * grace period back, and the stall report lists it as a blocked task.
+ */
+static noinline void acpidiag_rcustall(unsigned int secs)
+{
+	unsigned long end = jiffies + secs * HZ;
+
+	pr_err("acpidiag_oops: holding an RCU read lock for %us (%s:%d)\n", secs, current->comm, task_pid_nr(current));
+	rcu_read_lock();
+	start_poll_synchronize_rcu(); /* a grace period that must wait for this reader */
+	while (time_before(jiffies, end)) {
+		mdelay(1);
+		cond_resched();
+	}
+	rcu_read_unlock();
+	pr_err("acpidiag_oops: RCU read lock released after %us\n", secs);
+}
+
 static int __init acpidiag_oops_init(void)
 {
 	int *volatile p = NULL;
@@ -86,10 +115,14 @@ static int __init acpidiag_oops_init(void)
 		acpidiag_softlockup(seconds);
 		return -ECANCELED;
 	}
-	pr_err("acpidiag_oops: unknown mode=%s (want oops, hang or softlockup)\n", mode);
+	if (!strcmp(mode, "rcustall")) {
+		acpidiag_rcustall(seconds);
+		return -ECANCELED;
+	}
+	pr_err("acpidiag_oops: unknown mode=%s (want oops, hang, softlockup or rcustall)\n", mode);
 	return -EINVAL;
 }
 module_init(acpidiag_oops_init);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("acpidiag test guest: oops, hang in D state or soft lockup on load");
+MODULE_DESCRIPTION("acpidiag test guest: oops, hang in D state, soft lockup or RCU stall on load");
