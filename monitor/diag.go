@@ -46,7 +46,7 @@ type BundleResult struct {
 // runIncident runs the diagnostics and delivers the bundle, reporting
 // through events.
 func (m *Monitor) runIncident(v *vmRuntime, inc *Incident) {
-	res, err := m.diagnose(v.ctx, v, inc)
+	res, err := m.diagnose(v.diagCtx, v, inc)
 	if err != nil {
 		m.emit(Event{Type: EventError, VM: inc.VM.Name, Incident: inc.ID, Detail: err.Error()})
 	}
@@ -155,7 +155,9 @@ func (m *Monitor) diagnose(ctx context.Context, v *vmRuntime, inc *Incident) (*B
 	}
 	defer os.RemoveAll(dir)
 	r := &diagRun{m: m, v: v, bw: bw, lim: lim, inc: inc}
-	r.runAll(ctx, specs)
+	rctx, end := v.beginDiag(ctx)
+	r.runAll(rctx, specs)
+	end()
 	bw.man.Timeline = v.timelineCopy()
 	mf, err := bw.finish()
 	if err != nil {

@@ -280,3 +280,80 @@ func TestE2EPanic(t *testing.T) {
 	}
 	require.Contains(t, strings.Join(tl, " "), "panicked")
 }
+
+// TestE2ERemoveVMDuringSysRq: the VM is removed while a SysRq capture
+// runs. The capture is cut short, the rest is not run, and the guest's
+// console loglevel, raised to 8 for the capture, is still set back to the
+// boot's 4 before the VM's connections close (it used to race with them
+// and stay at 8: the manifest said "no QMP or console connection").
+func TestE2ERemoveVMDuringSysRq(t *testing.T) {
+	_, vm := bootGuest(t, testguest.BootArgs("alive", 0, "acpidiag.shell=1"))
+	tm := startMonitor(t, Config{VMs: []VMConfig{vm}})
+	waitRegion(t, tm, hostreader.StateAlive, 120*time.Second)
+	v := tm.vm("guest")
+	require.Eventually(t, func() bool { return v.qmp() != nil && v.console() != nil }, 30*time.Second, 20*time.Millisecond)
+	con := v.console()
+	// The region ticks before /init has enabled every SysRq function
+	// (Debian's kernel.sysrq=438 refuses t, w and m): wait for its shell.
+	require.Eventually(t, func() bool {
+		v.conMu.Lock()
+		defer v.conMu.Unlock()
+		mark := con.Mark()
+		if _, err := con.Write([]byte("echo shell-ready\n")); err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := con.WaitFor(ctx, mark, "\nshell-ready\r\n")
+		return err == nil
+	}, 60*time.Second, 100*time.Millisecond, "the guest's shell answers")
+	mark := con.Mark()
+	done := make(chan *BundleResult, 1)
+	go func() {
+		res, err := tm.Diagnose(context.Background(), "guest", diagList("sysrq:t", "sysrq:w", "sysrq:m"))
+		if err != nil {
+			t.Logf("diagnose: %v", err)
+		}
+		done <- res
+	}()
+	// SysRq t is printing (a 1-vCPU TCG guest takes seconds for it).
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	seen, err := con.WaitFor(wctx, mark, "sysrq: Show State")
+	cancel()
+	require.NoError(t, err, "console since the mark: %q", seen)
+	require.NoError(t, tm.RemoveVM("guest"))
+	var res *BundleResult
+	select {
+	case res = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("diagnose did not return after the VM was removed")
+	}
+	require.NotNil(t, res)
+	logArtifacts(t, res.Manifest)
+	require.NotNil(t, res.Manifest.LogLevel)
+	require.Equal(t, ManifestLogLevel{Raised: 8, Restored: 4, From: "qemu -append loglevel=4"}, *res.Manifest.LogLevel)
+
+	// The guest says so too: its console loglevel (the first field of
+	// /proc/sys/kernel/printk) is 4, read over a console of our own now
+	// that the monitor's is closed.
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var own *qemuhook.Console
+	for own == nil {
+		c, err := qemuhook.DialConsole(cctx, vm.Serial, 0)
+		if err != nil {
+			require.NoError(t, cctx.Err(), "console: %v", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		own = c
+	}
+	defer own.Close()
+	m := own.Mark()
+	_, err = own.Write([]byte("cat /proc/sys/kernel/printk\n"))
+	require.NoError(t, err)
+	out, err := own.WaitFor(cctx, m, "\t")
+	require.NoError(t, err, "%q", out)
+	out, _ = own.WaitQuiet(cctx, m, 300*time.Millisecond)
+	require.Regexp(t, `(?m)^4\s+4\s+1\s+7\s*$`, strings.ReplaceAll(string(out), "\r", ""))
+}

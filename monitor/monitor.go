@@ -550,7 +550,10 @@ func (m *Monitor) Close() error {
 	m.vms = map[string]*vmRuntime{}
 	m.mu.Unlock()
 	for _, rt := range vms {
-		rt.cancel() // diagnostics in progress end now; their bundles are still written
+		// Diagnostics in progress end now (a SysRq capture cut short sets
+		// the loglevel back over the connections, closed only by stop);
+		// their bundles are still written.
+		rt.diagCancel()
 	}
 	m.incWG.Wait()
 	m.syncMetrics(true)

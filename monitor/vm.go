@@ -28,9 +28,15 @@ const timelineCap = 256
 type vmRuntime struct {
 	cfg    VMConfig
 	m      *Monitor
-	ctx    context.Context
+	ctx    context.Context // the connections'
 	cancel context.CancelFunc
 	done   chan struct{}
+	// diagCtx ends the VM's diagnostics. It is cancelled before ctx: the
+	// diagnostics in progress end first, and one cut short in a SysRq
+	// capture sets the guest's console loglevel back over the connections
+	// that are still open (stop).
+	diagCtx    context.Context
+	diagCancel context.CancelFunc
 
 	// conMu serialises the users of the console that type into it (the
 	// console probe, SysRq captures).
@@ -45,11 +51,18 @@ type vmRuntime struct {
 	timeline  []TimelineEntry
 	erstKnown map[uint64]bool // ERST records present when the VM was added
 	lastErr   string
+	diagN     int           // diagnostics in progress (beginDiag)
+	diagIdle  chan struct{} // closed when diagN drops to 0, for stop
 }
+
+// diagDrain bounds how long stop waits for the diagnostics in progress to
+// end (they were cancelled: setting the loglevel back takes at most 5 s).
+const diagDrain = 10 * time.Second
 
 func newVMRuntime(m *Monitor, cfg VMConfig) *vmRuntime {
 	ctx, cancel := context.WithCancel(m.ctx)
-	v := &vmRuntime{cfg: cfg, m: m, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	dctx, dcancel := context.WithCancel(m.ctx)
+	v := &vmRuntime{cfg: cfg, m: m, ctx: ctx, cancel: cancel, diagCtx: dctx, diagCancel: dcancel, done: make(chan struct{})}
 	v.erstKnown = erstIDs(cfg.ERST)
 	go v.run()
 	return v
@@ -70,9 +83,51 @@ func erstIDs(path string) map[uint64]bool {
 	return ids
 }
 
+// stop ends the VM's diagnostics, waits (at most diagDrain) for those in
+// progress to finish, then closes its connections and waits for them.
 func (v *vmRuntime) stop() {
+	v.diagCancel()
+	v.mu.Lock()
+	var idle chan struct{}
+	if v.diagN > 0 {
+		if v.diagIdle == nil {
+			v.diagIdle = make(chan struct{})
+		}
+		idle = v.diagIdle
+	}
+	v.mu.Unlock()
+	if idle != nil {
+		t := time.NewTimer(diagDrain)
+		select {
+		case <-idle:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	v.cancel()
 	<-v.done
+}
+
+// beginDiag counts a diagnostic run that stop waits for, and returns its
+// context: ctx, also cancelled when the VM's diagnostics end. end must be
+// called when the run no longer needs the connections.
+func (v *vmRuntime) beginDiag(ctx context.Context) (rctx context.Context, end func()) {
+	rctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(v.diagCtx, cancel)
+	v.mu.Lock()
+	v.diagN++
+	v.mu.Unlock()
+	return rctx, func() {
+		unhook()
+		cancel()
+		v.mu.Lock()
+		v.diagN--
+		if v.diagN == 0 && v.diagIdle != nil {
+			close(v.diagIdle)
+			v.diagIdle = nil
+		}
+		v.mu.Unlock()
+	}
 }
 
 func (v *vmRuntime) record(e TimelineEntry) {
