@@ -569,7 +569,12 @@ func (lockupAnalyzer) Analyze(ctx context.Context, b *Bundle) ([]Finding, error)
 		out = append(out, rcuStall(h))
 	}
 	if len(out) == 0 {
-		if f, ok := livelock(b); ok {
+		// Interrupts off on a busy vCPU first: a SysRq l in the same
+		// bundle answered only once they came back, on a CPU that had
+		// moved on.
+		if f, ok := irqsOffLockup(b); ok {
+			out = append(out, f)
+		} else if f, ok := livelock(b); ok {
 			out = append(out, f)
 		}
 	}
@@ -630,23 +635,9 @@ func livelock(b *Bundle) (Finding, bool) {
 	if !ok || st != "stale" {
 		return Finding{}, false
 	}
-	data, err := os.ReadFile(filepath.Join(b.Dir, "host.json"))
-	if err != nil {
-		return Finding{}, false
-	}
-	var h hostVCPUs
-	if json.Unmarshal(data, &h) != nil || len(h.VCPUs) == 0 {
-		return Finding{}, false
-	}
-	busy := 0
-	for _, c := range h.VCPUs {
-		// On a shared host a busy vCPU may get little CPU; it still
-		// wants it all the time (runnable).
-		if c.Percent >= 70 || c.Runnable >= 85 {
-			busy++
-		}
-	}
-	if busy < len(h.VCPUs) {
+	bm, n, ok := busyVCPUs(b)
+	busy := len(bm)
+	if !ok || busy < n {
 		return Finding{}, false
 	}
 	f := Finding{Class: ClassLockup, Confidence: 0.75, Details: map[string]string{"kind": "livelock", "busy_vcpus": strconv.Itoa(busy)}}

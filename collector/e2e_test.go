@@ -100,10 +100,18 @@ func TestE2EAnalyzersRealGuest(t *testing.T) {
 		{"rcustall", testguest.BootArgs(testguest.ModeRCUStall, 3*time.Second, testguest.Duration(20*time.Second)), monitor.ProbeConfig{}, 0,
 			[]string{"host", "region", "console"}, ClassLockup, true, 12 * time.Second,
 			map[string]string{"kind": "rcu-stall", "task": "acpidiag-rcu", "where": "acpidiag_rcustall+"}},
+		// A CPU spinning with interrupts off (mode=hardlockup, 20 s): no
+		// detector in the guest can say so under TCG and SysRq gets no
+		// answer; the registers (HMP and gdbstub) show CPU 0 in kernel
+		// mode with IF clear while its vCPU thread is busy on the host.
+		{"hardlockup", testguest.BootArgs(testguest.ModeHardLockup, 8*time.Second, testguest.Duration(20*time.Second)),
+			monitor.ProbeConfig{Kind: monitor.ProbeRegion}, 2,
+			[]string{"host", "region", "registers", "sysrq:l", "qmp", "console"}, ClassLockup, false, 0,
+			map[string]string{"kind": "hard", "cpu": "0"}},
 	}
 	keep := os.Getenv("ACPIDIAG_KEEP_BUNDLES")
 	// These guest modes load the test module (internal/testguest/oopsmod).
-	needsModule := map[string]bool{"hungtask": true, "softlockup": true, "rcustall": true}
+	needsModule := map[string]bool{"hungtask": true, "softlockup": true, "rcustall": true, "hardlockup": true}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if needsModule[c.name] {

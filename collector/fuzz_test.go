@@ -4,8 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/acpidiag/acpidiag/fixtures"
 
 	"github.com/acpidiag/acpidiag/monitor"
 )
@@ -72,6 +76,38 @@ func FuzzParseFindings(f *testing.F) {
 		for _, x := range fs {
 			if x.Class == "" || x.Confidence < 0 || x.Confidence > 1 {
 				t.Fatalf("accepted %+v", x)
+			}
+		}
+	})
+}
+
+// FuzzAnalyzeHostView: the host-side artifacts the lockup rules read
+// (registers from HMP and the gdbstub, host.json, region.json), any
+// bytes, seeded with the real hard-lockup bundle's.
+func FuzzAnalyzeHostView(f *testing.F) {
+	real := filepath.Join(fixtures.Dir(), "bundles", "20261129T160801.800Z-guest-hardlockup-4f42d0")
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(real, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		return string(b)
+	}
+	f.Add(read("registers-hmp.txt"), read("registers-gdb.json"), read("host.json"), read("region.json"))
+	f.Add("CPU#0\nRIP=ffffffff81000000 RFL=00000002 [-------] CPL=0\nCPU#1\nRIP=1 RFL=zz [] CPL=0\n",
+		`{"cpus":[{"registers":[{"name":"eflags","hex":"2"},{"name":"cs","hex":"10"}]}]}`,
+		`{"vcpus":[{"cpu_index":0,"cpu_percent":100},{"cpu_index":-1,"runnable_percent":99}]}`, `{"monitor":{"state":"stale"}}`)
+	f.Fuzz(func(t *testing.T, hmp, gdb, host, region string) {
+		tb := testBundle{ID: "z", VM: "v", Files: map[string]string{"registers-hmp.txt": hmp, "registers-gdb.json": gdb,
+			"host.json": host, "region.json": region}, Created: time.Unix(0, 0)}
+		b := &Bundle{Dir: tb.dir(t)}
+		b.Manifest, _ = monitor.ReadManifest(b.Dir)
+		a := Analyze(context.Background(), b, Builtin())
+		for _, f := range a.Findings {
+			for _, e := range f.Evidence {
+				if e.First < 1 || e.Last < e.First || len(e.Lines) != e.Last-e.First+1 {
+					t.Fatalf("bad evidence %+v", e)
+				}
 			}
 		}
 	})

@@ -153,6 +153,29 @@ func TestE2EGuestSoftLockup(t *testing.T) {
 	require.NotContains(t, v.Console(), "Kernel panic")
 }
 
+// TestE2EGuestHardLockup: the test module's mode=hardlockup spins CPU 0
+// with interrupts disabled for 8 s. Nothing in the guest reports it (no
+// PMU NMI under TCG) and the 1-vCPU guest stands still: its application
+// heartbeat does not move while the spin lasts. Then the guest goes on.
+func TestE2EGuestHardLockup(t *testing.T) {
+	t.Parallel()
+	requireTestModule(t)
+	v := bootGuest(t, 1, BootArgs(ModeHardLockup, time.Second, Duration(8*time.Second)))
+	v.waitConsole(bootTimeout, "acpidiag-guest: hardlockup now: task acpidiag-irqoff pid ",
+		"acpidiag_oops: spinning with interrupts disabled for 8s (acpidiag-irqoff:")
+	if !strings.Contains(v.Console(), "hard lockup over") {
+		b0 := v.slot(0).beat
+		time.Sleep(3 * time.Second)
+		if c := v.Console(); !strings.Contains(c, "hard lockup over") {
+			require.Equal(t, b0, v.slot(0).beat, "the heartbeat moved while interrupts were off")
+		}
+	}
+	v.waitConsole(bootTimeout, "acpidiag_oops: hard lockup over after 8s", "acpidiag-guest: hardlockup over: task acpidiag-irqoff ended")
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
+	require.NotContains(t, v.Console(), "Kernel panic")
+}
+
 // TestE2EGuestRCUStall: the test module's mode=rcustall holds an RCU read
 // lock for 8 s after asking for a grace period, with a 3 s stall timeout:
 // RCU's stall detector reports the grace period held up, the blocked task

@@ -92,16 +92,26 @@ const (
 	// goes on. (A hard lockup, the other cause of RCU stalls, cannot be
 	// made real here: its detector needs a PMU NMI that TCG lacks.)
 	ModeRCUStall = "rcustall"
+	// ModeHardLockup spins a CPU with interrupts disabled for
+	// acpidiag.duration (default 20s): a child process named
+	// "acpidiag-irqoff" loads the test module with mode=hardlockup. The
+	// kernel's hard lockup detector needs a PMU NMI that QEMU's TCG does
+	// not provide, so the guest says nothing meanwhile: on a 1-vCPU guest
+	// everything stops, SysRq gets no answer, and the host sees the vCPU
+	// busy with its registers in kernel mode and IF clear. Afterwards
+	// the guest goes on (and may report the soft lockup and RCU stall
+	// late).
+	ModeHardLockup = "hardlockup"
 )
 
 // Duration returns a BootArgs extra word setting how long ModeHungTask,
-// ModeSoftLockup and ModeRCUStall last (rounded up to whole seconds, at
-// least 1 s).
+// ModeSoftLockup, ModeRCUStall and ModeHardLockup last (rounded up to
+// whole seconds, at least 1 s).
 func Duration(d time.Duration) string { return "acpidiag.duration=" + d.String() }
 
 // Modes lists every guest mode.
 var Modes = []string{ModeAlive, ModePanic, ModeOops, ModeLivelock, ModeReboot, ModePoweroff, ModeUhang, ModeSpin, ModeOOM, ModeDState,
-	ModeHungTask, ModeSoftLockup, ModeRCUStall}
+	ModeHungTask, ModeSoftLockup, ModeRCUStall, ModeHardLockup}
 
 // NoPVPanic is a BootArgs extra word: the guest does not load its pvpanic
 // modules, so a panic raises no GUEST_PANICKED and leaves only the
@@ -134,7 +144,7 @@ type KernelFiles struct {
 	Version string
 	// OopsModule is the path of the test module built from
 	// internal/testguest/oopsmod (mode=oops on load by default, or hang or
-	// softlockup) for ModeOops, ModeHungTask, ModeSoftLockup and ModeRCUStall, or ""
+	// softlockup, rcustall, hardlockup) for ModeOops and the modes after it, or ""
 	// when fetch-kernel.sh could not build it (no make/gcc-12).
 	OopsModule string
 }

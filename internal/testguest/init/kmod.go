@@ -31,6 +31,7 @@ const (
 	hungComm = "acpidiag-hang"
 	spinComm = "acpidiag-spin"
 	rcuComm  = "acpidiag-rcu"
+	irqComm  = "acpidiag-irqoff"
 	// hungTaskTimeout is kernel.hung_task_timeout_secs in mode hungtask
 	// (Debian's default is 120): the detector checks every 2 s and
 	// reports a task in D state for more than 2 s.
@@ -97,7 +98,9 @@ type kmodSpec struct {
 // hung-task detector reports it; softlockup spins a CPU with preemption
 // disabled, the soft lockup detector reports it; rcustall holds an RCU
 // read lock across a grace period it asked for, RCU's stall detector
-// reports it ("rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:").
+// reports it ("rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:");
+// hardlockup spins with interrupts disabled, and nothing in the guest can
+// report it meanwhile (no PMU NMI under TCG): the host's view must.
 var kmodModes = map[string]kmodSpec{
 	"hungtask": {"hang", hungComm, defaultHang, [][2]string{
 		{"/proc/sys/kernel/printk", consoleLogLevel},
@@ -111,6 +114,9 @@ var kmodModes = map[string]kmodSpec{
 	"rcustall": {"rcustall", rcuComm, defaultSpin, [][2]string{
 		{"/proc/sys/kernel/printk", consoleLogLevel},
 		{"/sys/module/rcupdate/parameters/rcu_cpu_stall_timeout", rcuStallTimeout},
+	}},
+	"hardlockup": {"hardlockup", irqComm, defaultSpin, [][2]string{
+		{"/proc/sys/kernel/printk", consoleLogLevel},
 	}},
 }
 

@@ -36,7 +36,7 @@ func TestTestModule(t *testing.T) {
 
 // Every test-module mode is a guest mode, and its task name fits comm.
 func TestKmodModes(t *testing.T) {
-	require.Len(t, kmodModes, 3)
+	require.Len(t, kmodModes, 4)
 	for m, spec := range kmodModes {
 		assert.Contains(t, modes, m)
 		assert.LessOrEqual(t, len(spec.comm), 15, "comm %q", spec.comm)

@@ -134,12 +134,12 @@ type options struct {
 	lastBoot int
 	// shell answers console lines (acpidiag.shell, shell.go).
 	shell bool
-	// duration is how long modes hungtask, softlockup and rcustall last
+	// duration is how long the test-module modes last
 	// (acpidiag.duration; 0: the mode's default, kmod.go).
 	duration time.Duration
 }
 
-var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom", "dstate", "hungtask", "softlockup", "rcustall"}
+var modes = []string{"alive", "panic", "oops", "livelock", "reboot", "poweroff", "uhang", "spin", "oom", "dstate", "hungtask", "softlockup", "rcustall", "hardlockup"}
 
 func defaultOptions() options {
 	return options{
@@ -377,7 +377,7 @@ func run() {
 		oomMode() // oom.go
 	case "dstate":
 		dstateMode() // dstate.go
-	case "hungtask", "softlockup", "rcustall":
+	case "hungtask", "softlockup", "rcustall", "hardlockup":
 		kmodMode(o.mode, o.duration) // kmod.go
 	}
 }

@@ -26,12 +26,20 @@
  *                    blocked ones and its stack, after
  *                    rcupdate.rcu_cpu_stall_timeout seconds (set it to 3).
  *                    The rest of the guest runs on.
+ *   mode=hardlockup  spin with interrupts disabled for seconds=N (counted
+ *                    in mdelay(1) steps: jiffies stop with the timer
+ *                    interrupt): a hard lockup. The kernel's own detector
+ *                    needs a PMU NMI, which QEMU's TCG lacks, so nothing
+ *                    in the guest reports it meanwhile; the host sees a
+ *                    busy vCPU whose registers show kernel mode with IF
+ *                    clear, and SysRq (an interrupt) gets no answer.
  *
- * hang, softlockup and rcustall end after N seconds; the init then fails with
+ * hang, softlockup, rcustall and hardlockup end after N seconds; the init then fails with
  * -ECANCELED so the module does not stay loaded and can be loaded again.
  */
 #include <linux/delay.h>
 #include <linux/init.h>
+#include <linux/irqflags.h>
 #include <linux/jiffies.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -43,11 +51,11 @@
 
 static char *mode = "oops";
 module_param(mode, charp, 0444);
-MODULE_PARM_DESC(mode, "oops (default), hang, softlockup or rcustall");
+MODULE_PARM_DESC(mode, "oops (default), hang, softlockup, rcustall or hardlockup");
 
 static uint seconds = 60;
 module_param(seconds, uint, 0444);
-MODULE_PARM_DESC(seconds, "how long hang, softlockup and rcustall last (default 60)");
+MODULE_PARM_DESC(seconds, "how long hang, softlockup, rcustall and hardlockup last (default 60)");
 
 /* acpidiag_hang sleeps uninterruptibly: the frame the blocking stack names. */
 static noinline void acpidiag_hang(unsigned int secs)
@@ -97,6 +105,20 @@ static noinline void acpidiag_rcustall(unsigned int secs)
 	pr_err("acpidiag_oops: RCU read lock released after %us\n", secs);
 }
 
+/* acpidiag_hardlockup spins with interrupts off: no tick, no IPI, no SysRq. */
+static noinline void acpidiag_hardlockup(unsigned int secs)
+{
+	unsigned long i, n = secs * 1000UL;
+
+	pr_err("acpidiag_oops: spinning with interrupts disabled for %us (%s:%d, CPU %d)\n", secs, current->comm,
+	       task_pid_nr(current), raw_smp_processor_id());
+	local_irq_disable();
+	for (i = 0; i < n; i++)
+		mdelay(1);
+	local_irq_enable();
+	pr_err("acpidiag_oops: hard lockup over after %us\n", secs);
+}
+
 static int __init acpidiag_oops_init(void)
 {
 	int *volatile p = NULL;
@@ -119,10 +141,14 @@ static int __init acpidiag_oops_init(void)
 		acpidiag_rcustall(seconds);
 		return -ECANCELED;
 	}
-	pr_err("acpidiag_oops: unknown mode=%s (want oops, hang, softlockup or rcustall)\n", mode);
+	if (!strcmp(mode, "hardlockup")) {
+		acpidiag_hardlockup(seconds);
+		return -ECANCELED;
+	}
+	pr_err("acpidiag_oops: unknown mode=%s (want oops, hang, softlockup, rcustall or hardlockup)\n", mode);
 	return -EINVAL;
 }
 module_init(acpidiag_oops_init);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("acpidiag test guest: oops, hang in D state, soft lockup or RCU stall on load");
+MODULE_DESCRIPTION("acpidiag test guest: oops, hang in D state, soft or hard lockup, or RCU stall on load");
