@@ -298,11 +298,9 @@ func (r *diagRun) runOne(ctx context.Context, d DiagSpec) {
 	}
 }
 
-func (m *Monitor) diagSemaphore() chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.diagSem
-}
+// diagSemaphore is the semaphore of limits.diagnostics in force. It takes
+// no lock: a removal holds m.mu while it waits for the VM's diagnostics.
+func (m *Monitor) diagSemaphore() chan struct{} { return *m.diagSem.Load() }
 
 // artifact is a diagnostic's output before it is written.
 type artifact struct {

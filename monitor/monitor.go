@@ -75,7 +75,9 @@ type Monitor struct {
 	opts   Options
 
 	watcher *hostreader.Watcher
-	diagSem chan struct{}
+	// diagSem bounds the diagnostics running at once (limits.diagnostics);
+	// atomic: diagnostics take it while RemoveVM holds mu waiting for them.
+	diagSem atomic.Pointer[chan struct{}]
 	events  chan Event
 	dropped uint64
 	lagMu   sync.Mutex
@@ -210,7 +212,8 @@ func (m *Monitor) Apply(p *Plan) error {
 	lim := p.Limits
 	m.limits.Store(&lim)
 	if old == nil || old.Limits.Diagnostics != p.Limits.Diagnostics {
-		m.diagSem = make(chan struct{}, p.Limits.Diagnostics)
+		sem := make(chan struct{}, p.Limits.Diagnostics)
+		m.diagSem.Store(&sem)
 	}
 	for _, w := range p.Warnings {
 		m.emit(Event{Type: EventWarning, Detail: w.String()})

@@ -660,3 +660,44 @@ func TestReloadKeepsUnchangedSlotIndexScenario(t *testing.T) {
 	require.NoError(t, tm.Apply(p3))
 	require.NotSame(t, before, binding(), "a changed index restarts the binding")
 }
+
+// TestRemoveVMDuringDiagnosticsIsPrompt: RemoveVM waits for the VM's
+// diagnostics in progress to end before it closes the connections (so a
+// SysRq capture cut short can set the loglevel back), holding the
+// monitor's lock. The diagnostics are cancelled first and take no lock
+// the removal holds: the removal takes about as long as a cancelled
+// diagnostic, not the drain bound.
+func TestRemoveVMDuringDiagnosticsIsPrompt(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	slow := script(t, dir, "slow.sh", "touch "+started+"; sleep 30")
+	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "v"}}})
+	done := make(chan *BundleResult, 1)
+	go func() {
+		res, err := tm.Diagnose(context.Background(), "v", diagList("script:"+slow, "script:"+slow, "script:"+slow))
+		if err != nil {
+			t.Logf("diagnose: %v", err)
+		}
+		done <- res
+	}()
+	require.Eventually(t, func() bool { _, err := os.Stat(started); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	start := time.Now()
+	require.NoError(t, tm.RemoveVM("v"))
+	took := time.Since(start)
+	var res *BundleResult
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("diagnose did not return after the VM was removed")
+	}
+	require.Less(t, took, diagDrain/2, "RemoveVM took %s", took)
+	require.NotNil(t, res)
+	var notRun int
+	for _, a := range res.Manifest.Artifacts {
+		t.Logf("%s: %s", a.Diagnostic, a.Error)
+		if strings.Contains(a.Error, "not run") {
+			notRun++
+		}
+	}
+	require.Equal(t, 2, notRun, "the second and third scripts are not run")
+}
