@@ -49,6 +49,8 @@ func FuzzAnalyze(f *testing.F) {
 	f.Add("Kernel panic - not syncing: x\nRIP: 0010:foo+0x1/0x2\nCall Trace:\n foo+0x1/0x2\n")
 	f.Add("watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [a:1]\n")
 	f.Add("INFO: task a:1 blocked for more than 120 seconds.\nCall Trace:\n")
+	f.Add("rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\nrcu: \tTasks blocked on level-0 rcu_node (CPUs 0-0): P83 P9\n" +
+		"task:a state:R running task stack:0 pid:83\nCall Trace:\n <IRQ>\n f+0x1/0x2\n </IRQ>\n <TASK>\n g+0x1/0x2\nRIP: 0010:h+0x3/0x4\nRSP: 0018\n i+0x5/0x6\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		tb := testBundle{ID: "z", VM: "v", Files: map[string]string{"console.txt": text}, Created: time.Unix(0, 0)}
 		b := &Bundle{Dir: tb.dir(t)}
