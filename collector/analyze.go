@@ -301,13 +301,7 @@ func strip(l string) string { return reStamp.ReplaceAllString(l, "") }
 // frames returns up to n stack frames after line i (a "Call Trace:" or
 // the header line), and the index of the last line used.
 func frames(lines []string, i, n int) ([]string, int) {
-	start := -1
-	for j := i; j < len(lines) && j < i+80; j++ {
-		if strings.Contains(lines[j], "Call Trace:") {
-			start = j
-			break
-		}
-	}
+	start := traceStart(lines, i)
 	if start < 0 {
 		return nil, i
 	}
@@ -316,6 +310,17 @@ func frames(lines []string, i, n int) ([]string, int) {
 		last = i
 	}
 	return out, last
+}
+
+// traceStart returns the index of the first "Call Trace:" line within 80
+// lines from i, or -1.
+func traceStart(lines []string, i int) int {
+	for j := i; j < len(lines) && j < i+80; j++ {
+		if strings.Contains(lines[j], "Call Trace:") {
+			return j
+		}
+	}
+	return -1
 }
 
 // framesFrom returns up to n stack frames from line start on (lines
@@ -511,13 +516,7 @@ func rcuStall(h *hit) Finding {
 // kernel RIP saved after its "</IRQ>" and the frames are those below it;
 // otherwise it is oopsWhere.
 func interruptedWhere(lines []string, i int, d map[string]string) (string, int) {
-	start := -1
-	for j := i; j < len(lines) && j < i+80; j++ {
-		if strings.Contains(lines[j], "Call Trace:") {
-			start = j
-			break
-		}
-	}
+	start := traceStart(lines, i)
 	if start < 0 {
 		return oopsWhere(lines, i, d, false)
 	}

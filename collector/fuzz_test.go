@@ -56,13 +56,7 @@ func FuzzAnalyze(f *testing.F) {
 		b := &Bundle{Dir: tb.dir(t)}
 		b.Manifest, _ = monitor.ReadManifest(b.Dir)
 		a := Analyze(context.Background(), b, Builtin())
-		for _, f := range a.Findings {
-			for _, e := range f.Evidence {
-				if e.First < 1 || e.Last < e.First || len(e.Lines) != e.Last-e.First+1 {
-					t.Fatalf("bad evidence %+v", e)
-				}
-			}
-		}
+		checkEvidence(t, a)
 	})
 }
 
@@ -105,12 +99,19 @@ func FuzzAnalyzeHostView(f *testing.F) {
 		b := &Bundle{Dir: tb.dir(t)}
 		b.Manifest, _ = monitor.ReadManifest(b.Dir)
 		a := Analyze(context.Background(), b, Builtin())
-		for _, f := range a.Findings {
-			for _, e := range f.Evidence {
-				if e.First < 1 || e.Last < e.First || len(e.Lines) != e.Last-e.First+1 {
-					t.Fatalf("bad evidence %+v", e)
-				}
+		checkEvidence(t, a)
+	})
+}
+
+// checkEvidence fails on evidence whose line range is empty, inverted or
+// does not match the lines it carries.
+func checkEvidence(t *testing.T, a Analysis) {
+	t.Helper()
+	for _, f := range a.Findings {
+		for _, e := range f.Evidence {
+			if e.First < 1 || e.Last < e.First || len(e.Lines) != e.Last-e.First+1 {
+				t.Fatalf("bad evidence %+v", e)
 			}
 		}
-	})
+	}
 }

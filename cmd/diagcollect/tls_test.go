@@ -15,10 +15,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/monitor"
 )
 
@@ -68,7 +68,7 @@ func TestMutualTLS(t *testing.T) {
 	defer cancel()
 	ready := make(chan string, 1)
 	var out bytes.Buffer
-	var errb lockedBuffer // the server logs refused handshakes here while the test reads it
+	var errb fixtures.SyncBuffer // the server logs refused handshakes here while the test reads it
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--store", store, "--tls-cert", filepath.Join(dir, "server.pem"),
@@ -132,22 +132,4 @@ func TestMutualTLS(t *testing.T) {
 	}
 	cancel()
 	<-done
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

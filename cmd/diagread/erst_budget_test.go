@@ -163,7 +163,9 @@ func TestErstAnyInputBounded(t *testing.T) {
 			assert.Equal(t, 2, code, "%v: %s", args, errOut)
 		}
 		t.Logf("NUMBER diagread %v: peak RSS %d bytes", args, rss)
-		assert.Less(t, rss, int64(256<<20), "%v RSS", args)
+		if !raceEnabled { // 144 MB here for the worst store; 346 MB under -race
+			assert.Less(t, rss, int64(256<<20), "%v RSS", args)
+		}
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/acpidiag/acpidiag/fixtures"
 	"github.com/acpidiag/acpidiag/region"
 )
 
@@ -79,7 +79,7 @@ func TestDiagreadBinaryWatchHostileFiles(t *testing.T) {
 	cmd := exec.Command(bin, append([]string{"watch", "--json", "--stamp", "--interval", "50ms"}, files...)...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr strings.Builder
+	var stderr fixtures.SyncBuffer // read while the command runs
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()

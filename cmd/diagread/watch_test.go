@@ -7,13 +7,14 @@ import (
 	"io"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/acpidiag/acpidiag/fixtures"
 )
 
 // lines delivers the lines of r on a channel.
@@ -116,7 +117,7 @@ func TestDiagreadBinaryWatchText(t *testing.T) {
 func TestRunWatchStopsOnCancel(t *testing.T) {
 	p := writeFile(t, "vm", regionImage(4096, 10, time.Time{}, time.Time{}))
 	ctx, cancel := context.WithCancel(context.Background())
-	var sb safeBuffer
+	var sb fixtures.SyncBuffer
 	done := make(chan int)
 	go func() { done <- runWatch(ctx, []string{"--interval", "10ms", p}, &sb, io.Discard) }()
 	require.Eventually(t, func() bool { return strings.Contains(sb.String(), "unknown") }, 5*time.Second, 10*time.Millisecond)
@@ -127,22 +128,4 @@ func TestRunWatchStopsOnCancel(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("runWatch did not return")
 	}
-}
-
-// safeBuffer is a strings.Builder safe for one writer and one reader.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -64,7 +64,7 @@ func TestE2ECLIChannel(t *testing.T) {
 				"-serial", "file:" + filepath.Join(dir, "console.log"), "-no-reboot", "-net", "none",
 				"-kernel", k.Vmlinuz, "-initrd", ird.Path, "-append", appendLine}, qargs...)
 			q := exec.CommandContext(ctx, qemu, args...)
-			var stderr strings.Builder
+			var stderr fixtures.SyncBuffer // read while QEMU runs
 			q.Stderr = &stderr
 			require.NoError(t, q.Start())
 			t.Cleanup(func() { _ = q.Process.Kill(); _ = q.Wait() })
