@@ -634,6 +634,9 @@ func livelock(b *Bundle) (Finding, bool) {
 	if !ok || st != "stale" {
 		return Finding{}, false
 	}
+	if find(b, textArtifacts(b), rePanic) != nil {
+		return Finding{}, false // a panicked kernel's final loop keeps its vCPU busy too
+	}
 	bm, n, ok := busyVCPUs(b)
 	busy := len(bm)
 	if !ok || busy < n {

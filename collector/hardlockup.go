@@ -99,9 +99,16 @@ func gdbIRQsOff(b *Bundle) map[int]bool {
 // and a vCPU whose thread is busy on the host caught by HMP in kernel
 // mode with interrupts disabled (0.8; 0.85 when the gdbstub, read a
 // moment later, caught it so too).
+//
+// A kernel that panicked spins with interrupts off too (panic's final
+// loop, when it does not reboot): with a panic in the bundle's text this
+// is the panic's, not a lockup.
 func irqsOffLockup(b *Bundle) (Finding, bool) {
 	st, _, ok := regionState(b)
 	if !ok || st != "stale" {
+		return Finding{}, false
+	}
+	if find(b, textArtifacts(b), rePanic) != nil {
 		return Finding{}, false
 	}
 	busy, _, ok := busyVCPUs(b)

@@ -116,8 +116,9 @@ func TestAnalyzersRealHungTaskAndLockups(t *testing.T) {
 
 // TestIRQsOffLockupNeedsIFClearInKernel: the real hard-lockup bundle with
 // its registers edited. With IF set (a CPU that takes interrupts), or in
-// user mode, or with its vCPU thread idle on the host, it is no hard
-// lockup: the livelock rule (region stale, every vCPU busy) or nothing.
+// user mode, or with its vCPU thread idle on the host, or after a kernel
+// panic, it is no hard lockup: the livelock rule (region stale, every
+// vCPU busy) or nothing.
 func TestIRQsOffLockupNeedsIFClearInKernel(t *testing.T) {
 	src := filepath.Join(fixtures.Dir(), "bundles", "20261129T160801.800Z-guest-hardlockup-4f42d0")
 	for _, c := range []struct {
@@ -130,6 +131,10 @@ func TestIRQsOffLockupNeedsIFClearInKernel(t *testing.T) {
 		{"IF set", "RFL=00000087", "RFL=00000287", "registers-hmp.txt", "livelock"},
 		{"user mode", "CPL=0", "CPL=3", "registers-hmp.txt", "livelock"},
 		{"vCPU idle on the host", `"cpu_percent": `, `"cpu_percent": 0, "was": `, "host.json", ""},
+		// A kernel that panicked (without pvpanic: the region only goes
+		// stale) halts in panic's loop with interrupts off: neither a hard
+		// lockup nor a livelock (the panic analyzer's).
+		{"after a panic", "acpidiag-guest: hardlockup now", "Kernel panic - not syncing: Fatal exception\nacpidiag-guest: hardlockup now", "console.txt", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
