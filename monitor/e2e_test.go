@@ -193,23 +193,10 @@ func TestE2EUserspaceHang(t *testing.T) {
 	require.True(t, qs.Running, "the VM runs after the diagnostics")
 
 	// QEMU killed (kill -9) in the middle of a diagnosis.
-	done := make(chan *BundleResult, 1)
-	go func() {
-		res, err := tm.Diagnose(context.Background(), "guest", diagList("host", "sysrq:t", "registers", "sysrq:m", "qmp", "sysrq:q", "region", "erst"))
-		if err != nil {
-			t.Logf("diagnose: %v", err)
-		}
-		done <- res
-	}()
+	wait := diagnoseInBackground(t, tm, "guest", diagList("host", "sysrq:t", "registers", "sysrq:m", "qmp", "sysrq:q", "region", "erst"))
 	time.Sleep(1200 * time.Millisecond) // host sampling (0.5 s) is done, SysRq t is running
 	require.NoError(t, syscall.Kill(proc.Pid(), syscall.SIGKILL))
-	var res *BundleResult
-	select {
-	case res = <-done:
-	case <-time.After(90 * time.Second):
-		t.Fatal("diagnose did not return after QEMU was killed")
-	}
-	require.NotNil(t, res)
+	res := wait(90*time.Second, "QEMU was killed")
 	logArtifacts(t, res.Manifest)
 	byDiag := map[string]Artifact{}
 	for _, a := range res.Manifest.Artifacts {
@@ -308,27 +295,14 @@ func TestE2ERemoveVMDuringSysRq(t *testing.T) {
 		return err == nil
 	}, 60*time.Second, 100*time.Millisecond, "the guest's shell answers")
 	mark := con.Mark()
-	done := make(chan *BundleResult, 1)
-	go func() {
-		res, err := tm.Diagnose(context.Background(), "guest", diagList("sysrq:t", "sysrq:w", "sysrq:m"))
-		if err != nil {
-			t.Logf("diagnose: %v", err)
-		}
-		done <- res
-	}()
+	wait := diagnoseInBackground(t, tm, "guest", diagList("sysrq:t", "sysrq:w", "sysrq:m"))
 	// SysRq t is printing (a 1-vCPU TCG guest takes seconds for it).
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	seen, err := con.WaitFor(wctx, mark, "sysrq: Show State")
 	cancel()
 	require.NoError(t, err, "console since the mark: %q", seen)
 	require.NoError(t, tm.RemoveVM("guest"))
-	var res *BundleResult
-	select {
-	case res = <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("diagnose did not return after the VM was removed")
-	}
-	require.NotNil(t, res)
+	res := wait(60*time.Second, "the VM was removed")
 	logArtifacts(t, res.Manifest)
 	require.NotNil(t, res.Manifest.LogLevel)
 	require.Equal(t, ManifestLogLevel{Raised: 8, Restored: 4, From: "qemu -append loglevel=4"}, *res.Manifest.LogLevel)

@@ -223,3 +223,29 @@ func TestRegionWriterCloseWhileTicking(t *testing.T) {
 		<-done
 	}
 }
+
+// diagnoseInBackground starts tm.Diagnose of vm with specs and returns a
+// wait for its result: at most timeout, failing the test with "diagnose
+// did not return after <after>" or when it wrote no bundle.
+func diagnoseInBackground(t *testing.T, tm *testMon, vm string, specs []DiagSpec) (wait func(timeout time.Duration, after string) *BundleResult) {
+	t.Helper()
+	done := make(chan *BundleResult, 1)
+	go func() {
+		res, err := tm.Diagnose(context.Background(), vm, specs)
+		if err != nil {
+			t.Logf("diagnose: %v", err)
+		}
+		done <- res
+	}()
+	return func(timeout time.Duration, after string) *BundleResult {
+		t.Helper()
+		select {
+		case res := <-done:
+			require.NotNil(t, res, "diagnose wrote no bundle")
+			return res
+		case <-time.After(timeout):
+			t.Fatalf("diagnose did not return after %s", after)
+			return nil
+		}
+	}
+}

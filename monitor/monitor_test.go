@@ -672,26 +672,13 @@ func TestRemoveVMDuringDiagnosticsIsPrompt(t *testing.T) {
 	started := filepath.Join(dir, "started")
 	slow := script(t, dir, "slow.sh", "touch "+started+"; sleep 30")
 	tm := startMonitor(t, Config{VMs: []VMConfig{{Name: "v"}}})
-	done := make(chan *BundleResult, 1)
-	go func() {
-		res, err := tm.Diagnose(context.Background(), "v", diagList("script:"+slow, "script:"+slow, "script:"+slow))
-		if err != nil {
-			t.Logf("diagnose: %v", err)
-		}
-		done <- res
-	}()
+	wait := diagnoseInBackground(t, tm, "v", diagList("script:"+slow, "script:"+slow, "script:"+slow))
 	require.Eventually(t, func() bool { _, err := os.Stat(started); return err == nil }, 10*time.Second, 10*time.Millisecond)
 	start := time.Now()
 	require.NoError(t, tm.RemoveVM("v"))
 	took := time.Since(start)
-	var res *BundleResult
-	select {
-	case res = <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("diagnose did not return after the VM was removed")
-	}
+	res := wait(20*time.Second, "the VM was removed")
 	require.Less(t, took, diagDrain/2, "RemoveVM took %s", took)
-	require.NotNil(t, res)
 	var notRun int
 	for _, a := range res.Manifest.Artifacts {
 		t.Logf("%s: %s", a.Diagnostic, a.Error)

@@ -1,6 +1,7 @@
 package qemuhook
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -323,54 +324,14 @@ type Config struct {
 	Extra []string
 }
 
-func (c Config) machine() Machine {
-	if c.Machine == "" {
-		return MachineQ35
-	}
-	return c.Machine
-}
-
-func (c Config) firmware() Firmware {
-	if c.Firmware == "" {
-		return FirmwareSeaBIOS
-	}
-	return c.Firmware
-}
-
-func (c Config) smp() int {
-	if c.SMP == 0 {
-		return 1
-	}
-	return c.SMP
-}
-
-func (c Config) memoryMB() int {
-	if c.MemoryMB == 0 {
-		return 512
-	}
-	return c.MemoryMB
-}
-
-func (c Config) accel() Accel {
-	if c.Accel == "" {
-		return AccelTCG
-	}
-	return c.Accel
-}
-
-func (c Config) ovmfCode() string {
-	if c.OVMFCode == "" {
-		return DefaultOVMFCode
-	}
-	return c.OVMFCode
-}
-
-func (c Config) ovmfVarsTemplate() string {
-	if c.OVMFVars == "" {
-		return DefaultOVMFVars
-	}
-	return c.OVMFVars
-}
+// The defaults of the zero Config fields.
+func (c Config) machine() Machine         { return cmp.Or(c.Machine, MachineQ35) }
+func (c Config) firmware() Firmware       { return cmp.Or(c.Firmware, FirmwareSeaBIOS) }
+func (c Config) smp() int                 { return cmp.Or(c.SMP, 1) }
+func (c Config) memoryMB() int            { return cmp.Or(c.MemoryMB, 512) }
+func (c Config) accel() Accel             { return cmp.Or(c.Accel, AccelTCG) }
+func (c Config) ovmfCode() string         { return cmp.Or(c.OVMFCode, DefaultOVMFCode) }
+func (c Config) ovmfVarsTemplate() string { return cmp.Or(c.OVMFVars, DefaultOVMFVars) }
 
 // OVMFVarsPath is the writable OVMF vars copy in Workdir.
 func (c Config) OVMFVarsPath() string {
