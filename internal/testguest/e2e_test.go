@@ -85,22 +85,17 @@ func TestE2EGuestPoweroff(t *testing.T) {
 // TestE2EGuestOops: the oops module gives a real NULL-pointer oops in a
 // child of PID 1; PID 1, its heartbeat and the kernel survive.
 func TestE2EGuestOops(t *testing.T) {
-	t.Parallel()
-	requireTestModule(t)
-	v := bootGuest(t, 1, BootArgs(ModeOops, time.Second))
+	v := bootModuleMode(t, BootArgs(ModeOops, time.Second))
 	v.waitConsole(bootTimeout, "acpidiag-guest: oopsing now",
 		"BUG: kernel NULL pointer dereference, address: 0000000000000000", "Oops: 0002 [#1]",
 		"acpidiag-guest: oops done: kernel tainted D")
-	first := v.waitBeat(30*time.Second, 0)
-	v.waitBeat(30*time.Second, first.beat+2)
+	v.waitGoesOn()
 	require.NotContains(t, v.Console(), "Kernel panic")
 }
 
 // TestE2EGuestOopsPanic: with oops=panic the oops panics the kernel.
 func TestE2EGuestOopsPanic(t *testing.T) {
-	t.Parallel()
-	requireTestModule(t)
-	v := bootGuest(t, 1, BootArgs(ModeOops, time.Second, "oops=panic"))
+	v := bootModuleMode(t, BootArgs(ModeOops, time.Second, "oops=panic"))
 	v.waitConsole(bootTimeout, "acpidiag-guest: oopsing now")
 	require.NoError(t, v.waitExit(bootTimeout))
 	c := v.Console()
@@ -120,21 +115,25 @@ func TestE2EGuestOopsWithoutModule(t *testing.T) {
 	require.NoError(t, err)
 	v := bootGuestWith(t, ird, 1, BootArgs(ModeOops, 0))
 	v.waitConsole(bootTimeout, "acpidiag-guest: oops mode: no oops module in /modules/extra; staying alive")
-	first := v.waitBeat(30*time.Second, 0)
-	v.waitBeat(30*time.Second, first.beat+2)
+	v.waitGoesOn()
+}
+
+// bootModuleMode boots (in parallel with the other tests) a 1-vCPU guest
+// whose mode loads the test module, skipping without the module.
+func bootModuleMode(t *testing.T, appendLine string) *vm {
+	t.Parallel()
+	requireTestModule(t)
+	return bootGuest(t, 1, appendLine)
 }
 
 // TestE2EGuestHungTask: the test module's mode=hang blocks the task
 // acpidiag-hang in TASK_UNINTERRUPTIBLE, and the kernel's own hung-task
 // detector reports it with its stack; PID 1 and its heartbeat go on.
 func TestE2EGuestHungTask(t *testing.T) {
-	t.Parallel()
-	requireTestModule(t)
-	v := bootGuest(t, 1, BootArgs(ModeHungTask, time.Second))
+	v := bootModuleMode(t, BootArgs(ModeHungTask, time.Second))
 	v.waitConsole(bootTimeout, "acpidiag-guest: hungtask now: task acpidiag-hang pid ",
 		"INFO: task acpidiag-hang:", "task:acpidiag-hang   state:D", "acpidiag_hang+")
-	first := v.waitBeat(30*time.Second, 0)
-	v.waitBeat(30*time.Second, first.beat+2)
+	v.waitGoesOn()
 	require.NotContains(t, v.Console(), "Oops")
 }
 
@@ -142,14 +141,11 @@ func TestE2EGuestHungTask(t *testing.T) {
 // with preemption off for 6 s; the soft lockup detector reports it, then
 // the guest goes on.
 func TestE2EGuestSoftLockup(t *testing.T) {
-	t.Parallel()
-	requireTestModule(t)
-	v := bootGuest(t, 1, BootArgs(ModeSoftLockup, time.Second, Duration(6*time.Second)))
+	v := bootModuleMode(t, BootArgs(ModeSoftLockup, time.Second, Duration(6*time.Second)))
 	v.waitConsole(bootTimeout, "acpidiag-guest: softlockup now: task acpidiag-spin pid ",
 		"watchdog: BUG: soft lockup - CPU#0 stuck for ", "[acpidiag-spin:", "acpidiag_softlockup+",
 		"acpidiag_oops: soft lockup over after 6s", "acpidiag-guest: softlockup over: task acpidiag-spin ended")
-	first := v.waitBeat(30*time.Second, 0)
-	v.waitBeat(30*time.Second, first.beat+2)
+	v.waitGoesOn()
 	require.NotContains(t, v.Console(), "Kernel panic")
 }
 
@@ -158,9 +154,7 @@ func TestE2EGuestSoftLockup(t *testing.T) {
 // PMU NMI under TCG) and the 1-vCPU guest stands still: its application
 // heartbeat does not move while the spin lasts. Then the guest goes on.
 func TestE2EGuestHardLockup(t *testing.T) {
-	t.Parallel()
-	requireTestModule(t)
-	v := bootGuest(t, 1, BootArgs(ModeHardLockup, time.Second, Duration(8*time.Second)))
+	v := bootModuleMode(t, BootArgs(ModeHardLockup, time.Second, Duration(8*time.Second)))
 	v.waitConsole(bootTimeout, "acpidiag-guest: hardlockup now: task acpidiag-irqoff pid ",
 		"acpidiag_oops: spinning with interrupts disabled for 8s (acpidiag-irqoff:")
 	if !strings.Contains(v.Console(), "hard lockup over") {
@@ -171,8 +165,7 @@ func TestE2EGuestHardLockup(t *testing.T) {
 		}
 	}
 	v.waitConsole(bootTimeout, "acpidiag_oops: hard lockup over after 8s", "acpidiag-guest: hardlockup over: task acpidiag-irqoff ended")
-	first := v.waitBeat(30*time.Second, 0)
-	v.waitBeat(30*time.Second, first.beat+2)
+	v.waitGoesOn()
 	require.NotContains(t, v.Console(), "Kernel panic")
 }
 
@@ -182,14 +175,11 @@ func TestE2EGuestHardLockup(t *testing.T) {
 // and its stack (in the module); the guest, tick included, goes on
 // meanwhile (the reader yields the CPU).
 func TestE2EGuestRCUStall(t *testing.T) {
-	t.Parallel()
-	requireTestModule(t)
-	v := bootGuest(t, 1, BootArgs(ModeRCUStall, time.Second, Duration(8*time.Second)))
+	v := bootModuleMode(t, BootArgs(ModeRCUStall, time.Second, Duration(8*time.Second)))
 	v.waitConsole(bootTimeout, "acpidiag-guest: rcustall now: task acpidiag-rcu pid ",
 		"rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", "task:acpidiag-rcu", "acpidiag_rcustall+",
 		"acpidiag_oops: RCU read lock released after 8s", "acpidiag-guest: rcustall over: task acpidiag-rcu ended")
-	first := v.waitBeat(30*time.Second, 0)
-	v.waitBeat(30*time.Second, first.beat+2)
+	v.waitGoesOn()
 	require.NotContains(t, v.Console(), "soft lockup - CPU#")
 	require.NotContains(t, v.Console(), "Kernel panic")
 }

@@ -50,24 +50,21 @@ var guestInitramfs = sync.OnceValues(func() (Initramfs, error) {
 type vm struct {
 	t       testing.TB
 	cmd     *exec.Cmd
-	region  string // host file backing the ivshmem BAR2
-	mu      sync.Mutex
-	console bytes.Buffer
+	region  string              // host file backing the ivshmem BAR2
+	console fixtures.SyncBuffer // the serial output, written while tests read it
 	done    chan struct{}
 	waitErr error
 }
 
-func (v *vm) Write(p []byte) (int, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.console.Write(p)
-}
-
 // Console returns the serial output so far.
-func (v *vm) Console() string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.console.String()
+func (v *vm) Console() string { return v.console.String() }
+
+// waitGoesOn waits until the guest's application heartbeat has moved by
+// more than two beats: the guest lives on.
+func (v *vm) waitGoesOn() {
+	v.t.Helper()
+	first := v.waitBeat(30*time.Second, 0)
+	v.waitBeat(30*time.Second, first.beat+2)
 }
 
 // bootGuest starts QEMU (q35, TCG) with the test guest, pvpanic and an
@@ -99,8 +96,8 @@ func bootGuestWith(t testing.TB, ird Initramfs, smp int, appendLine string) *vm 
 		"-object", "memory-backend-file,id=diag,mem-path="+regionFile+",size=64K,share=on",
 		"-device", "ivshmem-plain,memdev=diag,addr=0x10",
 	)
-	v.cmd.Stdout = v
-	v.cmd.Stderr = v
+	v.cmd.Stdout = &v.console
+	v.cmd.Stderr = &v.console
 	require.NoError(t, v.cmd.Start())
 	go func() {
 		v.waitErr = v.cmd.Wait()
